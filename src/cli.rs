@@ -1,0 +1,421 @@
+//! Command-line interface. Lives in the library so `main` only maps errors to
+//! exit codes, and so tests can drive it in-process.
+
+use crate::container::Layout;
+use crate::error::{Error, IoContext, Result};
+use crate::model::Model;
+use crate::pipeline::{self, Options};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lmic",
+    version,
+    about = "Lossless audio compression with a language model"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Channels {
+    Interleaved,
+    Planar,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Common {
+    /// Worker threads (default: all cores). Results never depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Overwrite the output file if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// No progress or messages on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compress a WAV file (IN/OUT may be - for stdin/stdout).
+    Compress {
+        input: PathBuf,
+        output: PathBuf,
+        /// Model: a local Hugging Face Llama directory.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Characters per chunk (the model's context).
+        #[arg(long, default_value_t = 2048)]
+        context: u32,
+        /// Tokens coded explicitly per position; the rest go through an escape.
+        #[arg(long, default_value_t = 100)]
+        top_k: u32,
+        /// Least significant bits per sample stored outside the model
+        /// (default: 1, 2, 3, 4 for 8, 16, 24, 32-bit audio).
+        #[arg(long)]
+        drop_bits: Option<u8>,
+        /// How channels are laid out in the model's text.
+        #[arg(long, value_enum, default_value_t = Channels::Interleaved)]
+        channels: Channels,
+        /// Code every chunk even where storing it verbatim is smaller (tests).
+        #[arg(long, hide = true)]
+        force_coded: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Decompress an .lmc file back to the original WAV, byte for byte.
+    Decompress {
+        input: PathBuf,
+        /// Output WAV (omit with --test).
+        output: Option<PathBuf>,
+        /// Use this model instead of the one recorded in the file (its
+        /// fingerprint must match).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Decode and verify the checksum without writing anything.
+        #[arg(short, long)]
+        test: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Describe an .lmc file (no model needed).
+    Info { input: PathBuf },
+    /// Write a small random Llama model directory, for trying lmic and tests.
+    MakeTinyModel {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+pub fn run<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout as usual; usage errors are ours.
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) {
+                print!("{e}");
+                return Ok(());
+            }
+            let msg = e.to_string();
+            let first = msg
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            return Err(Error::Usage(first.to_string()));
+        }
+    };
+    match cli.cmd {
+        Command::Compress {
+            input,
+            output,
+            model,
+            context,
+            top_k,
+            drop_bits,
+            channels,
+            force_coded,
+            common,
+        } => {
+            set_threads(common.threads)?;
+            let opts = Options {
+                context,
+                top_k,
+                drop_bits,
+                layout: match channels {
+                    Channels::Interleaved => Layout::Interleaved,
+                    Channels::Planar => Layout::Planar,
+                },
+                force_coded,
+                ..Options::default()
+            };
+            if is_std(&output) && io::stdout().is_terminal() {
+                return Err(Error::Usage(
+                    "refusing to write compressed data to a terminal".into(),
+                ));
+            }
+            let model_dir = model.ok_or_else(|| {
+                Error::Usage(
+                    "no model given: pass --model DIR (a Hugging Face Llama directory; \
+                     `lmic make-tiny-model DIR` writes a small random one)"
+                        .into(),
+                )
+            })?;
+            let mut reader = open_input(&input)?;
+            let sink = Sink::create(&output, common.force)?;
+            let model = Model::load_dir(&model_dir)?;
+            let bar = progress_bar(common.quiet);
+            let mut w = sink.writer();
+            let stats = pipeline::compress(&model, &mut reader, &mut w, &opts, &|d, t| {
+                if let Some(bar) = &bar {
+                    bar.set_length(t);
+                    bar.set_position(d)
+                }
+            })?;
+            drop(w);
+            sink.finish()?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if !common.quiet && io::stderr().is_terminal() {
+                eprintln!(
+                    "{} -> {} bytes ({:.1}%)",
+                    stats.input_bytes,
+                    stats.output_bytes,
+                    100.0 * stats.output_bytes as f64 / stats.input_bytes.max(1) as f64
+                );
+            }
+            Ok(())
+        }
+        Command::Decompress {
+            input,
+            output,
+            model,
+            test,
+            common,
+        } => {
+            set_threads(common.threads)?;
+            let output = match (output, test) {
+                (Some(_), true) => {
+                    return Err(Error::Usage("--test writes nothing: give no output".into()))
+                }
+                (None, false) => return Err(Error::Usage("missing output (or --test)".into())),
+                (o, _) => o,
+            };
+            let mut reader = open_input(&input)?;
+            let header = pipeline::read_header(&mut reader)?;
+            let model = match model {
+                Some(dir) => Model::load_dir(&dir)?,
+                None => {
+                    let dir = Path::new(&header.model_spec);
+                    if !dir.is_dir() {
+                        return Err(Error::Model(format!(
+                            "the file was compressed with the model at {}, which is not there; \
+                             pass --model DIR with a copy of it",
+                            header.model_spec
+                        )));
+                    }
+                    Model::load_dir(dir)?
+                }
+            };
+            pipeline::check_model(&header, &model)?;
+            let bar = progress_bar(common.quiet);
+            let prog = |d: u64, t: u64| {
+                if let Some(bar) = &bar {
+                    bar.set_length(t);
+                    bar.set_position(d)
+                }
+            };
+            let opts = Options::default();
+            match output {
+                None => {
+                    pipeline::decompress(
+                        &model,
+                        &header,
+                        &mut reader,
+                        &mut io::sink(),
+                        &opts,
+                        &prog,
+                    )?;
+                }
+                Some(out) => {
+                    let sink = Sink::create(&out, common.force)?;
+                    let mut w = sink.writer();
+                    pipeline::decompress(&model, &header, &mut reader, &mut w, &opts, &prog)?;
+                    drop(w);
+                    sink.finish()?;
+                }
+            }
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if test && !common.quiet {
+                eprintln!("{}: ok", input.display());
+            }
+            Ok(())
+        }
+        Command::Info { input } => {
+            let mut reader = open_input(&input)?;
+            let info = pipeline::info(&mut reader)?;
+            print!("{}", format_info(&info));
+            Ok(())
+        }
+        Command::MakeTinyModel { dir, seed } => crate::model::tiny::write_tiny_model(
+            &dir,
+            &crate::model::tiny::TinySpec {
+                seed,
+                ..Default::default()
+            },
+        ),
+    }
+}
+
+pub fn format_info(i: &pipeline::Info) -> String {
+    let h = &i.header;
+    let f = h.format;
+    let samples = h.data_len / f.bytes as u64;
+    let secs = samples as f64 / f.channels as f64 / f.sample_rate.max(1) as f64;
+    let kind = match f.kind {
+        crate::wav::SampleKind::Unsigned => "unsigned",
+        crate::wav::SampleKind::Signed => "signed",
+        crate::wav::SampleKind::Float => "float",
+    };
+    format!(
+        "format:          lmic v{} (.lmc)\n\
+         audio:           {} Hz, {} channel(s), {}-bit {kind} PCM, {:.3} s, {} samples\n\
+         original size:   {} bytes\n\
+         compressed size: {} bytes ({:.2}% of original)\n\
+         bits per sample: {:.3}\n\
+         model:           {}\n\
+         fingerprint:     {}\n\
+         parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
+         chunks:          {} in {} frames ({} verbatim), {} tokens\n\
+         payload:         {} bytes coded, {} bytes dropped bits\n\
+         sha256:          {}\n",
+        crate::container::VERSION,
+        f.sample_rate,
+        f.channels,
+        f.bits(),
+        secs,
+        samples,
+        i.original_bytes,
+        i.file_bytes,
+        100.0 * i.file_bytes as f64 / i.original_bytes.max(1) as f64,
+        i.file_bytes as f64 * 8.0 / samples.max(1) as f64,
+        h.model_spec,
+        crate::model::hex(&h.fingerprint),
+        h.context,
+        h.top_k,
+        h.drop_bits.map_or("default".to_string(), |d| d.to_string()),
+        match h.layout {
+            Layout::Interleaved => "interleaved",
+            Layout::Planar => "planar",
+        },
+        h.start_token,
+        i.chunks,
+        i.frames,
+        i.verbatim_chunks,
+        i.tokens,
+        i.payload_bytes,
+        i.dropped_bytes,
+        crate::model::hex(&i.sha256),
+    )
+}
+
+fn set_threads(n: Option<usize>) -> Result<()> {
+    if let Some(n) = n {
+        if n == 0 {
+            return Err(Error::Usage("--threads must be at least 1".into()));
+        }
+        // Fails only if the pool exists already (in-process tests): harmless.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    Ok(())
+}
+
+fn is_std(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+fn open_input(p: &Path) -> Result<Box<dyn Read>> {
+    if is_std(p) {
+        return Ok(Box::new(BufReader::with_capacity(1 << 20, io::stdin())));
+    }
+    let f = File::open(p).ctx(|| format!("{}", p.display()))?;
+    if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(Error::Usage(format!("{} is a directory", p.display())));
+    }
+    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+}
+
+/// The output: stdout, or a temporary file next to the target that is renamed
+/// over it only when everything succeeded, so no partial file is ever left.
+enum Sink {
+    Stdout,
+    File {
+        tmp: tempfile::NamedTempFile,
+        target: PathBuf,
+        force: bool,
+    },
+}
+
+impl Sink {
+    fn create(p: &Path, force: bool) -> Result<Sink> {
+        if is_std(p) {
+            return Ok(Sink::Stdout);
+        }
+        if p.exists() && !force {
+            return Err(Error::Usage(format!(
+                "{} already exists (use --force to overwrite)",
+                p.display()
+            )));
+        }
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".lmic-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .ctx(|| format!("creating a temporary file in {}", dir.display()))?;
+        Ok(Sink::File {
+            tmp,
+            target: p.to_path_buf(),
+            force,
+        })
+    }
+
+    fn writer(&self) -> Box<dyn Write + '_> {
+        match self {
+            Sink::Stdout => Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())),
+            Sink::File { tmp, .. } => Box::new(BufWriter::with_capacity(1 << 20, tmp.as_file())),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Sink::Stdout => io::stdout().flush().ctx(|| "writing stdout".into()),
+            Sink::File { tmp, target, force } => {
+                tmp.as_file()
+                    .sync_all()
+                    .ctx(|| format!("writing {}", target.display()))?;
+                let r = if force {
+                    tmp.persist(&target).map(|_| ())
+                } else {
+                    tmp.persist_noclobber(&target).map(|_| ())
+                };
+                r.map_err(|e| Error::io(format!("writing {}", target.display()), e.error))
+            }
+        }
+    }
+}
+
+fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
+    if quiet || !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap(),
+    );
+    Some(bar)
+}

@@ -1,0 +1,546 @@
+//! The `.lmc` container. Each structure's `write` and `read` sit side by side
+//! so that a field added to one cannot be forgotten in the other.
+//!
+//! Layout (all integers little endian):
+//!
+//! ```text
+//! FileHeader   magic, version, WAV head bytes, format, mapping and model
+//!              parameters, model spec + fingerprint, CRC32
+//! Frame*       tag 1, sample frames, shift, drop, dropped-bit stream info,
+//!              chunk table (kind, tokens, bytes, CRC32 per chunk), CRC32,
+//!              then the chunk payloads and the dropped-bit stream
+//! Trailer      tag 0, partial-frame bytes, bytes after the data chunk,
+//!              sha256 of the original file, CRC32
+//! ```
+//!
+//! Frames make the format streamable both ways: the encoder never needs the
+//! whole input, and the decoder never needs the whole file. Every length read
+//! from a file is checked against a cap derived from the header before
+//! anything is allocated.
+
+use crate::error::{Error, IoContext, Result};
+use crate::wav::{Format, SampleKind};
+use std::io::{Read, Write};
+
+pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
+pub const VERSION: u16 = 1;
+/// The deterministic row-wise f32 forward pass of [`crate::model::forward`].
+pub const FORWARD_ROWWISE_F32: u8 = 1;
+const MAX_HEAD: usize = 64 << 20;
+const MAX_SPEC: usize = 4096;
+pub const MAX_CONTEXT: u32 = 1 << 16;
+pub const MAX_FRAME_CHUNKS: u32 = 4096;
+
+/// Writes into a buffer while keeping a running CRC32 of what was written.
+pub struct Out {
+    pub buf: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
+
+impl Default for Out {
+    fn default() -> Self {
+        Out {
+            buf: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+}
+
+impl Out {
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.crc.update(b);
+        self.buf.extend_from_slice(b);
+    }
+    pub fn u8(&mut self, v: u8) {
+        self.bytes(&[v]);
+    }
+    pub fn u16(&mut self, v: u16) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub fn blob(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.bytes(b);
+    }
+    /// Appends the CRC32 of everything written so far.
+    pub fn seal(&mut self) {
+        let c = std::mem::take(&mut self.crc).finalize();
+        self.buf.extend_from_slice(&c.to_le_bytes());
+    }
+}
+
+/// Reads from a stream with a running CRC32 and a name for error messages.
+pub struct In<'a, R: Read> {
+    r: &'a mut R,
+    crc: crc32fast::Hasher,
+    what: &'static str,
+    pub consumed: u64,
+}
+
+impl<'a, R: Read> In<'a, R> {
+    pub fn new(r: &'a mut R, what: &'static str) -> Self {
+        In {
+            r,
+            crc: crc32fast::Hasher::new(),
+            what,
+            consumed: 0,
+        }
+    }
+    pub fn fill(&mut self, b: &mut [u8]) -> Result<()> {
+        read_exact(self.r, b, self.what)?;
+        self.crc.update(b);
+        self.consumed += b.len() as u64;
+        Ok(())
+    }
+    pub fn u8(&mut self) -> Result<u8> {
+        let mut b = [0u8; 1];
+        self.fill(&mut b)?;
+        Ok(b[0])
+    }
+    pub fn u16(&mut self) -> Result<u16> {
+        let mut b = [0u8; 2];
+        self.fill(&mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+    pub fn u32(&mut self) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.fill(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    pub fn u64(&mut self) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.fill(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    pub fn vec(&mut self, len: usize) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; len];
+        self.fill(&mut v)?;
+        Ok(v)
+    }
+    /// A length-prefixed byte string of at most `cap` bytes.
+    pub fn blob(&mut self, cap: usize, field: &str) -> Result<Vec<u8>> {
+        let n = self.u32()? as usize;
+        if n > cap {
+            return Err(Error::Corrupt(format!("{field} length {n} exceeds {cap}")));
+        }
+        self.vec(n)
+    }
+    /// Reads the stored CRC32 and compares it with what was read.
+    pub fn check_seal(&mut self) -> Result<()> {
+        let want = std::mem::take(&mut self.crc).finalize();
+        let mut b = [0u8; 4];
+        read_exact(self.r, &mut b, self.what)?;
+        self.consumed += 4;
+        if u32::from_le_bytes(b) != want {
+            return Err(Error::Corrupt(format!("{} checksum mismatch", self.what)));
+        }
+        Ok(())
+    }
+}
+
+pub fn read_exact<R: Read>(r: &mut R, b: &mut [u8], what: &str) -> Result<()> {
+    let mut got = 0;
+    while got < b.len() {
+        match r.read(&mut b[got..]) {
+            Ok(0) => return Err(Error::Corrupt(format!("truncated {what}"))),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("reading .lmc", e)),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Interleaved,
+    Planar,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileHeader {
+    /// WAV bytes before the sample data, verbatim.
+    pub wav_head: Vec<u8>,
+    pub format: Format,
+    pub data_len: u64,
+    pub layout: Layout,
+    /// Characters per chunk at most.
+    pub context: u32,
+    /// User-chosen dropped bits (None: the default per bit depth).
+    pub drop_bits: Option<u8>,
+    pub top_k: u32,
+    pub freq_bits: u8,
+    pub forward_mode: u8,
+    pub frame_chunks: u32,
+    pub model_spec: String,
+    pub fingerprint: [u8; 32],
+    pub start_token: u32,
+}
+
+impl FileHeader {
+    pub fn write(&self, o: &mut Out) {
+        o.bytes(&MAGIC);
+        o.u16(VERSION);
+        o.blob(&self.wav_head);
+        o.u16(self.format.channels);
+        o.u32(self.format.sample_rate);
+        o.u16(self.format.bytes);
+        o.u8(self.format.kind.to_u8());
+        o.u64(self.data_len);
+        o.u8(match self.layout {
+            Layout::Interleaved => 0,
+            Layout::Planar => 1,
+        });
+        o.u32(self.context);
+        o.u8(self.drop_bits.unwrap_or(u8::MAX));
+        o.u32(self.top_k);
+        o.u8(self.freq_bits);
+        o.u8(self.forward_mode);
+        o.u32(self.frame_chunks);
+        o.blob(self.model_spec.as_bytes());
+        o.bytes(&self.fingerprint);
+        o.u32(self.start_token);
+        o.seal();
+    }
+
+    pub fn read<R: Read>(r: &mut R) -> Result<FileHeader> {
+        let mut i = In::new(r, "file header");
+        let mut magic = [0u8; 8];
+        read_exact(i.r, &mut magic, "file header")
+            .map_err(|_| Error::Container("too short to be an .lmc file".into()))?;
+        if magic != MAGIC {
+            return Err(Error::Container("bad magic (not an .lmc file)".into()));
+        }
+        i.crc.update(&magic);
+        let version = i.u16()?;
+        if version != VERSION {
+            return Err(Error::Container(format!(
+                "format version {version} is not supported by this lmic (reads version {VERSION})"
+            )));
+        }
+        let wav_head = i.blob(MAX_HEAD, "WAV header")?;
+        let channels = i.u16()?;
+        let sample_rate = i.u32()?;
+        let bytes = i.u16()?;
+        let kind = i.u8()?;
+        let data_len = i.u64()?;
+        let layout = i.u8()?;
+        let context = i.u32()?;
+        let drop_bits = i.u8()?;
+        let top_k = i.u32()?;
+        let freq_bits = i.u8()?;
+        let forward_mode = i.u8()?;
+        let frame_chunks = i.u32()?;
+        let spec = i.blob(MAX_SPEC, "model spec")?;
+        let mut fingerprint = [0u8; 32];
+        i.fill(&mut fingerprint)?;
+        let start_token = i.u32()?;
+        i.check_seal()?;
+        let bad = |s: String| Err(Error::Corrupt(s));
+        let kind = match SampleKind::from_u8(kind) {
+            Some(k) => k,
+            None => return bad(format!("sample kind {kind}")),
+        };
+        if channels == 0 || channels > 64 || !(1..=4).contains(&bytes) {
+            return bad(format!("{channels} channels of {bytes} bytes"));
+        }
+        let layout = match layout {
+            0 => Layout::Interleaved,
+            1 => Layout::Planar,
+            l => return bad(format!("layout {l}")),
+        };
+        if context == 0 || context > MAX_CONTEXT {
+            return bad(format!("context {context}"));
+        }
+        if frame_chunks == 0 || frame_chunks > MAX_FRAME_CHUNKS {
+            return bad(format!("{frame_chunks} chunks per frame"));
+        }
+        if freq_bits as u32 != crate::probs::FREQ_BITS {
+            return bad(format!("coder precision {freq_bits}"));
+        }
+        if forward_mode != FORWARD_ROWWISE_F32 {
+            return Err(Error::Container(format!(
+                "forward mode {forward_mode} is not supported by this lmic"
+            )));
+        }
+        if top_k == 0 {
+            return bad("top-k 0".into());
+        }
+        Ok(FileHeader {
+            wav_head,
+            format: Format {
+                channels,
+                sample_rate,
+                bytes,
+                kind,
+            },
+            data_len,
+            layout,
+            context,
+            drop_bits: (drop_bits != u8::MAX).then_some(drop_bits),
+            top_k,
+            freq_bits,
+            forward_mode,
+            frame_chunks,
+            model_spec: String::from_utf8(spec)
+                .map_err(|_| Error::Corrupt("model spec is not UTF-8".into()))?,
+            fingerprint,
+            start_token,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkKind {
+    /// Arithmetic-coded tokens.
+    Coded,
+    /// The characters packed 7 bits each: coding would not have been smaller,
+    /// or the tokenizer could not reproduce the text.
+    Verbatim,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkEntry {
+    pub kind: ChunkKind,
+    pub tokens: u32,
+    pub len: u32,
+    pub crc: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DroppedMode {
+    Raw,
+    Adaptive,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameHeader {
+    /// Sample frames (one sample per channel) in this frame.
+    pub frames: u32,
+    pub shift: u8,
+    pub drop: u8,
+    pub dropped_mode: DroppedMode,
+    pub dropped_len: u32,
+    pub dropped_crc: u32,
+    pub chunks: Vec<ChunkEntry>,
+}
+
+pub const TAG_FRAME: u8 = 1;
+pub const TAG_END: u8 = 0;
+
+impl FrameHeader {
+    pub fn write(&self, o: &mut Out) {
+        o.u8(TAG_FRAME);
+        o.u32(self.frames);
+        o.u8(self.shift);
+        o.u8(self.drop);
+        o.u8(match self.dropped_mode {
+            DroppedMode::Raw => 0,
+            DroppedMode::Adaptive => 1,
+        });
+        o.u32(self.dropped_len);
+        o.u32(self.dropped_crc);
+        o.u32(self.chunks.len() as u32);
+        for c in &self.chunks {
+            o.u8(match c.kind {
+                ChunkKind::Coded => 0,
+                ChunkKind::Verbatim => 1,
+            });
+            o.u32(c.tokens);
+            o.u32(c.len);
+            o.u32(c.crc);
+        }
+        o.seal();
+    }
+
+    /// Reads a frame header after its tag. `max_frames` and `max_chunks`
+    /// come from the file header; `max_chunk_len` bounds one payload.
+    pub fn read<R: Read>(
+        r: &mut R,
+        max_frames: u32,
+        max_chunks: u32,
+        max_chunk_len: u32,
+        bits: u32,
+    ) -> Result<FrameHeader> {
+        let mut i = In::new(r, "frame header");
+        i.crc.update(&[TAG_FRAME]);
+        let frames = i.u32()?;
+        let shift = i.u8()?;
+        let drop = i.u8()?;
+        let mode = i.u8()?;
+        let dropped_len = i.u32()?;
+        let dropped_crc = i.u32()?;
+        let n = i.u32()?;
+        if frames == 0 || frames > max_frames {
+            return Err(Error::Corrupt(format!("frame of {frames} sample frames")));
+        }
+        if n > max_chunks {
+            return Err(Error::Corrupt(format!("frame of {n} chunks")));
+        }
+        let mut chunks = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let kind = match i.u8()? {
+                0 => ChunkKind::Coded,
+                1 => ChunkKind::Verbatim,
+                k => return Err(Error::Corrupt(format!("chunk kind {k}"))),
+            };
+            let tokens = i.u32()?;
+            let len = i.u32()?;
+            let crc = i.u32()?;
+            if len > max_chunk_len || tokens > max_chunk_len * 8 {
+                return Err(Error::Corrupt(format!(
+                    "chunk of {len} bytes, {tokens} tokens"
+                )));
+            }
+            chunks.push(ChunkEntry {
+                kind,
+                tokens,
+                len,
+                crc,
+            });
+        }
+        i.check_seal()?;
+        let dropped_mode = match mode {
+            0 => DroppedMode::Raw,
+            1 => DroppedMode::Adaptive,
+            m => return Err(Error::Corrupt(format!("dropped-bit mode {m}"))),
+        };
+        if shift as u32 >= bits || drop as u32 >= bits {
+            return Err(Error::Corrupt(format!("shift {shift}, drop {drop}")));
+        }
+        // Raw size is the bound: adaptive coding is used only when smaller.
+        let max_dropped = (frames as u64 * max_chunks as u64 * 4).min(u32::MAX as u64);
+        if dropped_len as u64 > max_dropped + 16 {
+            return Err(Error::Corrupt(format!(
+                "dropped-bit stream of {dropped_len} bytes"
+            )));
+        }
+        Ok(FrameHeader {
+            frames,
+            shift,
+            drop,
+            dropped_mode,
+            dropped_len,
+            dropped_crc,
+            chunks,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trailer {
+    /// Data bytes after the last whole sample frame.
+    pub partial: Vec<u8>,
+    /// Everything after the data chunk's payload (pad byte, later chunks).
+    pub wav_tail: Vec<u8>,
+    pub sha256: [u8; 32],
+}
+
+impl Trailer {
+    pub fn write(&self, o: &mut Out) {
+        o.u8(TAG_END);
+        o.blob(&self.partial);
+        o.blob(&self.wav_tail);
+        o.bytes(&self.sha256);
+        o.seal();
+    }
+
+    pub fn read<R: Read>(r: &mut R) -> Result<Trailer> {
+        let mut i = In::new(r, "trailer");
+        i.crc.update(&[TAG_END]);
+        let partial = i.blob(256, "partial frame")?;
+        let wav_tail = i.blob(MAX_HEAD, "WAV tail")?;
+        let mut sha256 = [0u8; 32];
+        i.fill(&mut sha256)?;
+        i.check_seal()?;
+        Ok(Trailer {
+            partial,
+            wav_tail,
+            sha256,
+        })
+    }
+}
+
+/// Writes a finished buffer to the output.
+pub fn emit<W: Write>(w: &mut W, o: &Out) -> Result<()> {
+    w.write_all(&o.buf).ctx(|| "writing output".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> FileHeader {
+        FileHeader {
+            wav_head: b"RIFF....WAVE".to_vec(),
+            format: Format {
+                channels: 2,
+                sample_rate: 44100,
+                bytes: 2,
+                kind: SampleKind::Signed,
+            },
+            data_len: 1234,
+            layout: Layout::Planar,
+            context: 2048,
+            drop_bits: Some(3),
+            top_k: 100,
+            freq_bits: 16,
+            forward_mode: FORWARD_ROWWISE_F32,
+            frame_chunks: 64,
+            model_spec: "models/x".into(),
+            fingerprint: [7; 32],
+            start_token: 1,
+        }
+    }
+
+    #[test]
+    fn structures_round_trip() {
+        let h = header();
+        let f = FrameHeader {
+            frames: 100,
+            shift: 1,
+            drop: 2,
+            dropped_mode: DroppedMode::Adaptive,
+            dropped_len: 9,
+            dropped_crc: 5,
+            chunks: vec![ChunkEntry {
+                kind: ChunkKind::Verbatim,
+                tokens: 3,
+                len: 4,
+                crc: 5,
+            }],
+        };
+        let t = Trailer {
+            partial: vec![1],
+            wav_tail: vec![2, 3],
+            sha256: [9; 32],
+        };
+        let mut o = Out::default();
+        h.write(&mut o);
+        let mut o2 = Out::default();
+        f.write(&mut o2);
+        let mut o3 = Out::default();
+        t.write(&mut o3);
+        let mut all = o.buf.clone();
+        all.extend(&o2.buf);
+        all.extend(&o3.buf);
+        let mut r = &all[..];
+        assert_eq!(FileHeader::read(&mut r).unwrap(), h);
+        let mut tag = [0u8];
+        r.read_exact(&mut tag).unwrap();
+        assert_eq!(FrameHeader::read(&mut r, 1000, 64, 2048, 16).unwrap(), f);
+        r.read_exact(&mut tag).unwrap();
+        assert_eq!(Trailer::read(&mut r).unwrap(), t);
+        // Any flipped bit in the header is caught.
+        for bit in 0..o.buf.len() * 8 {
+            let mut b = o.buf.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(FileHeader::read(&mut &b[..]).is_err(), "bit {bit}");
+        }
+    }
+}

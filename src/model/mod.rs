@@ -1,0 +1,301 @@
+//! The language model: a Llama-architecture transformer loaded through candle
+//! and run by lmic's own deterministic forward pass ([`forward`]).
+//!
+//! candle reads the checkpoint (safetensors, any float dtype); the forward pass
+//! is ours because bit-exact decoding needs every logit to be computed the same
+//! way whether a chunk is processed whole (encoder) or one token at a time
+//! (decoder), see [`kernels`].
+
+pub mod forward;
+pub mod kernels;
+pub mod tiny;
+
+use crate::error::{Error, IoContext, Result};
+use crate::tokens::TokenCodec;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use forward::{KvCache, Row};
+
+/// The subset of a Hugging Face `config.json` a Llama needs.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+pub struct Config {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    pub vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    #[serde(default)]
+    pub model_type: Option<String>,
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_theta() -> f64 {
+    10000.0
+}
+fn default_max_pos() -> usize {
+    2048
+}
+
+impl Config {
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+    fn validate(&self) -> Result<()> {
+        if let Some(t) = &self.model_type {
+            if !matches!(t.as_str(), "llama" | "mistral") {
+                return Err(Error::Model(format!(
+                    "model_type '{t}' is not a Llama-compatible architecture"
+                )));
+            }
+        }
+        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(Error::Model("rope_scaling is not supported".into()));
+        }
+        let h = self.num_attention_heads;
+        if h == 0 || self.hidden_size % h != 0 || self.head_dim() % 2 != 0 {
+            return Err(Error::Model(
+                "hidden size must split into even-sized heads".into(),
+            ));
+        }
+        if self.kv_heads() == 0 || h % self.kv_heads() != 0 {
+            return Err(Error::Model(
+                "attention heads must be a multiple of key/value heads".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub wq: Vec<f32>,
+    pub wk: Vec<f32>,
+    pub wv: Vec<f32>,
+    pub wo: Vec<f32>,
+    pub mlp_norm: Vec<f32>,
+    pub w_gate: Vec<f32>,
+    pub w_up: Vec<f32>,
+    pub w_down: Vec<f32>,
+}
+
+pub struct Model {
+    pub config: Config,
+    pub embed: Vec<f32>,
+    pub layers: Vec<Layer>,
+    pub norm: Vec<f32>,
+    /// None when tied to the embeddings.
+    pub lm_head: Option<Vec<f32>>,
+    pub codec: TokenCodec,
+    /// Token each chunk starts with (the model's BOS).
+    pub start_token: u32,
+    /// sha256 over config, weights and tokenizer: the model's identity.
+    pub fingerprint: [u8; 32],
+    /// How the user named it; recorded so decompression can find it again.
+    pub spec: String,
+    pub(crate) rope: forward::Rope,
+}
+
+impl Model {
+    pub fn fingerprint_hex(&self) -> String {
+        hex(&self.fingerprint)
+    }
+
+    /// Short description for messages: spec and fingerprint prefix.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.spec, &self.fingerprint_hex()[..16])
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    pub fn parameters(&self) -> usize {
+        let l: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.wq.len()
+                    + l.wk.len()
+                    + l.wv.len()
+                    + l.wo.len()
+                    + l.w_gate.len()
+                    + l.w_up.len()
+                    + l.w_down.len()
+                    + l.attn_norm.len()
+                    + l.mlp_norm.len()
+            })
+            .sum();
+        l + self.embed.len() + self.norm.len() + self.lm_head.as_ref().map_or(0, |h| h.len())
+    }
+
+    /// Loads a local Hugging Face directory: `config.json`, `tokenizer.json`
+    /// and one or more `*.safetensors`.
+    pub fn load_dir(dir: &Path) -> Result<Model> {
+        if !dir.is_dir() {
+            return Err(Error::Model(format!(
+                "{} is not a model directory",
+                dir.display()
+            )));
+        }
+        let need = |name: &str| -> Result<PathBuf> {
+            let p = dir.join(name);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Error::Model(format!("{} has no {name}", dir.display())))
+            }
+        };
+        let config_bytes =
+            std::fs::read(need("config.json")?).ctx(|| "reading config.json".into())?;
+        let tok_bytes =
+            std::fs::read(need("tokenizer.json")?).ctx(|| "reading tokenizer.json".into())?;
+        let mut st: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ctx(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
+        st.sort();
+        if st.is_empty() {
+            return Err(Error::Model(format!(
+                "{} has no *.safetensors",
+                dir.display()
+            )));
+        }
+        let config: Config = serde_json::from_slice(&config_bytes)
+            .map_err(|e| Error::Model(format!("config.json: {e}")))?;
+        config.validate()?;
+        let tokenizer = tokenizers::Tokenizer::from_bytes(&tok_bytes)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+
+        let mut h = Sha256::new();
+        h.update(b"lmic-model-v1\0");
+        h.update((config_bytes.len() as u64).to_le_bytes());
+        h.update(&config_bytes);
+        h.update((tok_bytes.len() as u64).to_le_bytes());
+        h.update(&tok_bytes);
+        let mut tensors = HashMap::new();
+        for p in &st {
+            let bytes = std::fs::read(p).ctx(|| format!("reading {}", p.display()))?;
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+            let loaded = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)?;
+            tensors.extend(loaded);
+        }
+        let fingerprint: [u8; 32] = h.finalize().into();
+        let start_token = config
+            .bos_token_id
+            .or_else(|| tokenizer.token_to_id("<s>"))
+            .or_else(|| tokenizer.token_to_id("<|endoftext|>"))
+            .unwrap_or(0);
+        let spec = std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+            .to_string();
+        Self::from_tensors(config, tensors, tokenizer, start_token, fingerprint, spec)
+    }
+
+    pub fn from_tensors(
+        config: Config,
+        mut t: HashMap<String, candle_core::Tensor>,
+        tokenizer: tokenizers::Tokenizer,
+        start_token: u32,
+        fingerprint: [u8; 32],
+        spec: String,
+    ) -> Result<Model> {
+        let c = &config;
+        let (hd, kv) = (c.head_dim(), c.kv_heads());
+        let mut take = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let tensor = t
+                .remove(name)
+                .ok_or_else(|| Error::Model(format!("missing tensor {name}")))?;
+            if tensor.dims() != shape {
+                return Err(Error::Model(format!(
+                    "tensor {name} has shape {:?}, expected {shape:?}",
+                    tensor.dims()
+                )));
+            }
+            Ok(tensor
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
+        };
+        let (hs, is, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
+        let embed = take("model.embed_tokens.weight", &[v, hs])?;
+        let mut layers = Vec::new();
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Layer {
+                attn_norm: take(&format!("{p}.input_layernorm.weight"), &[hs])?,
+                wq: take(&format!("{p}.self_attn.q_proj.weight"), &[hs, hs])?,
+                wk: take(&format!("{p}.self_attn.k_proj.weight"), &[kv * hd, hs])?,
+                wv: take(&format!("{p}.self_attn.v_proj.weight"), &[kv * hd, hs])?,
+                wo: take(&format!("{p}.self_attn.o_proj.weight"), &[hs, hs])?,
+                mlp_norm: take(&format!("{p}.post_attention_layernorm.weight"), &[hs])?,
+                w_gate: take(&format!("{p}.mlp.gate_proj.weight"), &[is, hs])?,
+                w_up: take(&format!("{p}.mlp.up_proj.weight"), &[is, hs])?,
+                w_down: take(&format!("{p}.mlp.down_proj.weight"), &[hs, is])?,
+            });
+        }
+        let norm = take("model.norm.weight", &[hs])?;
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            match take("lm_head.weight", &[v, hs]) {
+                Ok(w) => Some(w),
+                // Some checkpoints tie without saying so.
+                Err(_) => None,
+            }
+        };
+        let codec = TokenCodec::new(tokenizer)?;
+        if codec.vocab_size > v {
+            return Err(Error::Model(format!(
+                "tokenizer has {} tokens but the model only {v}",
+                codec.vocab_size
+            )));
+        }
+        if start_token as usize >= v {
+            return Err(Error::Model(format!(
+                "start token {start_token} outside the vocabulary"
+            )));
+        }
+        let rope = forward::Rope::new(c);
+        Ok(Model {
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            codec,
+            start_token,
+            fingerprint,
+            spec,
+            rope,
+        })
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

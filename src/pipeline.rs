@@ -1,0 +1,805 @@
+//! The only module that knows every stage. `compress` and `decompress` are
+//! written as mirrors: each step of one has its inverse at the same place in
+//! the other.
+
+use crate::coder::{self, Decoder, Encoder};
+use crate::container::{
+    self, ChunkEntry, ChunkKind, DroppedMode, FileHeader, FrameHeader, Layout, Out, Trailer,
+    FORWARD_ROWWISE_F32, TAG_END, TAG_FRAME,
+};
+use crate::error::{Error, Result};
+use crate::mapping::{self, Mapping};
+use crate::model::{KvCache, Model, Row};
+use crate::probs::{Dist, Scratch, FREQ_BITS};
+use crate::wav::{self, Format};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Characters per chunk at most (the model's context).
+    pub context: u32,
+    pub top_k: u32,
+    pub drop_bits: Option<u8>,
+    pub layout: Layout,
+    /// Chunks per frame: the unit of streaming.
+    pub frame_chunks: u32,
+    /// Tokens per forward pass when compressing; bounds memory, never results.
+    pub batch_tokens: usize,
+    /// Chunks stepped together when decompressing; bounds memory, never results.
+    pub decode_group: usize,
+    /// Code every chunk even where verbatim storage would be smaller. For
+    /// tests and diagnostics (a random test model never beats verbatim).
+    pub force_coded: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            context: 2048,
+            top_k: 100,
+            drop_bits: None,
+            layout: Layout::Interleaved,
+            frame_chunks: 64,
+            batch_tokens: 8192,
+            decode_group: 64,
+            force_coded: false,
+        }
+    }
+}
+
+/// What happened, for `lmic info`, benchmarks and tests.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    pub samples: u64,
+    pub chunks: u64,
+    pub verbatim_chunks: u64,
+    pub tokens: u64,
+    pub escapes: u64,
+    /// Sum of −log2 p over the quantised frequencies of coded chunks.
+    pub ideal_bits: f64,
+    /// Payload bytes of coded chunks (compare with `ideal_bits / 8`).
+    pub coded_bytes: u64,
+    pub verbatim_bytes: u64,
+    pub dropped_bytes: u64,
+}
+
+/// Counts bytes written so `Stats` can report the output size.
+struct Counted<'a, W: Write> {
+    w: &'a mut W,
+    n: u64,
+}
+impl<W: Write> Counted<'_, W> {
+    fn put(&mut self, b: &[u8]) -> Result<()> {
+        self.n += b.len() as u64;
+        self.w
+            .write_all(b)
+            .map_err(|e| Error::io("writing output", e))
+    }
+}
+
+/// Where each chunk's characters lie in a frame's character stream.
+fn chunk_spans(
+    samples: usize,
+    m: &Mapping,
+    f: &Format,
+    layout: Layout,
+    context: u32,
+) -> Result<Vec<(usize, usize)>> {
+    let ch = f.channels as usize;
+    let per_sample = m.chars;
+    // A chunk never splits a sample; interleaved ones never split a frame,
+    // planar ones never cross from one channel to the next.
+    let (unit, run) = match layout {
+        Layout::Interleaved => (per_sample * ch, samples),
+        Layout::Planar => (per_sample, samples / ch),
+    };
+    let per_chunk = context as usize / unit * unit / per_sample;
+    if per_chunk == 0 {
+        return Err(Error::Usage(format!(
+            "context {context} is smaller than one {} of {} characters",
+            if layout == Layout::Interleaved {
+                "frame"
+            } else {
+                "sample"
+            },
+            unit
+        )));
+    }
+    let mut spans = Vec::new();
+    let mut start = 0;
+    while start < samples {
+        let run_end = (start / run.max(1) + 1) * run.max(1);
+        let end = (start + per_chunk).min(run_end).min(samples);
+        spans.push((start * per_sample, (end - start) * per_sample));
+        start = end;
+    }
+    Ok(spans)
+}
+
+/// Channel-major order for planar layout (and its inverse).
+fn to_planar(codes: &[u32], ch: usize) -> Vec<u32> {
+    let n = codes.len() / ch;
+    let mut out = Vec::with_capacity(codes.len());
+    for c in 0..ch {
+        out.extend((0..n).map(|i| codes[i * ch + c]));
+    }
+    out
+}
+fn from_planar(codes: &[u32], ch: usize) -> Vec<u32> {
+    let n = codes.len() / ch;
+    let mut out = vec![0u32; codes.len()];
+    for c in 0..ch {
+        for i in 0..n {
+            out[i * ch + c] = codes[c * n + i];
+        }
+    }
+    out
+}
+
+fn verbatim_len(chars: usize) -> usize {
+    (chars * 7).div_ceil(8)
+}
+
+/// Bound on one chunk's payload. Coded chunks are normally smaller than
+/// verbatim ones; forced coding (tests) can cost at most 16 bits per
+/// explicit token or 16 + 32 per escaped one, times 4 tokens per character.
+fn max_payload(context: u32) -> u32 {
+    (context as u64 * 4 * 6 + 16).min(u32::MAX as u64) as u32
+}
+
+/// Sample frames per container frame, chosen so a frame holds `frame_chunks`
+/// full chunks at the widest mapping this format can have.
+fn frame_len(h: &FileHeader) -> Result<usize> {
+    let widest = Mapping::new(h.format.bits(), 0, h.drop_bits.map(u32::from))?;
+    let ch = h.format.channels as usize;
+    let unit = widest.chars * ch;
+    let per_chunk = h.context as usize / unit;
+    if per_chunk == 0 {
+        return Err(Error::Usage(format!(
+            "--context {} is smaller than one sample frame ({unit} characters)",
+            h.context
+        )));
+    }
+    Ok(per_chunk * h.frame_chunks as usize)
+}
+
+/// Progress callback: bytes of WAV sample data done so far, and in all.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+pub fn compress<R: Read, W: Write>(
+    model: &Model,
+    input: &mut R,
+    output: &mut W,
+    opts: &Options,
+    progress: Progress,
+) -> Result<Stats> {
+    let wh = wav::read_header(input)?;
+    let mut sha = Sha256::new();
+    sha.update(&wh.head);
+    if let Some(d) = opts.drop_bits {
+        if d as u32 >= wh.format.bits() {
+            return Err(Error::Usage(format!(
+                "--drop-bits {d} leaves nothing to model in {}-bit samples",
+                wh.format.bits()
+            )));
+        }
+    }
+    if opts.context as usize >= model.config.max_position_embeddings {
+        return Err(Error::Usage(format!(
+            "--context {} exceeds the model's context of {} tokens",
+            opts.context,
+            model.config.max_position_embeddings - 1
+        )));
+    }
+    if opts.context == 0 || opts.context > container::MAX_CONTEXT {
+        return Err(Error::Usage(format!(
+            "--context must be 1..={}",
+            container::MAX_CONTEXT
+        )));
+    }
+    let h = FileHeader {
+        wav_head: wh.head.clone(),
+        format: wh.format,
+        data_len: wh.data_len,
+        layout: opts.layout,
+        context: opts.context,
+        drop_bits: opts.drop_bits,
+        top_k: opts.top_k.max(1),
+        freq_bits: FREQ_BITS as u8,
+        forward_mode: FORWARD_ROWWISE_F32,
+        frame_chunks: opts.frame_chunks.clamp(1, container::MAX_FRAME_CHUNKS),
+        model_spec: model.spec.clone(),
+        fingerprint: model.fingerprint,
+        start_token: model.start_token,
+    };
+    let mut out = Counted { w: output, n: 0 };
+    let mut o = Out::default();
+    h.write(&mut o);
+    out.put(&o.buf)?;
+
+    let f = h.format;
+    let block = f.block_align();
+    let frame_bytes = frame_len(&h)? * block;
+    let whole = wh.data_len / block as u64 * block as u64;
+    let mut stats = Stats::default();
+    let mut buf = vec![0u8; frame_bytes];
+    let mut done = 0u64;
+    while done < whole {
+        let n = ((whole - done) as usize).min(frame_bytes);
+        let got = wav::read_full(input, &mut buf[..n])?;
+        sha.update(&buf[..got]);
+        if got < n {
+            return Err(Error::Wav(format!(
+                "truncated data chunk: header says {} bytes, input has {}",
+                wh.data_len,
+                done + got as u64
+            )));
+        }
+        let frame = encode_frame(model, &h, &buf[..n], opts, &mut stats)?;
+        out.put(&frame)?;
+        done += n as u64;
+        progress(done, wh.data_len);
+    }
+    let mut partial = vec![0u8; (wh.data_len - whole) as usize];
+    let got = wav::read_full(input, &mut partial)?;
+    if got < partial.len() {
+        return Err(Error::Wav(format!(
+            "truncated data chunk: header says {} bytes, input has {}",
+            wh.data_len,
+            whole + got as u64
+        )));
+    }
+    sha.update(&partial);
+    let wav_tail = wav::read_tail(input)?;
+    sha.update(&wav_tail);
+    let total = wh.head.len() as u64 + wh.data_len + wav_tail.len() as u64;
+    wav::check_riff_size(&wh.head, total)?;
+    let t = Trailer {
+        partial,
+        wav_tail,
+        sha256: sha.finalize().into(),
+    };
+    let mut o = Out::default();
+    t.write(&mut o);
+    out.put(&o.buf)?;
+    stats.input_bytes = total;
+    stats.output_bytes = out.n;
+    Ok(stats)
+}
+
+/// Reads the file header; the caller resolves and checks the model with it.
+pub fn read_header<R: Read>(input: &mut R) -> Result<FileHeader> {
+    FileHeader::read(input)
+}
+
+/// Fails unless `model` is the one the file was made with.
+pub fn check_model(h: &FileHeader, model: &Model) -> Result<()> {
+    if h.fingerprint != model.fingerprint {
+        return Err(Error::ModelMismatch {
+            file: format!(
+                "{} ({})",
+                h.model_spec,
+                &crate::model::hex(&h.fingerprint)[..16]
+            ),
+            loaded: model.describe(),
+        });
+    }
+    if h.start_token as usize >= model.vocab_size() {
+        return Err(Error::Corrupt(format!("start token {}", h.start_token)));
+    }
+    Ok(())
+}
+
+pub fn decompress<R: Read, W: Write>(
+    model: &Model,
+    h: &FileHeader,
+    input: &mut R,
+    output: &mut W,
+    opts: &Options,
+    progress: Progress,
+) -> Result<Stats> {
+    check_model(h, model)?;
+    let mut out = Counted { w: output, n: 0 };
+    let mut sha = Sha256::new();
+    out.put(&h.wav_head)?;
+    sha.update(&h.wav_head);
+    let f = h.format;
+    let block = f.block_align();
+    let max_frames = frame_len(h)?;
+    let whole = h.data_len / block as u64 * block as u64;
+    let max_chunks = h.frame_chunks * f.channels as u32;
+    let max_chunk_len = max_payload(h.context);
+    let mut stats = Stats::default();
+    let mut done = 0u64;
+    loop {
+        let mut tag = [0u8];
+        container::read_exact(input, &mut tag, "frame")?;
+        match tag[0] {
+            TAG_FRAME => {}
+            TAG_END => break,
+            t => return Err(Error::Corrupt(format!("unknown section tag {t}"))),
+        }
+        let fh = FrameHeader::read(
+            input,
+            max_frames as u32,
+            max_chunks,
+            max_chunk_len,
+            f.bits(),
+        )?;
+        let bytes = decode_frame(model, h, &fh, input, opts, &mut stats)?;
+        done += bytes.len() as u64;
+        if done > whole {
+            return Err(Error::Corrupt(
+                "more sample data than the header declares".into(),
+            ));
+        }
+        sha.update(&bytes);
+        out.put(&bytes)?;
+        progress(done, h.data_len);
+    }
+    if done != whole {
+        return Err(Error::Corrupt(format!(
+            "{done} bytes of sample data decoded, the header declares {whole}"
+        )));
+    }
+    let t = Trailer::read(input)?;
+    if t.partial.len() as u64 != h.data_len - whole {
+        return Err(Error::Corrupt(
+            "partial-frame bytes do not match the data size".into(),
+        ));
+    }
+    sha.update(&t.partial);
+    sha.update(&t.wav_tail);
+    out.put(&t.partial)?;
+    out.put(&t.wav_tail)?;
+    let actual: [u8; 32] = sha.finalize().into();
+    if actual != t.sha256 {
+        return Err(Error::Checksum {
+            expected: crate::model::hex(&t.sha256),
+            actual: crate::model::hex(&actual),
+        });
+    }
+    stats.output_bytes = out.n;
+    Ok(stats)
+}
+
+fn encode_frame(
+    model: &Model,
+    h: &FileHeader,
+    data: &[u8],
+    opts: &Options,
+    stats: &mut Stats,
+) -> Result<Vec<u8>> {
+    let f = h.format;
+    let ch = f.channels as usize;
+    let mut codes = Vec::new();
+    wav::to_codes(&f, data, &mut codes);
+    let shift = mapping::detect_shift(&codes, f.bits());
+    let m = Mapping::new(f.bits(), shift, h.drop_bits.map(u32::from))?;
+    if h.layout == Layout::Planar {
+        codes = to_planar(&codes, ch);
+    }
+    let (mut chars, mut dropped) = (Vec::new(), Vec::new());
+    m.split(&codes, &mut chars, &mut dropped);
+    let spans = chunk_spans(codes.len(), &m, &f, h.layout, h.context)?;
+
+    let texts: Vec<&[u8]> = spans.iter().map(|&(s, n)| &chars[s..s + n]).collect();
+    let payloads = encode_chunks(model, &texts, h.top_k as usize, opts, stats)?;
+
+    let (dropped_mode, dropped_bytes) = if m.drop == 0 {
+        (DroppedMode::Raw, Vec::new())
+    } else {
+        let raw = coder::pack_bits(&dropped, m.drop);
+        let adaptive = coder::encode_dropped(&dropped, m.drop);
+        if adaptive.len() < raw.len() {
+            (DroppedMode::Adaptive, adaptive)
+        } else {
+            (DroppedMode::Raw, raw)
+        }
+    };
+    stats.dropped_bytes += dropped_bytes.len() as u64;
+    stats.samples += codes.len() as u64;
+    let fh = FrameHeader {
+        frames: (codes.len() / ch) as u32,
+        shift: shift as u8,
+        drop: m.drop as u8,
+        dropped_mode,
+        dropped_len: dropped_bytes.len() as u32,
+        dropped_crc: crc32fast::hash(&dropped_bytes),
+        chunks: payloads
+            .iter()
+            .map(|(kind, tokens, p)| ChunkEntry {
+                kind: *kind,
+                tokens: *tokens,
+                len: p.len() as u32,
+                crc: crc32fast::hash(p),
+            })
+            .collect(),
+    };
+    let mut o = Out::default();
+    fh.write(&mut o);
+    let mut frame = o.buf;
+    for (_, _, p) in &payloads {
+        frame.extend_from_slice(p);
+    }
+    frame.extend_from_slice(&dropped_bytes);
+    Ok(frame)
+}
+
+fn decode_frame<R: Read>(
+    model: &Model,
+    h: &FileHeader,
+    fh: &FrameHeader,
+    input: &mut R,
+    opts: &Options,
+    stats: &mut Stats,
+) -> Result<Vec<u8>> {
+    let f = h.format;
+    let ch = f.channels as usize;
+    let n_codes = fh.frames as usize * ch;
+    let m = Mapping::new(f.bits(), fh.shift as u32, Some(fh.drop as u32))?;
+    if m.drop != fh.drop as u32 {
+        return Err(Error::Corrupt(format!(
+            "drop {} for shift {}",
+            fh.drop, fh.shift
+        )));
+    }
+    let spans = chunk_spans(n_codes, &m, &f, h.layout, h.context)?;
+    if spans.len() != fh.chunks.len() {
+        return Err(Error::Corrupt(format!(
+            "frame has {} chunks, its size implies {}",
+            fh.chunks.len(),
+            spans.len()
+        )));
+    }
+    let mut payloads = Vec::with_capacity(spans.len());
+    for (i, (e, &(_, n))) in fh.chunks.iter().zip(&spans).enumerate() {
+        if e.kind == ChunkKind::Verbatim && e.len as usize != verbatim_len(n) {
+            return Err(Error::Corrupt(format!(
+                "verbatim chunk {i} has the wrong length"
+            )));
+        }
+        let mut p = vec![0u8; e.len as usize];
+        container::read_exact(input, &mut p, "chunk payload")?;
+        if crc32fast::hash(&p) != e.crc {
+            return Err(Error::Corrupt(format!(
+                "chunk {i} payload checksum mismatch"
+            )));
+        }
+        payloads.push((e.kind, e.tokens, p));
+    }
+    let mut dropped_bytes = vec![0u8; fh.dropped_len as usize];
+    container::read_exact(input, &mut dropped_bytes, "dropped-bit stream")?;
+    if crc32fast::hash(&dropped_bytes) != fh.dropped_crc {
+        return Err(Error::Corrupt(
+            "dropped-bit stream checksum mismatch".into(),
+        ));
+    }
+
+    let lens: Vec<usize> = spans.iter().map(|&(_, n)| n).collect();
+    let texts = decode_chunks(model, &payloads, &lens, h.top_k as usize, opts, stats)?;
+    let chars: Vec<u8> = texts.concat();
+
+    let dropped = match (m.drop, fh.dropped_mode) {
+        (0, _) => vec![0u32; n_codes],
+        (d, DroppedMode::Raw) => coder::unpack_bits(&dropped_bytes, d, n_codes),
+        (d, DroppedMode::Adaptive) => coder::decode_dropped(&dropped_bytes, d, n_codes),
+    };
+    stats.samples += n_codes as u64;
+    let mut codes = Vec::with_capacity(n_codes);
+    m.join(&chars, &dropped, &mut codes);
+    if h.layout == Layout::Planar {
+        codes = from_planar(&codes, ch);
+    }
+    let mut bytes = Vec::new();
+    wav::from_codes(&f, &codes, &mut bytes);
+    Ok(bytes)
+}
+
+type Payload = (ChunkKind, u32, Vec<u8>);
+
+/// Codes each chunk's characters: tokens through one full forward pass per
+/// batch of chunks, then the arithmetic coder. Falls back to verbatim where
+/// that is smaller or the tokenizer cannot reproduce the text.
+fn encode_chunks(
+    model: &Model,
+    texts: &[&[u8]],
+    top_k: usize,
+    opts: &Options,
+    stats: &mut Stats,
+) -> Result<Vec<Payload>> {
+    let max_tokens = model.config.max_position_embeddings - 1;
+    let mut toks: Vec<Option<Vec<u32>>> = Vec::with_capacity(texts.len());
+    for t in texts {
+        toks.push(
+            model
+                .codec
+                .encode(t)?
+                .filter(|v| !v.is_empty() && v.len() <= max_tokens),
+        );
+    }
+    let mut out: Vec<Option<Payload>> = vec![None; texts.len()];
+    let coded: Vec<usize> = (0..texts.len()).filter(|&i| toks[i].is_some()).collect();
+    let mut b = 0;
+    while b < coded.len() {
+        // A batch: as many whole chunks as fit in `batch_tokens` (at least one).
+        let mut e = b;
+        let mut rows = 0;
+        while e < coded.len()
+            && (e == b || rows + toks[coded[e]].as_ref().unwrap().len() <= opts.batch_tokens)
+        {
+            rows += toks[coded[e]].as_ref().unwrap().len();
+            e += 1;
+        }
+        let batch = &coded[b..e];
+        let results = encode_batch(
+            model,
+            batch.iter().map(|&i| toks[i].as_deref().unwrap()).collect(),
+            top_k,
+        )?;
+        for (&i, (payload, ideal, escapes)) in batch.iter().zip(results) {
+            let n = toks[i].as_ref().unwrap().len();
+            if opts.force_coded || payload.len() < verbatim_len(texts[i].len()) {
+                stats.ideal_bits += ideal;
+                stats.escapes += escapes;
+                stats.tokens += n as u64;
+                stats.coded_bytes += payload.len() as u64;
+                out[i] = Some((ChunkKind::Coded, n as u32, payload));
+            }
+        }
+        b = e;
+    }
+    stats.chunks += texts.len() as u64;
+    Ok(out
+        .into_iter()
+        .zip(texts)
+        .map(|(p, t)| {
+            p.unwrap_or_else(|| {
+                stats.verbatim_chunks += 1;
+                let raw = coder::pack_bits(&t.iter().map(|&c| c as u32).collect::<Vec<_>>(), 7);
+                stats.verbatim_bytes += raw.len() as u64;
+                (ChunkKind::Verbatim, 0, raw)
+            })
+        })
+        .collect())
+}
+
+/// Rows of a chunk: the start token at position 0, then every token but the
+/// last; row i predicts token i.
+fn chunk_rows(seq: usize, start: u32, toks: &[u32], rows: &mut Vec<Row>) {
+    for (pos, &token) in std::iter::once(&start)
+        .chain(&toks[..toks.len() - 1])
+        .enumerate()
+    {
+        rows.push(Row { seq, pos, token });
+    }
+}
+
+/// Logit rows processed at once when turning hidden states into codes; bounds
+/// memory for large vocabularies.
+const LOGIT_BLOCK: usize = 64;
+
+fn encode_batch(
+    model: &Model,
+    chunks: Vec<&[u32]>,
+    top_k: usize,
+) -> Result<Vec<(Vec<u8>, f64, u64)>> {
+    let max_len = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+    let mut rows = Vec::new();
+    for (s, c) in chunks.iter().enumerate() {
+        chunk_rows(s, model.start_token, c, &mut rows);
+    }
+    let mut cache = KvCache::for_full_pass(model, chunks.len(), max_len);
+    let hidden = model.forward(&mut cache, &rows)?;
+    let hs = model.config.hidden_size;
+    let mut offsets = vec![0usize];
+    for c in &chunks {
+        offsets.push(offsets.last().unwrap() + c.len());
+    }
+    Ok(chunks
+        .par_iter()
+        .enumerate()
+        .map(|(s, toks)| {
+            let mut enc = Encoder::new();
+            let (mut ideal, mut escapes) = (0f64, 0u64);
+            let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
+            let v = model.vocab_size();
+            for b0 in (0..toks.len()).step_by(LOGIT_BLOCK) {
+                let n = (toks.len() - b0).min(LOGIT_BLOCK);
+                let r0 = offsets[s] + b0;
+                let logits = model.logits(&hidden[r0 * hs..(r0 + n) * hs], n);
+                for i in 0..n {
+                    Dist::from_logits(&logits[i * v..(i + 1) * v], top_k, &mut scratch, &mut dist);
+                    let (bits, esc) = dist.encode(&mut enc, toks[b0 + i]);
+                    ideal += bits;
+                    escapes += esc as u64;
+                }
+            }
+            (enc.finish(), ideal, escapes)
+        })
+        .collect())
+}
+
+/// The mirror of [`encode_chunks`]: coded chunks are stepped token by token,
+/// a group of chunks in lockstep, through the same forward function.
+fn decode_chunks(
+    model: &Model,
+    payloads: &[Payload],
+    lens: &[usize],
+    top_k: usize,
+    opts: &Options,
+    stats: &mut Stats,
+) -> Result<Vec<Vec<u8>>> {
+    let max_tokens = model.config.max_position_embeddings - 1;
+    let mut out: Vec<Vec<u8>> = vec![Vec::new(); payloads.len()];
+    let coded: Vec<usize> = (0..payloads.len())
+        .filter(|&i| payloads[i].0 == ChunkKind::Coded)
+        .collect();
+    for (i, (kind, tokens, p)) in payloads.iter().enumerate() {
+        if *kind == ChunkKind::Coded && (*tokens == 0 || *tokens as usize > max_tokens) {
+            return Err(Error::Corrupt(format!("chunk {i} claims {tokens} tokens")));
+        }
+        if *kind == ChunkKind::Verbatim {
+            out[i] = coder::unpack_bits(p, 7, lens[i])
+                .into_iter()
+                .map(|c| c as u8)
+                .collect();
+            stats.verbatim_chunks += 1;
+        }
+    }
+    for group in coded.chunks(opts.decode_group.max(1)) {
+        let counts: Vec<usize> = group.iter().map(|&i| payloads[i].1 as usize).collect();
+        let ids = decode_group(
+            model,
+            group.iter().map(|&i| &payloads[i].2[..]).collect(),
+            &counts,
+            top_k,
+        )?;
+        for (&i, ids) in group.iter().zip(ids) {
+            let chars = model.codec.decode(&ids)?;
+            if chars.len() != lens[i] {
+                return Err(Error::Corrupt(format!(
+                    "chunk {i} decoded to {} characters, expected {}",
+                    chars.len(),
+                    lens[i]
+                )));
+            }
+            stats.tokens += ids.len() as u64;
+            out[i] = chars;
+        }
+    }
+    stats.chunks += payloads.len() as u64;
+    Ok(out)
+}
+
+fn decode_group(
+    model: &Model,
+    payloads: Vec<&[u8]>,
+    counts: &[usize],
+    top_k: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let n = payloads.len();
+    let max_len = counts.iter().copied().max().unwrap_or(0);
+    let mut cache = KvCache::for_steps(model, n, max_len);
+    let mut decs: Vec<Decoder> = payloads.iter().map(|p| Decoder::new(p)).collect();
+    let mut ids: Vec<Vec<u32>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
+    let v = model.vocab_size();
+    for pos in 0..max_len {
+        let active: Vec<usize> = (0..n).filter(|&s| pos < counts[s]).collect();
+        let rows: Vec<Row> = active
+            .iter()
+            .map(|&s| Row {
+                seq: s,
+                pos,
+                token: if pos == 0 {
+                    model.start_token
+                } else {
+                    ids[s][pos - 1]
+                },
+            })
+            .collect();
+        let hidden = model.forward(&mut cache, &rows)?;
+        let logits = model.logits(&hidden, rows.len());
+        // Each active chunk owns its decoder: decode them in parallel.
+        let mut work: Vec<(&mut Decoder, &mut Vec<u32>, &[f32])> = Vec::with_capacity(active.len());
+        let mut di = decs.iter_mut().zip(ids.iter_mut()).enumerate();
+        for (r, &s) in active.iter().enumerate() {
+            let (_, (d, id)) = di.by_ref().find(|(i, _)| *i == s).unwrap();
+            work.push((d, id, &logits[r * v..(r + 1) * v]));
+        }
+        work.into_par_iter().for_each_init(
+            || (Dist::default(), Scratch::default()),
+            |(dist, scratch), (d, id, l)| {
+                Dist::from_logits(l, top_k, scratch, dist);
+                id.push(dist.decode(d));
+            },
+        );
+    }
+    if decs.iter().any(|d| d.overran()) {
+        return Err(Error::Corrupt("a chunk payload ended early".into()));
+    }
+    Ok(ids)
+}
+
+/// A summary of a `.lmc` file, read without the model.
+#[derive(Clone, Debug)]
+pub struct Info {
+    pub header: FileHeader,
+    pub file_bytes: u64,
+    pub original_bytes: u64,
+    pub frames: u64,
+    pub chunks: u64,
+    pub verbatim_chunks: u64,
+    pub tokens: u64,
+    pub payload_bytes: u64,
+    pub dropped_bytes: u64,
+    pub sha256: [u8; 32],
+}
+
+pub fn info<R: Read>(input: &mut R) -> Result<Info> {
+    let h = FileHeader::read(input)?;
+    let mut o = Out::default();
+    h.write(&mut o);
+    let mut n = o.buf.len() as u64;
+    let f = h.format;
+    let max_frames = frame_len(&h)?;
+    let max_chunks = h.frame_chunks * f.channels as u32;
+    let max_chunk_len = max_payload(h.context);
+    let (mut frames, mut chunks, mut verbatim, mut tokens, mut payload, mut dropped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    loop {
+        let mut tag = [0u8];
+        container::read_exact(input, &mut tag, "frame")?;
+        if tag[0] == TAG_END {
+            break;
+        }
+        if tag[0] != TAG_FRAME {
+            return Err(Error::Corrupt(format!("unknown section tag {}", tag[0])));
+        }
+        let fh = FrameHeader::read(
+            input,
+            max_frames as u32,
+            max_chunks,
+            max_chunk_len,
+            f.bits(),
+        )?;
+        let mut o = Out::default();
+        fh.write(&mut o);
+        n += o.buf.len() as u64;
+        frames += 1;
+        for c in &fh.chunks {
+            chunks += 1;
+            tokens += c.tokens as u64;
+            payload += c.len as u64;
+            verbatim += (c.kind == ChunkKind::Verbatim) as u64;
+        }
+        let skip: u64 = fh.chunks.iter().map(|c| c.len as u64).sum::<u64>() + fh.dropped_len as u64;
+        dropped += fh.dropped_len as u64;
+        let copied = std::io::copy(&mut input.take(skip), &mut std::io::sink())
+            .map_err(|e| Error::io("reading .lmc", e))?;
+        if copied != skip {
+            return Err(Error::Corrupt("truncated frame".into()));
+        }
+        n += skip;
+    }
+    let t = Trailer::read(input)?;
+    let mut o = Out::default();
+    t.write(&mut o);
+    n += o.buf.len() as u64;
+    Ok(Info {
+        original_bytes: h.wav_head.len() as u64 + h.data_len + t.wav_tail.len() as u64,
+        header: h,
+        file_bytes: n,
+        frames,
+        chunks,
+        verbatim_chunks: verbatim,
+        tokens,
+        payload_bytes: payload,
+        dropped_bytes: dropped,
+        sha256: t.sha256,
+    })
+}

@@ -1,0 +1,201 @@
+//! From a position's logits to integer frequencies the coder uses: the top-k
+//! tokens in a total order, an escape symbol for the rest, deterministic
+//! quantisation. Everything here is a pure function of the logits' bits, so
+//! bit-identical logits give bit-identical frequencies on both sides.
+
+use crate::coder::{cost_bits, Decoder, Encoder};
+
+/// Total of the quantised frequencies (the coder's precision).
+pub const FREQ_BITS: u32 = 16;
+const TOTAL: u32 = 1 << FREQ_BITS;
+
+/// The coding distribution of one position.
+#[derive(Debug, Clone, Default)]
+pub struct Dist {
+    /// Top-k token ids, most probable first (ties: lower id first).
+    pub ids: Vec<u32>,
+    /// Cumulative frequencies of the intervals, least probable symbol first:
+    /// the escape (when present), then the top-k from last to first.
+    pub cum: Vec<u32>,
+    /// Vocabulary size, for coding escaped tokens.
+    pub vocab: u32,
+    /// Top-k ids sorted ascending, to rank escaped tokens.
+    sorted: Vec<u32>,
+}
+
+/// Scratch space reused across positions to avoid allocation in the hot loop.
+#[derive(Default)]
+pub struct Scratch {
+    order: Vec<u32>,
+}
+
+impl Dist {
+    pub fn has_escape(&self) -> bool {
+        (self.ids.len() as u32) < self.vocab
+    }
+
+    /// Builds the distribution for `logits` with at most `k` explicit tokens.
+    pub fn from_logits(logits: &[f32], k: usize, scratch: &mut Scratch, out: &mut Dist) {
+        let v = logits.len();
+        let k = k.min(v).max(1);
+        // Probability descending is logit descending; ties by id keep the order
+        // total, so selection and sort results are unique.
+        let cmp = |a: &u32, b: &u32| {
+            logits[*b as usize]
+                .total_cmp(&logits[*a as usize])
+                .then(a.cmp(b))
+        };
+        let order = &mut scratch.order;
+        order.clear();
+        order.extend(0..v as u32);
+        if k < v {
+            order.select_nth_unstable_by(k - 1, cmp);
+        }
+        order.truncate(k);
+        order.sort_unstable_by(cmp);
+
+        let max = logits[order[0] as usize];
+        // Sum in index order in f64: fixed order, so deterministic.
+        let mut z = 0f64;
+        for &l in logits {
+            z += libm::expf(l - max) as f64;
+        }
+        let has_escape = k < v;
+        let nsym = k as u32 + has_escape as u32;
+        let budget = (TOTAL - nsym) as f64;
+        out.ids.clear();
+        out.ids.extend_from_slice(order);
+        // Frequencies in probability order; each floor is at most its share,
+        // so they never sum past the total.
+        let mut freqs = Vec::with_capacity(nsym as usize);
+        let mut top_mass = 0f64;
+        for &id in order.iter() {
+            let p = libm::expf(logits[id as usize] - max) as f64 / z;
+            top_mass += p;
+            freqs.push(1 + (p * budget).floor().min(budget) as u32);
+        }
+        if has_escape {
+            let p_esc = (1.0 - top_mass).max(0.0);
+            freqs.push(1 + (p_esc * budget).floor().min(budget) as u32);
+        }
+        let sum: u32 = freqs.iter().sum();
+        debug_assert!(sum <= TOTAL);
+        // The rounding leftover goes to the most probable token.
+        freqs[0] += TOTAL - sum;
+        // Intervals in reverse: the most probable token last, where the coder
+        // gives it the division remainder too (see `coder::Encoder::encode`).
+        out.cum.clear();
+        out.cum.push(0);
+        let mut acc = 0u32;
+        for &f in freqs.iter().rev() {
+            acc += f;
+            out.cum.push(acc);
+        }
+        out.vocab = v as u32;
+        out.sorted.clear();
+        out.sorted.extend_from_slice(&out.ids);
+        out.sorted.sort_unstable();
+    }
+
+    /// Codes `token`, returning its ideal cost in bits and whether it escaped.
+    pub fn encode(&self, enc: &mut Encoder, token: u32) -> (f64, bool) {
+        if let Some(i) = self.ids.iter().position(|&t| t == token) {
+            let f = self.code_symbol(enc, i);
+            return (cost_bits(f, TOTAL), false);
+        }
+        assert!(
+            self.has_escape() && token < self.vocab,
+            "token {token} not codable"
+        );
+        let f = self.code_symbol(enc, self.ids.len());
+        // Rank among the ids outside the top-k.
+        let below = self.sorted.partition_point(|&t| t < token) as u32;
+        let rest = self.vocab - self.ids.len() as u32;
+        enc.encode_uniform(token - below, rest);
+        (cost_bits(f, TOTAL) + (rest as f64).log2(), true)
+    }
+
+    /// Symbol `i` in probability order (the escape is `ids.len()`) lies in
+    /// interval `nsym - 1 - i`.
+    fn code_symbol(&self, enc: &mut Encoder, i: usize) -> u32 {
+        let j = self.cum.len() - 2 - i;
+        let (c, f) = (self.cum[j], self.cum[j + 1] - self.cum[j]);
+        enc.encode(c, f, TOTAL);
+        f
+    }
+
+    pub fn decode(&self, dec: &mut Decoder) -> u32 {
+        let t = dec.target(TOTAL);
+        // cum is ascending: the interval is the last one starting at or below t.
+        let j = self.cum.partition_point(|&c| c <= t) - 1;
+        dec.consume(self.cum[j], self.cum[j + 1] - self.cum[j]);
+        let i = self.cum.len() - 2 - j;
+        if i < self.ids.len() {
+            return self.ids[i];
+        }
+        let rest = self.vocab - self.ids.len() as u32;
+        let mut token = dec.decode_uniform(rest);
+        for &s in &self.sorted {
+            if s <= token {
+                token += 1;
+            } else {
+                break;
+            }
+        }
+        token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_token_round_trips(
+            logits in proptest::collection::vec(-30f32..30.0, 1..300),
+            k in 1usize..120,
+            picks in proptest::collection::vec(any::<u32>(), 1..40),
+        ) {
+            let mut d = Dist::default();
+            let mut s = Scratch::default();
+            Dist::from_logits(&logits, k, &mut s, &mut d);
+            let f: Vec<u32> = d.cum.windows(2).map(|w| w[1] - w[0]).collect();
+            prop_assert!(f.iter().all(|&x| x >= 1));
+            prop_assert_eq!(*d.cum.last().unwrap(), TOTAL);
+            let toks: Vec<u32> = picks.iter().map(|p| p % logits.len() as u32).collect();
+            let mut enc = Encoder::new();
+            for &t in &toks { d.encode(&mut enc, t); }
+            let buf = enc.finish();
+            let mut dec = Decoder::new(&buf);
+            for &t in &toks { prop_assert_eq!(d.decode(&mut dec), t); }
+        }
+    }
+
+    #[test]
+    fn order_is_total_with_ties() {
+        let logits = vec![1.0f32, 3.0, 3.0, 0.5, 3.0];
+        let mut d = Dist::default();
+        Dist::from_logits(&logits, 3, &mut Scratch::default(), &mut d);
+        assert_eq!(d.ids, vec![1, 2, 4]);
+        assert!(d.has_escape());
+    }
+
+    #[test]
+    fn huge_vocab_escape() {
+        let mut logits = vec![0f32; 200_000];
+        logits[5] = 10.0;
+        let mut d = Dist::default();
+        Dist::from_logits(&logits, 100, &mut Scratch::default(), &mut d);
+        let mut enc = Encoder::new();
+        for t in [5u32, 199_999, 150_000, 0] {
+            d.encode(&mut enc, t);
+        }
+        let buf = enc.finish();
+        let mut dec = Decoder::new(&buf);
+        for t in [5u32, 199_999, 150_000, 0] {
+            assert_eq!(d.decode(&mut dec), t);
+        }
+    }
+}
