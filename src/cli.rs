@@ -283,7 +283,7 @@ pub fn format_info(i: &pipeline::Info) -> String {
          fingerprint:     {}\n\
          parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
-         payload:         {} bytes coded, {} bytes dropped bits\n\
+         payload:         {} bytes of chunks, {} bytes of dropped bits\n\
          sha256:          {}\n",
         crate::container::VERSION,
         f.sample_rate,

@@ -158,6 +158,11 @@ fn parse_fmt(b: &[u8]) -> Result<Format> {
             "{channels} channels (at most 64 supported)"
         )));
     }
+    if kind == SampleKind::Float && bits != 32 {
+        return Err(Error::Wav(format!(
+            "{bits}-bit float audio is not supported (only 32-bit)"
+        )));
+    }
     if bits == 0 || bits > 32 {
         return Err(Error::Wav(format!(
             "{bits} bits per sample (1..=32 supported)"
@@ -167,11 +172,6 @@ fn parse_fmt(b: &[u8]) -> Result<Format> {
     if block_align as u32 != channels as u32 * bytes as u32 {
         return Err(Error::Wav(format!(
             "block align {block_align} does not match {channels} channels of {bits} bits"
-        )));
-    }
-    if kind == SampleKind::Float && bits != 32 {
-        return Err(Error::Wav(format!(
-            "{bits}-bit float audio is not supported (only 32-bit)"
         )));
     }
     if kind == SampleKind::Unsigned && bytes != 1 {

@@ -1,0 +1,827 @@
+//! Integration tests: one binary. Signals are generated in code and the model
+//! is a tiny random Llama written to a temporary directory, so everything runs
+//! offline in seconds.
+
+use lmic::container::Layout;
+use lmic::model::tiny::{write_tiny_model, TinySpec};
+use lmic::model::{KvCache, Model, Row};
+use lmic::pipeline::{self, Options, Stats};
+use lmic::Error;
+use proptest::prelude::*;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+// ---------- fixtures ----------
+
+fn model_dir(seed: u64) -> PathBuf {
+    static DIRS: OnceLock<std::sync::Mutex<std::collections::HashMap<u64, PathBuf>>> =
+        OnceLock::new();
+    let dirs = DIRS.get_or_init(Default::default);
+    let mut d = dirs.lock().unwrap();
+    d.entry(seed)
+        .or_insert_with(|| {
+            let dir = tempfile::tempdir()
+                .unwrap()
+                .keep()
+                .join(format!("tiny{seed}"));
+            write_tiny_model(
+                &dir,
+                &TinySpec {
+                    seed,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            dir
+        })
+        .clone()
+}
+
+fn model() -> &'static Model {
+    static M: OnceLock<Model> = OnceLock::new();
+    M.get_or_init(|| Model::load_dir(&model_dir(1)).unwrap())
+}
+
+/// A WAV file built field by field, so tests can make any variant.
+#[derive(Clone)]
+struct Wav {
+    tag: u16,
+    sub: u16,
+    channels: u16,
+    rate: u32,
+    bits: u16,
+    valid: u16,
+    before: Vec<([u8; 4], Vec<u8>)>,
+    after: Vec<([u8; 4], Vec<u8>)>,
+    data: Vec<u8>,
+}
+
+impl Wav {
+    fn pcm(channels: u16, bits: u16, frames: usize, seed: u64) -> Wav {
+        Wav::signal(1, channels, bits, bits, frames, seed)
+    }
+
+    /// A noisy sine of `valid` significant bits in a `bits` container.
+    fn signal(tag: u16, channels: u16, bits: u16, valid: u16, frames: usize, seed: u64) -> Wav {
+        let bytes = bits.div_ceil(8) as usize;
+        let mut s = seed.wrapping_add(12345);
+        let mut data = Vec::with_capacity(frames * channels as usize * bytes);
+        for i in 0..frames {
+            for c in 0..channels as usize {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let noise = ((s >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.05;
+                let x = 0.6 * ((i as f64) * 0.02 * (c as f64 + 1.0)).sin() + noise;
+                if tag == 3 {
+                    data.extend_from_slice(&(x as f32).to_le_bytes());
+                } else if bits == 8 {
+                    data.push((128.0 + x * 127.0) as u8);
+                } else {
+                    let full = (x * ((1i64 << (valid - 1)) - 1) as f64) as i64;
+                    let v = full << (bits.div_ceil(8) * 8 - valid);
+                    data.extend_from_slice(&v.to_le_bytes()[..bytes]);
+                }
+            }
+        }
+        Wav {
+            tag,
+            sub: 0,
+            channels,
+            rate: 16000,
+            bits: bytes as u16 * 8,
+            valid,
+            before: vec![],
+            after: vec![],
+            data,
+        }
+    }
+
+    fn extensible(mut self) -> Wav {
+        self.sub = self.tag;
+        self.tag = 0xFFFE;
+        self
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let block = self.channels * self.bits / 8;
+        let mut fmt = Vec::new();
+        fmt.extend_from_slice(&self.tag.to_le_bytes());
+        fmt.extend_from_slice(&self.channels.to_le_bytes());
+        fmt.extend_from_slice(&self.rate.to_le_bytes());
+        fmt.extend_from_slice(&(self.rate * block as u32).to_le_bytes());
+        fmt.extend_from_slice(&block.to_le_bytes());
+        fmt.extend_from_slice(&self.bits.to_le_bytes());
+        if self.tag == 0xFFFE {
+            fmt.extend_from_slice(&22u16.to_le_bytes());
+            fmt.extend_from_slice(&self.valid.to_le_bytes());
+            fmt.extend_from_slice(&0u32.to_le_bytes());
+            fmt.extend_from_slice(&self.sub.to_le_bytes());
+            fmt.extend_from_slice(&[0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xAA, 0, 0x38, 0x9B, 0x71]);
+        }
+        let mut body = b"WAVE".to_vec();
+        let mut chunk = |id: &[u8], b: &[u8]| {
+            body.extend_from_slice(id);
+            body.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            body.extend_from_slice(b);
+            if b.len() % 2 == 1 {
+                body.push(0);
+            }
+        };
+        chunk(b"fmt ", &fmt);
+        for (id, b) in &self.before {
+            chunk(id, b);
+        }
+        chunk(b"data", &self.data);
+        for (id, b) in &self.after {
+            chunk(id, b);
+        }
+        let mut out = b"RIFF".to_vec();
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend(body);
+        out
+    }
+}
+
+fn opts() -> Options {
+    // Small chunks and frames: many chunk and frame boundaries in little audio.
+    Options {
+        context: 60,
+        frame_chunks: 3,
+        force_coded: true,
+        ..Options::default()
+    }
+}
+
+fn compress_with(m: &Model, wav: &[u8], o: &Options) -> Result<(Vec<u8>, Stats), Error> {
+    let mut out = Vec::new();
+    let st = pipeline::compress(m, &mut &wav[..], &mut out, o, &|_, _| {})?;
+    Ok((out, st))
+}
+
+fn decompress_with(m: &Model, lmc: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut r = lmc;
+    let h = pipeline::read_header(&mut r)?;
+    let mut out = Vec::new();
+    pipeline::decompress(m, &h, &mut r, &mut out, &Options::default(), &|_, _| {})?;
+    Ok(out)
+}
+
+fn round_trip(wav: &[u8], o: &Options) -> (Vec<u8>, Stats) {
+    let (lmc, st) = compress_with(model(), wav, o).unwrap();
+    let back = decompress_with(model(), &lmc).unwrap();
+    assert!(
+        back == wav,
+        "round trip differs ({} vs {} bytes)",
+        back.len(),
+        wav.len()
+    );
+    (lmc, st)
+}
+
+// ---------- round trips ----------
+
+#[test]
+fn every_sample_format_and_channel_count() {
+    for (tag, bits, valid) in [
+        (1u16, 8u16, 8u16),
+        (1, 16, 16),
+        (1, 24, 24),
+        (1, 32, 32),
+        (3, 32, 32),
+    ] {
+        for ch in [1u16, 2, 6] {
+            for frames in [0usize, 1, 7, 45] {
+                let w = Wav::signal(tag, ch, bits, valid, frames, frames as u64);
+                round_trip(&w.bytes(), &opts());
+                round_trip(&w.clone().extensible().bytes(), &opts());
+            }
+        }
+    }
+}
+
+#[test]
+fn planar_layout_and_stats() {
+    let w = Wav::pcm(2, 16, 300, 3).bytes();
+    let o = Options {
+        layout: Layout::Planar,
+        ..opts()
+    };
+    let (lmc, st) = round_trip(&w, &o);
+    assert_eq!(st.samples, 600);
+    assert!(st.chunks > 10 && st.tokens == 600 * 2, "{st:?}");
+    // Planar and interleaved text differ, so the files differ.
+    let (lmc2, _) = round_trip(&w, &opts());
+    assert_ne!(lmc, lmc2);
+}
+
+#[test]
+fn chunk_and_frame_boundaries() {
+    // context 60 with 2 chars x 2 channels: 15 frames per chunk, 45 per frame.
+    for frames in [14usize, 15, 16, 44, 45, 46, 90, 91] {
+        round_trip(&Wav::pcm(2, 16, frames, 9).bytes(), &opts());
+    }
+    // The default context with a realistic length.
+    round_trip(
+        &Wav::pcm(1, 16, 5000, 1).bytes(),
+        &Options {
+            force_coded: true,
+            ..Options::default()
+        },
+    );
+}
+
+#[test]
+fn unused_low_bits_cost_nothing() {
+    // 20 valid bits in 24 or 32, 24 in 32: the zero bits are shifted out, so
+    // the model sees the same characters per sample and the size matches the
+    // signal at its real depth (up to where frames fall, which depends on
+    // the container width).
+    for (small, big, valid) in [(24u16, 32u16, 20u16), (24, 32, 24)] {
+        let sizes: Vec<u64> = [small, big]
+            .iter()
+            .map(|&bits| {
+                let w = Wav::signal(1, 1, bits, valid, 400, 5).extensible();
+                let (_, st) = round_trip(&w.bytes(), &opts());
+                assert!(st.tokens as f64 / st.samples as f64 <= (valid as f64 / 7.0).ceil());
+                st.coded_bytes + st.verbatim_bytes + st.dropped_bytes
+            })
+            .collect();
+        let ratio = sizes[1] as f64 / sizes[0] as f64;
+        assert!(
+            (0.98..1.02).contains(&ratio),
+            "{valid} valid bits in {small} vs {big}: {sizes:?}"
+        );
+    }
+}
+
+#[test]
+fn other_chunks_odd_sizes_and_pad_bytes_are_kept() {
+    let mut w = Wav::pcm(1, 8, 33, 2); // 33 bytes of data: odd, padded
+    w.before
+        .push((*b"LIST", b"INFOISFT\x05\0\0\0lmic\0".to_vec()));
+    w.before.push((*b"fact", vec![1, 2, 3]));
+    w.after.push((*b"cue ", vec![9; 24]));
+    w.after.push((*b"junk", vec![7; 5]));
+    round_trip(&w.bytes(), &opts());
+    // A data size that is not a whole number of frames.
+    let mut w = Wav::pcm(2, 16, 20, 2);
+    w.data.extend_from_slice(&[1, 2, 3]);
+    round_trip(&w.bytes(), &opts());
+    // Trailing bytes after the RIFF structure are kept too.
+    let mut b = Wav::pcm(1, 16, 10, 2).bytes();
+    b.extend_from_slice(b"trailing");
+    round_trip(&b, &opts());
+}
+
+#[test]
+fn tokens_outside_the_top_k_are_escaped() {
+    let w = Wav::pcm(1, 16, 200, 4).bytes();
+    let (_, st) = round_trip(&w, &Options { top_k: 2, ..opts() });
+    assert!(st.escapes > st.tokens / 2, "{st:?}");
+    let (_, st1) = round_trip(&w, &Options { top_k: 1, ..opts() });
+    assert!(st1.escapes > st.escapes);
+}
+
+#[test]
+fn drop_bits_option() {
+    let w = Wav::pcm(1, 16, 100, 4).bytes();
+    for d in [0u8, 1, 5, 9, 15] {
+        round_trip(
+            &w,
+            &Options {
+                drop_bits: Some(d),
+                ..opts()
+            },
+        );
+    }
+    assert!(matches!(
+        compress_with(
+            model(),
+            &w,
+            &Options {
+                drop_bits: Some(16),
+                ..opts()
+            }
+        ),
+        Err(Error::Usage(_))
+    ));
+}
+
+#[test]
+fn constant_dropped_bits_are_compressed() {
+    // 8-bit audio whose low bit never changes is odd-valued: the low bit is
+    // not zero (no shift) but constant, so the adaptive coder takes it.
+    let mut w = Wav::pcm(1, 8, 4000, 4);
+    for b in w.data.iter_mut() {
+        *b |= 1;
+    }
+    let (lmc, st) = round_trip(
+        &w.bytes(),
+        &Options {
+            force_coded: false,
+            ..Options::default()
+        },
+    );
+    assert!(st.dropped_bytes < 40, "{st:?}");
+    assert!(lmc.len() < w.bytes().len());
+}
+
+#[test]
+fn incompressible_audio_grows_by_a_few_bytes_per_chunk() {
+    let mut s = 99u64;
+    let mut w = Wav::pcm(1, 16, 4096, 1);
+    for b in w.data.iter_mut() {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *b = (s >> 56) as u8;
+    }
+    let bytes = w.bytes();
+    let o = Options::default();
+    let (lmc, st) = round_trip(&bytes, &o);
+    // The random model cannot predict noise: every chunk is stored verbatim.
+    assert_eq!(st.verbatim_chunks, st.chunks);
+    let overhead = lmc.len() as f64 - bytes.len() as f64;
+    assert!(
+        overhead < 200.0 + 13.0 * st.chunks as f64,
+        "grew by {overhead}"
+    );
+}
+
+#[test]
+fn coded_size_is_close_to_the_ideal_code_length() {
+    let w = Wav::pcm(1, 16, 3000, 7).bytes();
+    let (_, st) = round_trip(
+        &w,
+        &Options {
+            force_coded: true,
+            ..Options::default()
+        },
+    );
+    let ideal = st.ideal_bits / 8.0;
+    let allowed = ideal * 1.0001 + 4.0 * st.chunks as f64;
+    assert!(
+        (st.coded_bytes as f64) <= allowed,
+        "{} bytes vs ideal {ideal:.1}",
+        st.coded_bytes
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn random_wavs_round_trip(
+        kind in 0usize..5, ch in 1u16..=4, frames in 0usize..120, seed in any::<u64>(),
+        context in 8u32..100, frame_chunks in 1u32..5, planar in any::<bool>(), top_k in 1u32..140,
+    ) {
+        let (tag, bits) = [(1u16, 8u16), (1, 16), (1, 24), (1, 32), (3, 32)][kind];
+        let mut w = Wav::signal(tag, ch, bits, bits, frames, seed);
+        // Random bytes instead of a signal half of the time.
+        if seed % 2 == 0 {
+            let mut s = seed;
+            for b in w.data.iter_mut() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                *b = (s >> 56) as u8;
+            }
+        }
+        let bytes = w.bytes();
+        let o = Options {
+            context: context.max(5 * ch as u32), frame_chunks,
+            layout: if planar { Layout::Planar } else { Layout::Interleaved },
+            top_k, force_coded: seed % 3 == 0, ..Options::default()
+        };
+        let (lmc, _) = compress_with(model(), &bytes, &o).unwrap();
+        prop_assert_eq!(decompress_with(model(), &lmc).unwrap(), bytes);
+    }
+}
+
+// ---------- bit-exactness ----------
+
+fn logits_full(m: &Model, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
+    let max = seqs.iter().map(|s| s.len()).max().unwrap();
+    let mut rows = vec![];
+    for (i, s) in seqs.iter().enumerate() {
+        for (p, &t) in s.iter().enumerate() {
+            rows.push(Row {
+                seq: i,
+                pos: p,
+                token: t,
+            });
+        }
+    }
+    let mut cache = KvCache::for_full_pass(m, seqs.len(), max);
+    let h = m.forward(&mut cache, &rows).unwrap();
+    let l = m.logits(&h, rows.len());
+    let v = m.vocab_size();
+    let mut out = vec![vec![]; seqs.len()];
+    for (r, row) in rows.iter().enumerate() {
+        out[row.seq].push(l[r * v..(r + 1) * v].iter().map(|x| x.to_bits()).collect());
+    }
+    out
+}
+
+fn logits_steps(m: &Model, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
+    let max = seqs.iter().map(|s| s.len()).max().unwrap();
+    let mut cache = KvCache::for_steps(m, seqs.len(), max);
+    let v = m.vocab_size();
+    let mut out = vec![vec![]; seqs.len()];
+    for p in 0..max {
+        let rows: Vec<Row> = (0..seqs.len())
+            .filter(|&i| p < seqs[i].len())
+            .map(|i| Row {
+                seq: i,
+                pos: p,
+                token: seqs[i][p],
+            })
+            .collect();
+        let h = m.forward(&mut cache, &rows).unwrap();
+        let l = m.logits(&h, rows.len());
+        for (r, row) in rows.iter().enumerate() {
+            out[row.seq].push(l[r * v..(r + 1) * v].iter().map(|x| x.to_bits()).collect());
+        }
+    }
+    out
+}
+
+/// The encoder's full pass and the decoder's steps give the same bits for
+/// every logit, across batch sizes (1, 2, 7, 64), unequal lengths and thread
+/// counts.
+#[test]
+fn full_pass_and_steps_agree_bit_for_bit() {
+    let m = model();
+    let mut s = 5u64;
+    let seqs: Vec<Vec<u32>> = (0..64)
+        .map(|i| {
+            (0..(20 + i % 13))
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((s >> 33) % 130) as u32
+                })
+                .collect()
+        })
+        .collect();
+    let reference = logits_full(m, &seqs);
+    for threads in [1usize, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for batch in [1usize, 2, 7, 64] {
+                for (g, group) in seqs.chunks(batch).enumerate() {
+                    let full = logits_full(m, group);
+                    let steps = logits_steps(m, group);
+                    for (i, (f, st)) in full.iter().zip(&steps).enumerate() {
+                        let want = &reference[g * batch + i];
+                        assert!(f == want, "full pass, batch {batch}, threads {threads}");
+                        assert!(
+                            st == want,
+                            "steps, batch {batch}, threads {threads}, seq {i}"
+                        );
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn same_file_whatever_the_thread_count() {
+    let w = Wav::pcm(2, 16, 2000, 8).bytes();
+    let o = Options {
+        force_coded: true,
+        ..Options::default()
+    };
+    let files: Vec<Vec<u8>> = [1usize, 2, 3]
+        .iter()
+        .map(|&t| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap();
+            pool.install(|| compress_with(model(), &w, &o).unwrap().0)
+        })
+        .collect();
+    assert!(files[0] == files[1] && files[1] == files[2]);
+    // Batching is a memory knob only: it never changes the file either.
+    let small = compress_with(
+        model(),
+        &w,
+        &Options {
+            batch_tokens: 100,
+            ..o.clone()
+        },
+    )
+    .unwrap()
+    .0;
+    assert!(small == files[0]);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut r = &files[2][..];
+    let h = pipeline::read_header(&mut r).unwrap();
+    let mut back = Vec::new();
+    let dec_opts = Options {
+        decode_group: 3,
+        ..Options::default()
+    };
+    pool.install(|| pipeline::decompress(model(), &h, &mut r, &mut back, &dec_opts, &|_, _| {}))
+        .unwrap();
+    assert!(back == w);
+}
+
+// ---------- refusing bad input ----------
+
+#[test]
+fn bad_wavs_are_refused_with_a_reason() {
+    let good = Wav::pcm(1, 16, 10, 1);
+    let mut mulaw = good.clone();
+    mulaw.tag = 7;
+    mulaw.bits = 8;
+    let mut adpcm = good.clone().extensible();
+    adpcm.sub = 2;
+    let mut f64w = Wav::signal(3, 1, 32, 32, 4, 1);
+    f64w.bits = 64;
+    let truncated = {
+        let b = good.bytes();
+        b[..b.len() - 3].to_vec()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("mu-law", mulaw.bytes(), "mu-law"),
+        ("ADPCM", adpcm.bytes(), "ADPCM"),
+        ("64-bit float", f64w.bytes(), "64-bit float"),
+        ("not RIFF", b"ID3\x03 this is an mp3".to_vec(), "RIFF"),
+        ("empty", vec![], "truncated"),
+        ("truncated data", truncated, "truncated"),
+        ("header only", good.bytes()[..20].to_vec(), "truncated"),
+    ];
+    for (name, bytes, needle) in cases {
+        match compress_with(model(), &bytes, &opts()) {
+            Err(e @ Error::Wav(_)) => {
+                let msg = e.to_string();
+                assert!(msg.contains(needle), "{name}: {msg}");
+                assert!(!msg.contains('\n'), "{name}: {msg}");
+            }
+            other => panic!("{name}: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn damaged_files_are_refused() {
+    let w = Wav::pcm(2, 16, 200, 11).bytes();
+    let (lmc, _) = compress_with(model(), &w, &opts()).unwrap();
+    // Every truncation fails.
+    for cut in (0..lmc.len()).step_by(7) {
+        assert!(
+            decompress_with(model(), &lmc[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    // Every single-bit flip, anywhere, fails (sampled for speed).
+    for bit in (0..lmc.len() * 8).step_by(13) {
+        let mut b = lmc.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        let r = decompress_with(model(), &b);
+        assert!(r.is_err(), "bit {bit} of {}", lmc.len() * 8);
+        assert!(!r.unwrap_err().to_string().contains('\n'));
+    }
+    // Random bytes.
+    assert!(matches!(
+        decompress_with(model(), b"LMIC?"),
+        Err(Error::Container(_))
+    ));
+    assert!(matches!(
+        decompress_with(model(), &[]),
+        Err(Error::Container(_))
+    ));
+}
+
+#[test]
+fn future_versions_and_other_models_are_refused() {
+    let w = Wav::pcm(1, 16, 50, 11).bytes();
+    let (lmc, _) = compress_with(model(), &w, &opts()).unwrap();
+    let mut future = lmc.clone();
+    future[8] = 2;
+    match decompress_with(model(), &future) {
+        Err(Error::Container(m)) => assert!(m.contains("version 2"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let other = Model::load_dir(&model_dir(2)).unwrap();
+    match decompress_with(&other, &lmc) {
+        Err(e @ Error::ModelMismatch { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&model().fingerprint_hex()[..16]), "{msg}");
+            assert!(msg.contains(&other.fingerprint_hex()[..16]), "{msg}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn info_needs_no_model() {
+    let w = Wav::pcm(2, 24, 300, 11).bytes();
+    let (lmc, st) = compress_with(model(), &w, &opts()).unwrap();
+    let i = pipeline::info(&mut &lmc[..]).unwrap();
+    assert_eq!(i.file_bytes, lmc.len() as u64);
+    assert_eq!(i.original_bytes, w.len() as u64);
+    assert_eq!(i.chunks, st.chunks);
+    let text = lmic::cli::format_info(&i);
+    assert!(
+        text.contains("24-bit") && text.contains("2 channel"),
+        "{text}"
+    );
+}
+
+// ---------- command line ----------
+
+mod cli {
+    use super::*;
+    use assert_cmd::Command;
+
+    fn lmic() -> Command {
+        Command::cargo_bin("lmic").unwrap()
+    }
+
+    fn model_arg() -> String {
+        model_dir(1).display().to_string()
+    }
+
+    #[test]
+    fn files_pipes_and_info() {
+        let d = tempfile::tempdir().unwrap();
+        let wav = d.path().join("a.wav");
+        let w = Wav::pcm(2, 16, 3000, 1).bytes();
+        std::fs::write(&wav, &w).unwrap();
+        let lmc = d.path().join("a.lmc");
+        let back = d.path().join("back.wav");
+        lmic()
+            .args([
+                "compress",
+                wav.to_str().unwrap(),
+                lmc.to_str().unwrap(),
+                "--model",
+                &model_arg(),
+            ])
+            .assert()
+            .success()
+            .stdout("");
+        lmic()
+            .args(["decompress", lmc.to_str().unwrap(), back.to_str().unwrap()])
+            .assert()
+            .success()
+            .stdout("");
+        assert!(std::fs::read(&back).unwrap() == w);
+        // Pipes: stdin to stdout both ways.
+        let out = lmic()
+            .args([
+                "compress",
+                "-",
+                "-",
+                "--model",
+                &model_arg(),
+                "--threads",
+                "1",
+            ])
+            .write_stdin(w.clone())
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        assert!(
+            out == std::fs::read(&lmc).unwrap(),
+            "same bytes from pipes and files"
+        );
+        let out = lmic()
+            .args(["decompress", "-", "-"])
+            .write_stdin(out)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        assert!(out == w);
+        lmic()
+            .args(["decompress", "--test", lmc.to_str().unwrap()])
+            .assert()
+            .success();
+        let info = lmic()
+            .args(["info", lmc.to_str().unwrap()])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let info = String::from_utf8(info).unwrap();
+        assert!(
+            info.contains("16000 Hz") && info.contains("fingerprint"),
+            "{info}"
+        );
+    }
+
+    #[test]
+    fn refuses_to_overwrite_and_leaves_no_partial_output() {
+        let d = tempfile::tempdir().unwrap();
+        let wav = d.path().join("a.wav");
+        std::fs::write(&wav, Wav::pcm(1, 16, 100, 1).bytes()).unwrap();
+        let out = d.path().join("a.lmc");
+        std::fs::write(&out, b"precious").unwrap();
+        let a = lmic()
+            .args([
+                "compress",
+                wav.to_str().unwrap(),
+                out.to_str().unwrap(),
+                "--model",
+                &model_arg(),
+            ])
+            .assert()
+            .failure();
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert!(
+            err.contains("already exists") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+        lmic()
+            .args([
+                "compress",
+                wav.to_str().unwrap(),
+                out.to_str().unwrap(),
+                "--model",
+                &model_arg(),
+                "--force",
+            ])
+            .assert()
+            .success();
+        // A bad input leaves nothing behind, not even a temporary file.
+        let bad = d.path().join("bad.wav");
+        std::fs::write(&bad, b"RIFF\x10\0\0\0WAVEfmt ").unwrap();
+        let target = d.path().join("bad.lmc");
+        let a = lmic()
+            .args([
+                "compress",
+                bad.to_str().unwrap(),
+                target.to_str().unwrap(),
+                "--model",
+                &model_arg(),
+            ])
+            .assert()
+            .failure()
+            .stdout("");
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("not a supported WAV"), "{err}");
+        let mut left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.lmc", "a.wav", "bad.wav"]);
+    }
+
+    #[test]
+    fn corrupt_file_removes_output() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Wav::pcm(1, 16, 400, 1).bytes();
+        let (mut lmc, _) = compress_with(model(), &w, &opts()).unwrap();
+        let n = lmc.len();
+        lmc[n - 20] ^= 0x40; // inside the trailer's checksum
+        let f = d.path().join("x.lmc");
+        std::fs::write(&f, &lmc).unwrap();
+        let out = d.path().join("x.wav");
+        let a = lmic()
+            .args([
+                "decompress",
+                f.to_str().unwrap(),
+                out.to_str().unwrap(),
+                "--model",
+                &model_arg(),
+            ])
+            .assert()
+            .failure();
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!out.exists());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        for args in [
+            vec!["compress", "nope.wav", "x.lmc", "--model", "/nonexistent"],
+            vec!["compress"],
+            vec!["decompress", "nope.lmc", "x.wav"],
+            vec!["frobnicate"],
+        ] {
+            let a = lmic().args(&args).assert().failure().stdout("");
+            let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.starts_with("lmic: "), "{err}");
+        }
+    }
+}
