@@ -156,7 +156,7 @@ where
             })?;
             let mut reader = open_input(&input)?;
             let sink = Sink::create(&output, common.force)?;
-            let model = Model::load_dir(&model_dir)?;
+            let model = Model::load(&model_dir)?;
             let bar = progress_bar(common.quiet);
             let mut w = sink.writer();
             let stats = pipeline::compress(&model, &mut reader, &mut w, &opts, &|d, t| {
@@ -198,17 +198,17 @@ where
             let mut reader = open_input(&input)?;
             let header = pipeline::read_header(&mut reader)?;
             let model = match model {
-                Some(dir) => Model::load_dir(&dir)?,
+                Some(dir) => Model::load(&dir)?,
                 None => {
                     let dir = Path::new(&header.model_spec);
-                    if !dir.is_dir() {
+                    if !dir.exists() {
                         return Err(Error::Model(format!(
                             "the file was compressed with the model at {}, which is not there; \
-                             pass --model DIR with a copy of it",
+                             pass --model with a copy of it",
                             header.model_spec
                         )));
                     }
-                    Model::load_dir(dir)?
+                    Model::load(dir)?
                 }
             };
             pipeline::check_model(&header, &model)?;

@@ -7,7 +7,7 @@
 //! the same code — so the two paths agree bit for bit by construction (and the
 //! tests check it).
 
-use super::kernels::{dot, linear, rms_norm, silu};
+use super::kernels::{dot, rms_norm, silu};
 use super::{Config, Model};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -150,9 +150,9 @@ impl Model {
         let scale = 1.0 / (hd as f32).sqrt();
         for (li, l) in self.layers.iter().enumerate() {
             norm_rows(&x, &l.attn_norm, eps, &mut xn, hs);
-            linear(&xn, m, hs, &l.wq, hs, &mut q);
-            linear(&xn, m, hs, &l.wk, kvd, &mut k);
-            linear(&xn, m, hs, &l.wv, kvd, &mut v);
+            l.wq.forward(&xn, m, &mut q);
+            l.wk.forward(&xn, m, &mut k);
+            l.wv.forward(&xn, m, &mut v);
             for (i, r) in rows.iter().enumerate() {
                 for h in 0..nh {
                     self.rope
@@ -200,17 +200,17 @@ impl Model {
                         }
                     }
                 });
-            linear(&att, m, hs, &l.wo, hs, &mut o);
+            l.wo.forward(&att, m, &mut o);
             for (a, b) in x.iter_mut().zip(&o) {
                 *a += b;
             }
             norm_rows(&x, &l.mlp_norm, eps, &mut xn, hs);
-            linear(&xn, m, hs, &l.w_gate, is, &mut g);
-            linear(&xn, m, hs, &l.w_up, is, &mut u);
+            l.w_gate.forward(&xn, m, &mut g);
+            l.w_up.forward(&xn, m, &mut u);
             for (a, b) in g.iter_mut().zip(&u) {
                 *a = silu(*a) * b;
             }
-            linear(&g, m, is, &l.w_down, hs, &mut o);
+            l.w_down.forward(&g, m, &mut o);
             for (a, b) in x.iter_mut().zip(&o) {
                 *a += b;
             }
@@ -221,10 +221,8 @@ impl Model {
 
     /// Logits of `m` final hidden states, `m × vocab_size`.
     pub fn logits(&self, hidden: &[f32], m: usize) -> Vec<f32> {
-        let c = &self.config;
-        let w = self.lm_head.as_deref().unwrap_or(&self.embed);
-        let mut out = vec![0f32; m * c.vocab_size];
-        linear(hidden, m, c.hidden_size, w, c.vocab_size, &mut out);
+        let mut out = vec![0f32; m * self.config.vocab_size];
+        self.lm_head.forward(hidden, m, &mut out);
         out
     }
 }

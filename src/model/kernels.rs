@@ -4,11 +4,13 @@
 //! bit, yet the encoder computes a whole chunk in one pass and the decoder one
 //! token at a time. BLAS-style GEMMs (candle's `gemm` included) change their
 //! summation order with the matrix shape, so one row computed alone differs
-//! from the same row computed among many. Here every output element is one
-//! [`dot`] with a fixed reduction order — eight lane accumulators over k, then a
-//! fixed tree — whatever the number of rows, the tiling or the thread count.
-//! No FMA is used, so the result is also the same on every x86-64 and aarch64
-//! CPU: SSE2 and AVX execute the same IEEE multiplies and adds.
+//! from the same row computed among many. Here every output element has one
+//! fixed reduction order whatever the number of rows, the tiling or the thread
+//! count: matrix products ([`Linear`]) sum each element sequentially over k,
+//! and row reductions (attention scores, norms: [`dot`]) use eight lane
+//! accumulators and a fixed tree. No FMA is used, so the result is also the
+//! same on every x86-64 and aarch64 CPU: SSE2, AVX and AVX-512 execute the same
+//! IEEE multiplies and adds.
 
 use rayon::prelude::*;
 
@@ -38,167 +40,170 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     reduce(acc)
 }
 
-/// An MR×NR block of dots sharing loads; element (i, j) is exactly
-/// `dot(x[i], w[j])`.
-#[inline(always)]
-fn tile<const MR: usize, const NR: usize>(
-    x: &[f32],
-    w: &[f32],
-    k: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let mut acc = [[[0f32; LANES]; NR]; MR];
-    let kb = k / LANES * LANES;
-    let mut p = 0;
-    while p < kb {
-        let mut xs = [[0f32; LANES]; MR];
-        for i in 0..MR {
-            xs[i].copy_from_slice(&x[i * k + p..i * k + p + LANES]);
-        }
-        for j in 0..NR {
-            let mut wv = [0f32; LANES];
-            wv.copy_from_slice(&w[j * k + p..j * k + p + LANES]);
-            for i in 0..MR {
-                for l in 0..LANES {
-                    acc[i][j][l] += xs[i][l] * wv[l];
+/// Output columns per packed panel.
+const NR: usize = 16;
+
+/// A linear layer's weight packed for [`Linear::forward`]: panels of `NR`
+/// output columns, each stored k-major, so the micro-kernel streams one
+/// panel while broadcasting inputs.
+///
+/// Every output element is ONE accumulator summed over k in ascending order
+/// (`acc += x[p] * w[p]`, separate multiply and add, no FMA). Rows, panels,
+/// threads and the SIMD width only decide which elements are computed
+/// together, never how one is computed — so a row gives the same bits alone
+/// or among thousands, on SSE2, AVX or AVX-512 machines alike.
+pub struct Linear {
+    pub n: usize,
+    pub k: usize,
+    panels: Vec<f32>,
+}
+
+impl Linear {
+    /// Packs a PyTorch-layout weight (`n` rows of `k`).
+    pub fn new(w: &[f32], n: usize, k: usize) -> Linear {
+        assert_eq!(w.len(), n * k);
+        let np = n.div_ceil(NR);
+        let mut panels = vec![0f32; np * k * NR];
+        for b in 0..np {
+            for j in 0..NR.min(n - b * NR) {
+                let row = &w[(b * NR + j) * k..(b * NR + j + 1) * k];
+                for (p, &v) in row.iter().enumerate() {
+                    panels[(b * k + p) * NR + j] = v;
                 }
             }
         }
-        p += LANES;
+        Linear { n, k, panels }
     }
-    for l in 0..k - kb {
-        for i in 0..MR {
-            for j in 0..NR {
-                acc[i][j][l] += x[i * k + kb + l] * w[j * k + kb + l];
-            }
-        }
-    }
-    for i in 0..MR {
-        for j in 0..NR {
-            out[i * ldo + j] = reduce(acc[i][j]);
-        }
-    }
-}
 
-const MR: usize = 4;
-const NR: usize = 4;
+    pub fn bytes(&self) -> usize {
+        self.panels.len() * 4
+    }
 
-#[inline(always)]
-fn linear_block_impl(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: &[f32],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let mut i = 0;
-    while i < m {
-        let mr = (m - i).min(MR);
-        let mut j = 0;
-        while j < n {
-            let nr = (n - j).min(NR);
-            let xs = &x[i * k..(i + mr) * k];
-            let ws = &w[j * k..(j + nr) * k];
-            let o = &mut out[i * ldo + j..];
-            match (mr, nr) {
-                (4, 4) => tile::<4, 4>(xs, ws, k, o, ldo),
-                _ => {
-                    for a in 0..mr {
-                        for b in 0..nr {
-                            o[a * ldo + b] = dot(&xs[a * k..(a + 1) * k], &ws[b * k..(b + 1) * k]);
+    /// `out[i][j] = Σ_p x[i][p] · w[j][p]` for `m` rows of x (m×k), out m×n.
+    pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        let (n, k) = (self.n, self.k);
+        assert_eq!(x.len(), m * k);
+        assert_eq!(out.len(), m * n);
+        if m == 0 {
+            return;
+        }
+        let np = n.div_ceil(NR);
+        // Split the output columns (panels) across threads: each weight panel
+        // is then read by one thread only, which suits both the decoder's few
+        // rows and the encoder's many. Rows are swept in blocks so a panel
+        // stays in cache while the rows stream.
+        let per_task = np.div_ceil(rayon::current_num_threads() * 4).max(1);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        (0..np.div_ceil(per_task)).into_par_iter().for_each(|t| {
+            let out_ptr = &out_ptr;
+            let (b0, b1) = (t * per_task, ((t + 1) * per_task).min(np));
+            const RB: usize = 48;
+            let mut tmp = [0f32; RB * NR];
+            for r0 in (0..m).step_by(RB) {
+                let rb = (m - r0).min(RB);
+                for b in b0..b1 {
+                    let panel = &self.panels[b * k * NR..(b + 1) * k * NR];
+                    let xs = &x[r0 * k..(r0 + rb) * k];
+                    block(xs, rb, k, panel, &mut tmp[..rb * NR]);
+                    let j0 = b * NR;
+                    let nj = NR.min(n - j0);
+                    for i in 0..rb {
+                        // SAFETY: tasks write disjoint column ranges of out.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                tmp.as_ptr().add(i * NR),
+                                out_ptr.0.add((r0 + i) * n + j0),
+                                nj,
+                            );
                         }
                     }
                 }
             }
-            j += nr;
-        }
-        i += mr;
+        });
     }
+}
+
+struct SendPtr(*mut f32);
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+/// `rows` rows of x against one panel, into out (rows × NR).
+#[inline(always)]
+fn block_impl(x: &[f32], rows: usize, k: usize, panel: &[f32], out: &mut [f32]) {
+    let mut i = 0;
+    while i < rows {
+        let r = rows - i;
+        let (xs, o) = (&x[i * k..], &mut out[i * NR..]);
+        i += match r {
+            r if r >= 6 => micro::<6>(xs, k, panel, o),
+            5 => micro::<5>(xs, k, panel, o),
+            4 => micro::<4>(xs, k, panel, o),
+            3 => micro::<3>(xs, k, panel, o),
+            2 => micro::<2>(xs, k, panel, o),
+            _ => micro::<1>(xs, k, panel, o),
+        };
+    }
+}
+
+#[inline(always)]
+fn micro<const MR: usize>(x: &[f32], k: usize, panel: &[f32], out: &mut [f32]) -> usize {
+    let mut acc = [[0f32; NR]; MR];
+    let x = &x[..MR * k];
+    let panel = &panel[..k * NR];
+    for p in 0..k {
+        let w: &[f32; NR] = panel[p * NR..p * NR + NR].try_into().unwrap();
+        for i in 0..MR {
+            let xv = x[i * k + p];
+            for j in 0..NR {
+                acc[i][j] += xv * w[j];
+            }
+        }
+    }
+    for i in 0..MR {
+        out[i * NR..(i + 1) * NR].copy_from_slice(&acc[i]);
+    }
+    MR
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block_avx512(x: &[f32], rows: usize, k: usize, panel: &[f32], out: &mut [f32]) {
+    block_impl(x, rows, k, panel, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn linear_block_avx(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: &[f32],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    linear_block_impl(x, m, k, w, n, out, ldo)
+unsafe fn block_avx(x: &[f32], rows: usize, k: usize, panel: &[f32], out: &mut [f32]) {
+    block_impl(x, rows, k, panel, out)
 }
 
-fn linear_block(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [f32], ldo: usize) {
+fn block(x: &[f32], rows: usize, k: usize, panel: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
+        // SAFETY: each path runs only where the CPU has the feature. All
+        // paths do the same IEEE operations per element in the same order.
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return unsafe { block_avx512(x, rows, k, panel, out) };
+        }
         if std::arch::is_x86_feature_detected!("avx") {
-            // SAFETY: the CPU supports AVX, checked just above.
-            return unsafe { linear_block_avx(x, m, k, w, n, out, ldo) };
+            return unsafe { block_avx(x, rows, k, panel, out) };
         }
     }
-    linear_block_impl(x, m, k, w, n, out, ldo)
+    block_impl(x, rows, k, panel, out)
 }
 
-/// `out[i][j] = dot(x[i], w[j])` for x: m×k and w: n×k (a PyTorch Linear
-/// weight), out: m×n. Work is split across threads by rows when there are
-/// many and by columns otherwise; neither changes any element's arithmetic.
+/// Reference for one element of [`Linear::forward`].
+pub fn dot_seq(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for (x, y) in a.iter().zip(b) {
+        acc += x * y;
+    }
+    acc
+}
+
+/// Convenience: pack and apply once (tests, one-off products).
 pub fn linear(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), m * k);
-    debug_assert_eq!(w.len(), n * k);
-    debug_assert_eq!(out.len(), m * n);
-    let work = m * n * k;
-    if work < 1 << 16 {
-        return linear_block(x, m, k, w, n, out, n);
-    }
-    // Column blocks: good for the decoder's few rows and large weights.
-    const NB: usize = 64;
-    const MB: usize = 64;
-    if m < 32 {
-        // Transpose the job: compute column blocks into a scratch then scatter.
-        let nblocks = n.div_ceil(NB);
-        let parts: Vec<Vec<f32>> = (0..nblocks)
-            .into_par_iter()
-            .map(|b| {
-                let j0 = b * NB;
-                let nb = (n - j0).min(NB);
-                let mut o = vec![0f32; m * nb];
-                linear_block(x, m, k, &w[j0 * k..(j0 + nb) * k], nb, &mut o, nb);
-                o
-            })
-            .collect();
-        for (b, o) in parts.iter().enumerate() {
-            let j0 = b * NB;
-            let nb = (n - j0).min(NB);
-            for i in 0..m {
-                out[i * n + j0..i * n + j0 + nb].copy_from_slice(&o[i * nb..(i + 1) * nb]);
-            }
-        }
-    } else {
-        out.par_chunks_mut(MB * n).enumerate().for_each(|(b, o)| {
-            let i0 = b * MB;
-            let mb = o.len() / n;
-            // Sweep columns in blocks so a block of w stays in cache.
-            let mut j0 = 0;
-            while j0 < n {
-                let nb = (n - j0).min(NB * 4);
-                linear_block(
-                    &x[i0 * k..(i0 + mb) * k],
-                    mb,
-                    k,
-                    &w[j0 * k..(j0 + nb) * k],
-                    nb,
-                    &mut o[j0..],
-                    n,
-                );
-                j0 += nb;
-            }
-        });
-    }
+    Linear::new(w, n, k).forward(x, m, out)
 }
 
 /// RMSNorm of one row, with the sum of squares as a [`dot`].
@@ -233,8 +238,8 @@ mod tests {
             .collect()
     }
 
-    /// Every element of `linear` equals the reference dot, whatever m and n
-    /// (which change tiling and threading) and k (which changes remainders).
+    /// Every element of `linear` equals the reference sequential dot, whatever
+    /// m and n (which change tiling and threading) and k.
     #[test]
     fn linear_matches_dot_for_all_shapes() {
         for &(m, k, n) in &[
@@ -252,7 +257,7 @@ mod tests {
             linear(&x, m, k, &w, n, &mut out);
             for i in 0..m {
                 for j in 0..n {
-                    let r = dot(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
+                    let r = dot_seq(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
                     assert_eq!(
                         out[i * n + j].to_bits(),
                         r.to_bits(),

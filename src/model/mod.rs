@@ -7,6 +7,7 @@
 //! (decoder), see [`kernels`].
 
 pub mod forward;
+pub mod gguf;
 pub mod kernels;
 pub mod tiny;
 
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use forward::{KvCache, Row};
+use kernels::Linear;
 
 /// The subset of a Hugging Face `config.json` a Llama needs.
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -62,7 +64,7 @@ impl Config {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if let Some(t) = &self.model_type {
             if !matches!(t.as_str(), "llama" | "mistral") {
                 return Err(Error::Model(format!(
@@ -90,14 +92,14 @@ impl Config {
 
 pub struct Layer {
     pub attn_norm: Vec<f32>,
-    pub wq: Vec<f32>,
-    pub wk: Vec<f32>,
-    pub wv: Vec<f32>,
-    pub wo: Vec<f32>,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
     pub mlp_norm: Vec<f32>,
-    pub w_gate: Vec<f32>,
-    pub w_up: Vec<f32>,
-    pub w_down: Vec<f32>,
+    pub w_gate: Linear,
+    pub w_up: Linear,
+    pub w_down: Linear,
 }
 
 pub struct Model {
@@ -105,8 +107,8 @@ pub struct Model {
     pub embed: Vec<f32>,
     pub layers: Vec<Layer>,
     pub norm: Vec<f32>,
-    /// None when tied to the embeddings.
-    pub lm_head: Option<Vec<f32>>,
+    /// The output projection (a packed copy of the embeddings when tied).
+    pub lm_head: Linear,
     pub codec: TokenCodec,
     /// Token each chunk starts with (the model's BOS).
     pub start_token: u32,
@@ -131,23 +133,31 @@ impl Model {
         self.config.vocab_size
     }
 
-    pub fn parameters(&self) -> usize {
+    /// Bytes of weights held in memory.
+    pub fn weight_bytes(&self) -> usize {
         let l: usize = self
             .layers
             .iter()
             .map(|l| {
-                l.wq.len()
-                    + l.wk.len()
-                    + l.wv.len()
-                    + l.wo.len()
-                    + l.w_gate.len()
-                    + l.w_up.len()
-                    + l.w_down.len()
-                    + l.attn_norm.len()
-                    + l.mlp_norm.len()
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                    .iter()
+                    .map(|w| w.bytes())
+                    .sum::<usize>()
+                    + 4 * (l.attn_norm.len() + l.mlp_norm.len())
             })
             .sum();
-        l + self.embed.len() + self.norm.len() + self.lm_head.as_ref().map_or(0, |h| h.len())
+        l + 4 * (self.embed.len() + self.norm.len()) + self.lm_head.bytes()
+    }
+
+    /// Loads a model from a spec: a Hugging Face directory or a `.gguf` file.
+    pub fn load(spec: &Path) -> Result<Model> {
+        if spec.is_dir() {
+            Self::load_dir(spec)
+        } else if spec.is_file() {
+            gguf::load_gguf(spec)
+        } else {
+            Err(Error::Model(format!("{} does not exist", spec.display())))
+        }
     }
 
     /// Loads a local Hugging Face directory: `config.json`, `tokenizer.json`
@@ -246,28 +256,40 @@ impl Model {
         let mut layers = Vec::new();
         for i in 0..c.num_hidden_layers {
             let p = format!("model.layers.{i}");
+            let mut lin = |name: &str, n: usize, k: usize| -> Result<Linear> {
+                Ok(Linear::new(
+                    &take(&format!("{p}.{name}.weight"), &[n, k])?,
+                    n,
+                    k,
+                ))
+            };
+            let wq = lin("self_attn.q_proj", hs, hs)?;
+            let wk = lin("self_attn.k_proj", kv * hd, hs)?;
+            let wv = lin("self_attn.v_proj", kv * hd, hs)?;
+            let wo = lin("self_attn.o_proj", hs, hs)?;
+            let w_gate = lin("mlp.gate_proj", is, hs)?;
+            let w_up = lin("mlp.up_proj", is, hs)?;
+            let w_down = lin("mlp.down_proj", hs, is)?;
             layers.push(Layer {
                 attn_norm: take(&format!("{p}.input_layernorm.weight"), &[hs])?,
-                wq: take(&format!("{p}.self_attn.q_proj.weight"), &[hs, hs])?,
-                wk: take(&format!("{p}.self_attn.k_proj.weight"), &[kv * hd, hs])?,
-                wv: take(&format!("{p}.self_attn.v_proj.weight"), &[kv * hd, hs])?,
-                wo: take(&format!("{p}.self_attn.o_proj.weight"), &[hs, hs])?,
                 mlp_norm: take(&format!("{p}.post_attention_layernorm.weight"), &[hs])?,
-                w_gate: take(&format!("{p}.mlp.gate_proj.weight"), &[is, hs])?,
-                w_up: take(&format!("{p}.mlp.up_proj.weight"), &[is, hs])?,
-                w_down: take(&format!("{p}.mlp.down_proj.weight"), &[hs, is])?,
+                wq,
+                wk,
+                wv,
+                wo,
+                w_gate,
+                w_up,
+                w_down,
             });
         }
         let norm = take("model.norm.weight", &[hs])?;
-        let lm_head = if c.tie_word_embeddings {
+        let head = if c.tie_word_embeddings {
             None
         } else {
-            match take("lm_head.weight", &[v, hs]) {
-                Ok(w) => Some(w),
-                // Some checkpoints tie without saying so.
-                Err(_) => None,
-            }
+            // Some checkpoints tie without saying so.
+            take("lm_head.weight", &[v, hs]).ok()
         };
+        let lm_head = Linear::new(head.as_deref().unwrap_or(&embed), v, hs);
         let codec = TokenCodec::new(tokenizer)?;
         if codec.vocab_size > v {
             return Err(Error::Model(format!(
