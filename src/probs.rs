@@ -4,6 +4,7 @@
 //! bit-identical logits give bit-identical frequencies on both sides.
 
 use crate::coder::{cost_bits, Decoder, Encoder};
+use crate::model::kernels::exp_slice;
 
 /// Total of the quantised frequencies (the coder's precision).
 pub const FREQ_BITS: u32 = 16;
@@ -27,6 +28,7 @@ pub struct Dist {
 #[derive(Default)]
 pub struct Scratch {
     order: Vec<u32>,
+    exps: Vec<f32>,
 }
 
 impl Dist {
@@ -56,9 +58,13 @@ impl Dist {
 
         let max = logits[order[0] as usize];
         // Sum in index order in f64: fixed order, so deterministic.
+        let exps = &mut scratch.exps;
+        exps.clear();
+        exps.extend(logits.iter().map(|&l| l - max));
+        exp_slice(exps);
         let mut z = 0f64;
-        for &l in logits {
-            z += libm::expf(l - max) as f64;
+        for &e in exps.iter() {
+            z += e as f64;
         }
         let has_escape = k < v;
         let nsym = k as u32 + has_escape as u32;
@@ -70,7 +76,7 @@ impl Dist {
         let mut freqs = Vec::with_capacity(nsym as usize);
         let mut top_mass = 0f64;
         for &id in order.iter() {
-            let p = libm::expf(logits[id as usize] - max) as f64 / z;
+            let p = exps[id as usize] as f64 / z;
             top_mass += p;
             freqs.push(1 + (p * budget).floor().min(budget) as u32);
         }

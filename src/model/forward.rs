@@ -7,7 +7,7 @@
 //! the same code — so the two paths agree bit for bit by construction (and the
 //! tests check it).
 
-use super::kernels::{dot, rms_norm, silu};
+use super::kernels::{exp_slice, rms_norm, silu, sum};
 use super::{Config, Model};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -65,13 +65,19 @@ impl Rope {
     }
 }
 
+/// Positions per key block.
+const KB: usize = 16;
+
 /// Keys and values per (layer slot, sequence, position), preallocated so that
-/// stepping never copies the cache.
+/// stepping never copies the cache. Keys are stored transposed in blocks of
+/// `KB` positions (`[block][kv head][dim][KB]`), so a query's scores against
+/// 16 keys are one vectorised sequential sum over the head dimension.
 pub struct KvCache {
     slots: usize,
     n_seq: usize,
     max_pos: usize,
     kvd: usize,
+    hd: usize,
     k: Vec<f32>,
     v: Vec<f32>,
 }
@@ -90,21 +96,36 @@ impl KvCache {
 
     fn with_slots(model: &Model, slots: usize, n_seq: usize, max_pos: usize) -> KvCache {
         let kvd = model.config.kv_heads() * model.config.head_dim();
+        let max_pos = max_pos.div_ceil(KB) * KB;
         let n = slots * n_seq * max_pos * kvd;
         KvCache {
             slots,
             n_seq,
             max_pos,
             kvd,
+            hd: model.config.head_dim(),
             k: vec![0f32; n],
             v: vec![0f32; n],
         }
     }
 
+    /// Start of a sequence's keys or values in a layer.
     #[inline]
-    fn at(&self, layer: usize, seq: usize, pos: usize) -> usize {
+    fn base(&self, layer: usize, seq: usize) -> usize {
         let slot = if self.slots == 1 { 0 } else { layer };
-        ((slot * self.n_seq + seq) * self.max_pos + pos) * self.kvd
+        (slot * self.n_seq + seq) * self.max_pos * self.kvd
+    }
+
+    fn store(&mut self, layer: usize, seq: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let base = self.base(layer, seq);
+        let vo = base + pos * self.kvd;
+        self.v[vo..vo + self.kvd].copy_from_slice(v);
+        let (b, lane) = (pos / KB, pos % KB);
+        let kb = base + b * KB * self.kvd;
+        for (i, &x) in k.iter().enumerate() {
+            // i = head * hd + d  →  [block][head][d][lane]
+            self.k[kb + i * KB + lane] = x;
+        }
     }
 }
 
@@ -162,43 +183,20 @@ impl Model {
                     self.rope
                         .apply(&mut k[i * kvd + h * hd..i * kvd + (h + 1) * hd], r.pos);
                 }
-                let at = cache.at(li, r.seq, r.pos);
-                cache.k[at..at + kvd].copy_from_slice(&k[i * kvd..(i + 1) * kvd]);
-                cache.v[at..at + kvd].copy_from_slice(&v[i * kvd..(i + 1) * kvd]);
+                cache.store(
+                    li,
+                    r.seq,
+                    r.pos,
+                    &k[i * kvd..(i + 1) * kvd],
+                    &v[i * kvd..(i + 1) * kvd],
+                );
             }
             let cache_ref = &*cache;
             att.par_chunks_mut(hs)
                 .zip(q.par_chunks(hs))
                 .zip(rows.par_iter())
-                .for_each(|((out, qr), r)| {
-                    let mut scores = vec![0f32; r.pos + 1];
-                    for h in 0..nh {
-                        let kh = h / (nh / nkv);
-                        let qh = &qr[h * hd..(h + 1) * hd];
-                        let mut max = f32::NEG_INFINITY;
-                        for (j, s) in scores.iter_mut().enumerate() {
-                            let at = cache_ref.at(li, r.seq, j) + kh * hd;
-                            *s = dot(qh, &cache_ref.k[at..at + hd]) * scale;
-                            max = max.max(*s);
-                        }
-                        let mut sum = 0f32;
-                        for s in scores.iter_mut() {
-                            *s = libm::expf(*s - max);
-                            sum += *s;
-                        }
-                        let oh = &mut out[h * hd..(h + 1) * hd];
-                        oh.fill(0.0);
-                        for (j, &p) in scores.iter().enumerate() {
-                            let at = cache_ref.at(li, r.seq, j) + kh * hd;
-                            for (a, &vv) in oh.iter_mut().zip(&cache_ref.v[at..at + hd]) {
-                                *a += p * vv;
-                            }
-                        }
-                        let inv = 1.0 / sum;
-                        for a in oh.iter_mut() {
-                            *a *= inv;
-                        }
-                    }
+                .for_each_init(Vec::new, |scores, ((out, qr), r)| {
+                    attend(cache_ref, li, r, qr, out, nh, nkv, scale, scores)
                 });
             l.wo.forward(&att, m, &mut o);
             for (a, b) in x.iter_mut().zip(&o) {
@@ -225,6 +223,155 @@ impl Model {
         self.lm_head.forward(hidden, m, &mut out);
         out
     }
+}
+
+/// One row's attention over its sequence's positions `0..=r.pos`. Each
+/// value has a fixed reduction order that depends only on the row: scores are
+/// sequential sums over the head dimension, the softmax sum uses [`sum`], and
+/// the weighted values are sequential sums over positions.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_impl(
+    c: &KvCache,
+    layer: usize,
+    r: &Row,
+    q: &[f32],
+    out: &mut [f32],
+    nh: usize,
+    nkv: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+) {
+    let (hd, kvd) = (c.hd, c.kvd);
+    let n = r.pos + 1;
+    let nb = n.div_ceil(KB);
+    let base = c.base(layer, r.seq);
+    scores.resize(nb * KB, 0.0);
+    for h in 0..nh {
+        let kh = h / (nh / nkv);
+        let qh = &q[h * hd..(h + 1) * hd];
+        let kbase = base + kh * hd * KB;
+        let block = |b: usize| &c.k[kbase + b * KB * kvd..][..hd * KB];
+        // Four key blocks at a time: independent accumulators hide latency.
+        let mut b = 0;
+        while b + 4 <= nb {
+            let ks = [block(b), block(b + 1), block(b + 2), block(b + 3)];
+            let mut acc = [[0f32; KB]; 4];
+            for (d, &qd) in qh.iter().enumerate() {
+                for (a, kb) in acc.iter_mut().zip(&ks) {
+                    let kd: &[f32; KB] = kb[d * KB..d * KB + KB].try_into().unwrap();
+                    for l in 0..KB {
+                        a[l] += qd * kd[l];
+                    }
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                for l in 0..KB {
+                    scores[(b + i) * KB + l] = a[l] * scale;
+                }
+            }
+            b += 4;
+        }
+        for b in b..nb {
+            let kb = block(b);
+            let mut acc = [0f32; KB];
+            for (d, &qd) in qh.iter().enumerate() {
+                let kd: &[f32; KB] = kb[d * KB..d * KB + KB].try_into().unwrap();
+                for l in 0..KB {
+                    acc[l] += qd * kd[l];
+                }
+            }
+            for l in 0..KB {
+                scores[b * KB + l] = acc[l] * scale;
+            }
+        }
+        let s = &mut scores[..n];
+        let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for x in s.iter_mut() {
+            *x -= max;
+        }
+        exp_slice(s);
+        let inv = 1.0 / sum(s);
+        let oh = &mut out[h * hd..(h + 1) * hd];
+        let vbase = base + kh * hd;
+        let mut d0 = 0;
+        while d0 < hd {
+            let w = hd - d0;
+            let vo = vbase + d0;
+            d0 += match w {
+                w if w >= 64 => weighted::<64>(s, &c.v, vo, kvd, &mut oh[d0..]),
+                w if w >= 16 => weighted::<16>(s, &c.v, vo, kvd, &mut oh[d0..]),
+                w if w >= 4 => weighted::<4>(s, &c.v, vo, kvd, &mut oh[d0..]),
+                _ => weighted::<1>(s, &c.v, vo, kvd, &mut oh[d0..]),
+            };
+        }
+        for a in oh.iter_mut() {
+            *a *= inv;
+        }
+    }
+}
+
+/// `out[t] = Σ_j p[j] · v[off + j·stride + t]` for t < W, summed over j in
+/// order, in registers.
+#[inline(always)]
+fn weighted<const W: usize>(
+    p: &[f32],
+    v: &[f32],
+    off: usize,
+    stride: usize,
+    out: &mut [f32],
+) -> usize {
+    let mut acc = [0f32; W];
+    for (j, &pj) in p.iter().enumerate() {
+        let vj: &[f32; W] = v[off + j * stride..off + j * stride + W]
+            .try_into()
+            .unwrap();
+        for t in 0..W {
+            acc[t] += pj * vj[t];
+        }
+    }
+    out[..W].copy_from_slice(&acc);
+    W
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    c: &KvCache,
+    layer: usize,
+    r: &Row,
+    q: &[f32],
+    out: &mut [f32],
+    nh: usize,
+    nkv: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F. Every value is computed by the same
+            // scalar-order arithmetic whatever the vector width.
+            return unsafe { attend_avx512(c, layer, r, q, out, nh, nkv, scale, scores) };
+        }
+    }
+    attend_impl(c, layer, r, q, out, nh, nkv, scale, scores)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx512(
+    c: &KvCache,
+    layer: usize,
+    r: &Row,
+    q: &[f32],
+    out: &mut [f32],
+    nh: usize,
+    nkv: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+) {
+    attend_impl(c, layer, r, q, out, nh, nkv, scale, scores)
 }
 
 fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], hs: usize) {

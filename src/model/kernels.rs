@@ -218,8 +218,73 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 
 #[inline]
 pub fn silu(x: f32) -> f32 {
-    // libm, not the platform's expf, so every machine computes the same bits.
-    x / (1.0 + libm::expf(-x))
+    x / (1.0 + exp(-x))
+}
+
+/// e^x from IEEE multiplies, adds and `floor` only (no FMA, no platform libm),
+/// so it gives the same bits on every machine and vectorises. Relative error
+/// about 2 ulp; exactness does not matter, determinism does.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    // exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2 / 2.
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
+    // Cephes expf polynomial.
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5e-1;
+    let e = (p * r) * r + r + 1.0;
+    e * f32::from_bits((((n as i32) + 127) as u32) << 23)
+}
+
+/// In-place [`exp`] over a slice (vectorised by the compiler).
+pub fn exp_slice(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked above); same arithmetic.
+            return unsafe { exp_slice_avx512(v) };
+        }
+    }
+    for x in v.iter_mut() {
+        *x = exp(*x);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp_slice_avx512(v: &mut [f32]) {
+    for x in v.iter_mut() {
+        *x = exp(*x);
+    }
+}
+
+/// Sum with 16 lane accumulators and a fixed tree: a fixed order that
+/// vectorises, unlike a plain sequential sum.
+#[inline(always)]
+pub fn sum(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut c = v.chunks_exact(16);
+    for x in &mut c {
+        for l in 0..16 {
+            acc[l] += x[l];
+        }
+    }
+    for (l, x) in c.remainder().iter().enumerate() {
+        acc[l] += x;
+    }
+    let mut w = 16;
+    while w > 1 {
+        w /= 2;
+        for l in 0..w {
+            acc[l] += acc[l + w];
+        }
+    }
+    acc[0]
 }
 
 #[cfg(test)]
@@ -240,6 +305,19 @@ mod tests {
 
     /// Every element of `linear` equals the reference sequential dot, whatever
     /// m and n (which change tiling and threading) and k.
+    #[test]
+    fn exp_is_accurate() {
+        for i in -2000..2000 {
+            let x = i as f32 * 0.0437;
+            let (a, b) = (exp(x), (x as f64).exp());
+            assert!(((a as f64 - b) / b).abs() < 1e-6, "{x}: {a} vs {b}");
+        }
+        let mut v: Vec<f32> = (0..100).map(|i| i as f32 * -0.9).collect();
+        let w: Vec<f32> = v.iter().map(|&x| exp(x)).collect();
+        exp_slice(&mut v);
+        assert!(v.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
     #[test]
     fn linear_matches_dot_for_all_shapes() {
         for &(m, k, n) in &[
