@@ -46,9 +46,10 @@ pub enum Command {
     Compress {
         input: PathBuf,
         output: PathBuf,
-        /// Model: a local Hugging Face Llama directory.
+        /// Model: a Hugging Face Llama directory, a .gguf file, or a Hub id
+        /// org/name[@revision] (from the local cache, downloaded if missing).
         #[arg(long)]
-        model: Option<PathBuf>,
+        model: Option<String>,
         /// Characters per chunk (the model's context).
         #[arg(long, default_value_t = 2048)]
         context: u32,
@@ -76,7 +77,7 @@ pub enum Command {
         /// Use this model instead of the one recorded in the file (its
         /// fingerprint must match).
         #[arg(long)]
-        model: Option<PathBuf>,
+        model: Option<String>,
         /// Decode and verify the checksum without writing anything.
         #[arg(short, long)]
         test: bool,
@@ -85,6 +86,8 @@ pub enum Command {
     },
     /// Describe an .lmc file (no model needed).
     Info { input: PathBuf },
+    /// Write a GGUF model as a Hugging Face directory (f32 safetensors).
+    ExportModel { gguf: PathBuf, dir: PathBuf },
     /// Write a small random Llama model directory, for trying lmic and tests.
     MakeTinyModel {
         dir: PathBuf,
@@ -198,18 +201,12 @@ where
             let mut reader = open_input(&input)?;
             let header = pipeline::read_header(&mut reader)?;
             let model = match model {
-                Some(dir) => Model::load(&dir)?,
-                None => {
-                    let dir = Path::new(&header.model_spec);
-                    if !dir.exists() {
-                        return Err(Error::Model(format!(
-                            "the file was compressed with the model at {}, which is not there; \
-                             pass --model with a copy of it",
-                            header.model_spec
-                        )));
-                    }
-                    Model::load(dir)?
-                }
+                Some(spec) => Model::load(&spec)?,
+                None => Model::load(&header.model_spec).map_err(|e| {
+                    Error::Model(format!(
+                        "cannot load the model the file names ({e}); pass --model with a copy of it"
+                    ))
+                })?,
             };
             pipeline::check_model(&header, &model)?;
             let bar = progress_bar(common.quiet);
@@ -253,6 +250,7 @@ where
             print!("{}", format_info(&info));
             Ok(())
         }
+        Command::ExportModel { gguf, dir } => crate::model::gguf::export_hf_dir(&gguf, &dir),
         Command::MakeTinyModel { dir, seed } => crate::model::tiny::write_tiny_model(
             &dir,
             &crate::model::tiny::TinySpec {

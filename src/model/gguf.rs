@@ -34,7 +34,52 @@ fn strings(c: &Content, key: &str) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Everything a GGUF file holds, in Hugging Face naming and layout.
+pub struct GgufParts {
+    pub config: Config,
+    pub tensors: HashMap<String, Tensor>,
+    pub tokenizer: tokenizers::Tokenizer,
+    pub start_token: u32,
+    pub fingerprint: [u8; 32],
+}
+
 pub fn load_gguf(path: &Path) -> Result<Model> {
+    let p = read_gguf(path)?;
+    let spec = std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string();
+    Model::from_tensors(
+        p.config,
+        p.tensors,
+        p.tokenizer,
+        p.start_token,
+        p.fingerprint,
+        spec,
+    )
+}
+
+/// Writes a GGUF model as a Hugging Face directory (f32 safetensors,
+/// config.json, tokenizer.json) with the same weights, tokenizer and start
+/// token: the same predictions bit for bit, a different fingerprint.
+pub fn export_hf_dir(path: &Path, dir: &Path) -> Result<()> {
+    let p = read_gguf(path)?;
+    std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    candle_core::safetensors::save(&p.tensors, dir.join("model.safetensors"))?;
+    let mut config = p.config.clone();
+    config.bos_token_id = Some(p.start_token);
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .ctx(|| "writing config.json".into())?;
+    p.tokenizer
+        .save(dir.join("tokenizer.json"), false)
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    Ok(())
+}
+
+pub fn read_gguf(path: &Path) -> Result<GgufParts> {
     let bytes = std::fs::read(path).ctx(|| format!("reading {}", path.display()))?;
     let mut h = Sha256::new();
     h.update(b"lmic-gguf-v1\0");
@@ -129,11 +174,13 @@ pub fn load_gguf(path: &Path) -> Result<Model> {
         .token_to_id("<|endoftext|>")
         .or(config.bos_token_id)
         .unwrap_or(0);
-    let spec = std::fs::canonicalize(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .display()
-        .to_string();
-    Model::from_tensors(config, tensors, tokenizer, start_token, fingerprint, spec)
+    Ok(GgufParts {
+        config,
+        tensors,
+        tokenizer,
+        start_token,
+        fingerprint,
+    })
 }
 
 /// llama.cpp's converter interleaves the two halves of each head's Q/K rows

@@ -8,6 +8,7 @@
 
 pub mod forward;
 pub mod gguf;
+pub mod hub;
 pub mod kernels;
 pub mod tiny;
 
@@ -149,14 +150,31 @@ impl Model {
         l + 4 * (self.embed.len() + self.norm.len()) + self.lm_head.bytes()
     }
 
-    /// Loads a model from a spec: a Hugging Face directory or a `.gguf` file.
-    pub fn load(spec: &Path) -> Result<Model> {
-        if spec.is_dir() {
-            Self::load_dir(spec)
-        } else if spec.is_file() {
-            gguf::load_gguf(spec)
-        } else {
-            Err(Error::Model(format!("{} does not exist", spec.display())))
+    /// Loads a model from a spec: a Hugging Face directory, a `.gguf` file,
+    /// or a Hub id `org/name[@revision]` (recorded as `hf:org/name@commit`).
+    pub fn load(spec: &str) -> Result<Model> {
+        Self::load_with_cache(spec, &hub::cache_dir())
+    }
+
+    /// [`load`](Self::load) with an explicit Hugging Face cache directory.
+    pub fn load_with_cache(spec: &str, cache: &Path) -> Result<Model> {
+        let path = Path::new(spec);
+        if path.is_dir() {
+            return Self::load_dir(path);
+        }
+        if path.is_file() {
+            return gguf::load_gguf(path);
+        }
+        match hub::HubId::parse(spec) {
+            Some(id) => {
+                let (dir, commit) = hub::resolve(&id, cache)?;
+                let mut m = Self::load_dir(&dir)?;
+                m.spec = format!("hf:{}@{commit}", id.repo);
+                Ok(m)
+            }
+            None => Err(Error::Model(format!(
+                "{spec}: no such model directory or .gguf file, nor a Hub id (org/name[@revision])"
+            ))),
         }
     }
 
