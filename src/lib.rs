@@ -4,6 +4,7 @@
 //! → [`coder`] → [`container`]; [`pipeline`] ties them together and is the
 //! only module that knows them all.
 
+pub mod bench;
 pub mod cli;
 pub mod coder;
 pub mod container;

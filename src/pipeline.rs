@@ -50,7 +50,7 @@ impl Default for Options {
 }
 
 /// What happened, for `lmic info`, benchmarks and tests.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Stats {
     pub input_bytes: u64,
     pub output_bytes: u64,

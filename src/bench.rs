@@ -1,0 +1,372 @@
+//! `lmic bench`: lmic against the usual lossless compressors on the same
+//! files, every round trip verified, one table (or JSON).
+//!
+//! Every codec, lmic included, runs as a child process so that wall time and
+//! peak memory (`wait4`'s max RSS) are measured the same way for all.
+
+use crate::error::{Error, IoContext, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub file: String,
+    pub codec: String,
+    pub raw_bytes: u64,
+    pub samples: u64,
+    pub seconds_audio: f64,
+    /// None: the codec is not installed.
+    pub size: Option<u64>,
+    pub ok: bool,
+    pub note: String,
+    pub enc_s: f64,
+    pub dec_s: f64,
+    pub peak_rss_kb: u64,
+    /// lmic only: ideal code length of its coded chunks, and escape share.
+    pub ideal_bytes: Option<f64>,
+    pub escape_share: Option<f64>,
+}
+
+struct Codec {
+    name: &'static str,
+    package: &'static str,
+    bin: &'static str,
+    ext: &'static str,
+    /// Shell commands with {in} {out} placeholders; run through `sh -c exec`.
+    enc: &'static str,
+    dec: &'static str,
+    /// Audio codecs need not keep foreign RIFF chunks: compare samples.
+    pcm_only: bool,
+}
+
+const BASELINES: &[Codec] = &[
+    Codec {
+        name: "flac -8",
+        package: "flac",
+        bin: "flac",
+        ext: "flac",
+        enc: "flac -8 -s -f -o {out} {in}",
+        dec: "flac -d -s -f -o {out} {in}",
+        pcm_only: true,
+    },
+    Codec {
+        name: "wavpack -hhx",
+        package: "wavpack",
+        bin: "wavpack",
+        ext: "wv",
+        enc: "wavpack -hhx -q -y {in} -o {out}",
+        dec: "wvunpack -q -y {in} -o {out}",
+        pcm_only: true,
+    },
+    Codec {
+        name: "xz -9e",
+        package: "xz-utils",
+        bin: "xz",
+        ext: "xz",
+        enc: "xz -9e -c {in} > {out}",
+        dec: "xz -d -c {in} > {out}",
+        pcm_only: false,
+    },
+    Codec {
+        name: "zstd -19 --long",
+        package: "zstd",
+        bin: "zstd",
+        ext: "zst",
+        enc: "zstd -19 --long -q -f {in} -o {out}",
+        dec: "zstd -d --long -q -f {in} -o {out}",
+        pcm_only: false,
+    },
+    Codec {
+        name: "gzip -9",
+        package: "gzip",
+        bin: "gzip",
+        ext: "gz",
+        enc: "gzip -9 -c {in} > {out}",
+        dec: "gzip -d -c {in} > {out}",
+        pcm_only: false,
+    },
+];
+
+fn installed(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
+fn quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// Runs a shell command; returns (wall seconds, peak RSS in KiB, success).
+fn run(cmd: &str) -> Result<(f64, u64, bool)> {
+    let t = Instant::now();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {cmd}"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .ctx(|| format!("running {cmd}"))?;
+    let mut status = 0i32;
+    // SAFETY: plain wait4 on our own child; rusage is written by the kernel.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    if r < 0 {
+        return Err(Error::io(
+            "waiting for a child",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok((t.elapsed().as_secs_f64(), ru.ru_maxrss as u64, ok))
+}
+
+/// The sample bytes of a WAV file, for PCM-level comparison.
+fn pcm(path: &Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut r = &bytes[..];
+    let h = crate::wav::read_header(&mut r).ok()?;
+    Some(r[..(h.data_len as usize).min(r.len())].to_vec())
+}
+
+pub struct BenchOptions {
+    pub model: String,
+    pub context: u32,
+    pub top_k: u32,
+}
+
+pub fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    for p in inputs {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .ctx(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            v.sort();
+            out.extend(
+                collect_files(&v)?
+                    .into_iter()
+                    .filter(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"))),
+            );
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(Error::Usage(format!(
+                "{}: no such file or directory",
+                p.display()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<Row>> {
+    let exe = std::env::current_exe().ctx(|| "finding the lmic executable".into())?;
+    let tmp = tempfile::tempdir().ctx(|| "creating a temporary directory".into())?;
+    let mut rows = vec![];
+    for f in files {
+        let bytes = std::fs::read(f).ctx(|| format!("reading {}", f.display()))?;
+        let h = crate::wav::read_header(&mut &bytes[..])
+            .map_err(|e| Error::Usage(format!("{}: {e}", f.display())))?;
+        let samples = h.data_len / h.format.bytes as u64;
+        let secs = samples as f64 / h.format.channels as f64 / h.format.sample_rate.max(1) as f64;
+        let base = Row {
+            file: f.display().to_string(),
+            codec: String::new(),
+            raw_bytes: bytes.len() as u64,
+            samples,
+            seconds_audio: secs,
+            size: None,
+            ok: false,
+            note: String::new(),
+            enc_s: 0.0,
+            dec_s: 0.0,
+            peak_rss_kb: 0,
+            ideal_bytes: None,
+            escape_share: None,
+        };
+        let orig_pcm = pcm(f);
+        // lmic first.
+        {
+            progress(&format!("{}: lmic", f.display()));
+            let (out, back, stats) = (
+                tmp.path().join("x.lmc"),
+                tmp.path().join("x.wav"),
+                tmp.path().join("stats.json"),
+            );
+            let enc = format!(
+                "{} compress {} {} --model {} --context {} --top-k {} -q -f --stats-json {}",
+                quote(&exe),
+                quote(f),
+                quote(&out),
+                quote(Path::new(&o.model)),
+                o.context,
+                o.top_k,
+                quote(&stats)
+            );
+            let dec = format!(
+                "{} decompress {} {} -q -f",
+                quote(&exe),
+                quote(&out),
+                quote(&back)
+            );
+            let (es, em, eok) = run(&enc)?;
+            let (ds, dm, dok) = if eok { run(&dec)? } else { (0.0, 0, false) };
+            let ok = eok && dok && std::fs::read(&back).ok().as_deref() == Some(&bytes[..]);
+            let st: Option<serde_json::Value> = std::fs::read(&stats)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let num = |k: &str| st.as_ref().and_then(|v| v[k].as_f64());
+            rows.push(Row {
+                codec: "lmic".into(),
+                size: std::fs::metadata(&out).ok().map(|m| m.len()),
+                ok,
+                note: if ok { String::new() } else { "FAILED".into() },
+                enc_s: es,
+                dec_s: ds,
+                peak_rss_kb: em.max(dm),
+                ideal_bytes: num("ideal_bits").map(|b| b / 8.0),
+                escape_share: match (num("escapes"), num("tokens")) {
+                    (Some(e), Some(t)) if t > 0.0 => Some(e / t),
+                    _ => None,
+                },
+                ..base.clone()
+            });
+            let _ = std::fs::remove_file(&out);
+            let _ = std::fs::remove_file(&back);
+        }
+        for c in BASELINES {
+            if !installed(c.bin) {
+                rows.push(Row {
+                    codec: c.name.into(),
+                    note: format!("missing (apt-get install {})", c.package),
+                    ..base.clone()
+                });
+                continue;
+            }
+            progress(&format!("{}: {}", f.display(), c.name));
+            let out = tmp.path().join(format!("x.{}", c.ext));
+            let back = tmp.path().join("back.wav");
+            let enc = c
+                .enc
+                .replace("{in}", &quote(f))
+                .replace("{out}", &quote(&out));
+            let dec = c
+                .dec
+                .replace("{in}", &quote(&out))
+                .replace("{out}", &quote(&back));
+            let (es, em, eok) = run(&enc)?;
+            let (ds, dm, dok) = if eok { run(&dec)? } else { (0.0, 0, false) };
+            let same = if c.pcm_only {
+                orig_pcm.is_some() && pcm(&back) == orig_pcm
+            } else {
+                std::fs::read(&back).ok().as_deref() == Some(&bytes[..])
+            };
+            let ok = eok && dok && same;
+            rows.push(Row {
+                codec: c.name.into(),
+                size: std::fs::metadata(&out).ok().map(|m| m.len()),
+                ok,
+                note: if ok { String::new() } else { "FAILED".into() },
+                enc_s: es,
+                dec_s: ds,
+                peak_rss_kb: em.max(dm),
+                ..base.clone()
+            });
+            let _ = std::fs::remove_file(&out);
+            let _ = std::fs::remove_file(&back);
+        }
+    }
+    Ok(rows)
+}
+
+/// Per-codec totals over all files, in first-seen codec order.
+pub fn totals(rows: &[Row]) -> Vec<Row> {
+    let mut out: Vec<Row> = vec![];
+    for r in rows {
+        let t = match out.iter_mut().find(|t| t.codec == r.codec) {
+            Some(t) => t,
+            None => {
+                out.push(Row {
+                    file: "TOTAL".into(),
+                    size: Some(0),
+                    ok: true,
+                    raw_bytes: 0,
+                    samples: 0,
+                    seconds_audio: 0.0,
+                    enc_s: 0.0,
+                    dec_s: 0.0,
+                    peak_rss_kb: 0,
+                    note: String::new(),
+                    ideal_bytes: None,
+                    escape_share: None,
+                    ..r.clone()
+                });
+                out.last_mut().unwrap()
+            }
+        };
+        t.raw_bytes += r.raw_bytes;
+        t.samples += r.samples;
+        t.seconds_audio += r.seconds_audio;
+        t.enc_s += r.enc_s;
+        t.dec_s += r.dec_s;
+        t.peak_rss_kb = t.peak_rss_kb.max(r.peak_rss_kb);
+        t.ok &= r.ok;
+        t.size = match (t.size, r.size) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        if let Some(i) = r.ideal_bytes {
+            t.ideal_bytes = Some(t.ideal_bytes.unwrap_or(0.0) + i);
+        }
+        if !r.note.is_empty() && t.note.is_empty() {
+            t.note = r.note.clone();
+        }
+    }
+    for t in out.iter_mut() {
+        if !t.ok && t.note.is_empty() {
+            t.note = "FAILED".into();
+        }
+    }
+    out
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let mut s = format!(
+        "{:<28} {:<16} {:>11} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9}  {}\n",
+        "file",
+        "codec",
+        "bytes",
+        "rate %",
+        "bits/smp",
+        "enc ×rt",
+        "enc MB/s",
+        "dec ×rt",
+        "dec MB/s",
+        "peak MiB",
+        "note"
+    );
+    for r in rows {
+        let name = Path::new(&r.file)
+            .file_name()
+            .map_or(r.file.clone(), |n| n.to_string_lossy().into_owned());
+        let name: String = name.chars().take(28).collect();
+        match r.size {
+            Some(sz) if r.note != "FAILED" || r.size.is_some() => {
+                let mb = r.raw_bytes as f64 / 1e6;
+                s += &format!(
+                    "{:<28} {:<16} {:>11} {:>8.2} {:>8.3} {:>9.2} {:>8.2} {:>9.2} {:>8.2} {:>9.1}  {}\n",
+                    name, r.codec, sz,
+                    100.0 * sz as f64 / r.raw_bytes.max(1) as f64,
+                    sz as f64 * 8.0 / r.samples.max(1) as f64,
+                    r.seconds_audio / r.enc_s.max(1e-9), mb / r.enc_s.max(1e-9),
+                    r.seconds_audio / r.dec_s.max(1e-9), mb / r.dec_s.max(1e-9),
+                    r.peak_rss_kb as f64 / 1024.0, r.note
+                );
+            }
+            _ => s += &format!("{:<28} {:<16} {:>11}  {}\n", name, r.codec, "-", r.note),
+        }
+    }
+    s
+}
