@@ -442,6 +442,7 @@ impl Sink {
             .suffix(".tmp")
             .tempfile_in(&dir)
             .ctx(|| format!("creating a temporary file in {}", dir.display()))?;
+        interrupt::guard(tmp.path());
         Ok(Sink::File {
             tmp,
             target: p.to_path_buf(),
@@ -468,6 +469,7 @@ impl Sink {
                 } else {
                     tmp.persist_noclobber(&target).map(|_| ())
                 };
+                interrupt::release();
                 r.map_err(|e| Error::io(format!("writing {}", target.display()), e.error))
             }
         }
@@ -486,4 +488,34 @@ fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
         .unwrap(),
     );
     Some(bar)
+}
+
+/// SIGINT/SIGTERM end the process without running destructors, so the
+/// temporary output file is removed here instead: an interrupted run leaves
+/// neither a partial output nor a temporary file.
+mod interrupt {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, Once};
+
+    static PATH: Mutex<Option<PathBuf>> = Mutex::new(None);
+    static INSTALL: Once = Once::new();
+
+    pub fn guard(p: &Path) {
+        *PATH.lock().unwrap() = Some(p.to_path_buf());
+        INSTALL.call_once(|| {
+            let _ = ctrlc::set_handler(|| {
+                if let Ok(mut g) = PATH.lock() {
+                    if let Some(p) = g.take() {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+                eprintln!("lmic: interrupted");
+                std::process::exit(130);
+            });
+        });
+    }
+
+    pub fn release() {
+        *PATH.lock().unwrap() = None;
+    }
 }

@@ -810,6 +810,41 @@ mod cli {
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
+    /// SIGINT mid-run: exit 130, no output, no temporary file.
+    #[test]
+    fn interrupted_run_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let wav = d.path().join("long.wav");
+        std::fs::write(&wav, Wav::pcm(2, 16, 200_000, 1).bytes()).unwrap();
+        let out = d.path().join("long.lmc");
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lmic"))
+            .args([
+                "compress",
+                wav.to_str().unwrap(),
+                out.to_str().unwrap(),
+                "--model",
+                &model_arg(),
+                "-q",
+            ])
+            .spawn()
+            .unwrap();
+        // Wait until the temporary output exists, then interrupt.
+        let t0 = std::time::Instant::now();
+        while std::fs::read_dir(d.path()).unwrap().count() < 2 {
+            assert!(t0.elapsed().as_secs() < 30, "no temporary file appeared");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130));
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["long.wav"]);
+    }
+
     #[test]
     fn usage_errors_are_one_line() {
         for args in [
