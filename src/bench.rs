@@ -29,19 +29,20 @@ pub struct Row {
     pub escape_share: Option<f64>,
 }
 
-struct Codec {
-    name: &'static str,
-    package: &'static str,
-    bin: &'static str,
-    ext: &'static str,
+struct Codec<'a> {
+    name: &'a str,
+    package: &'a str,
+    /// Executable whose presence marks the codec installed ("" for lmic).
+    bin: &'a str,
+    ext: &'a str,
     /// Shell commands with {in} {out} placeholders; run through `sh -c exec`.
-    enc: &'static str,
-    dec: &'static str,
+    enc: &'a str,
+    dec: &'a str,
     /// Audio codecs need not keep foreign RIFF chunks: compare samples.
     pcm_only: bool,
 }
 
-const BASELINES: &[Codec] = &[
+const BASELINES: &[Codec<'static>] = &[
     Codec {
         name: "flac -8",
         package: "flac",
@@ -187,57 +188,25 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
             escape_share: None,
         };
         let orig_pcm = pcm(f);
-        // lmic first.
-        {
-            progress(&format!("{}: lmic", f.display()));
-            let (out, back, stats) = (
-                tmp.path().join("x.lmc"),
-                tmp.path().join("x.wav"),
-                tmp.path().join("stats.json"),
-            );
-            let enc = format!(
-                "{} compress {} {} --model {} --context {} --top-k {} -q -f --stats-json {}",
-                quote(&exe),
-                quote(f),
-                quote(&out),
-                quote(Path::new(&o.model)),
-                o.context,
-                o.top_k,
-                quote(&stats)
-            );
-            let dec = format!(
-                "{} decompress {} {} -q -f",
-                quote(&exe),
-                quote(&out),
-                quote(&back)
-            );
-            let (es, em, eok) = run(&enc)?;
-            let (ds, dm, dok) = if eok { run(&dec)? } else { (0.0, 0, false) };
-            let ok = eok && dok && std::fs::read(&back).ok().as_deref() == Some(&bytes[..]);
-            let st: Option<serde_json::Value> = std::fs::read(&stats)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            let num = |k: &str| st.as_ref().and_then(|v| v[k].as_f64());
-            rows.push(Row {
-                codec: "lmic".into(),
-                size: std::fs::metadata(&out).ok().map(|m| m.len()),
-                ok,
-                note: if ok { String::new() } else { "FAILED".into() },
-                enc_s: es,
-                dec_s: ds,
-                peak_rss_kb: em.max(dm),
-                ideal_bytes: num("ideal_bits").map(|b| b / 8.0),
-                escape_share: match (num("escapes"), num("tokens")) {
-                    (Some(e), Some(t)) if t > 0.0 => Some(e / t),
-                    _ => None,
-                },
-                ..base.clone()
-            });
-            let _ = std::fs::remove_file(&out);
-            let _ = std::fs::remove_file(&back);
-        }
-        for c in BASELINES {
-            if !installed(c.bin) {
+        // lmic first, then each installed baseline.
+        let stats = tmp.path().join("stats.json");
+        let lmic_enc =
+            format!(
+            "{} compress {{in}} {{out}} --model {} --context {} --top-k {} -q -f --stats-json {}",
+            quote(&exe), quote(Path::new(&o.model)), o.context, o.top_k, quote(&stats)
+        );
+        let lmic_dec = format!("{} decompress {{in}} {{out}} -q -f", quote(&exe));
+        let lmic = Codec {
+            name: "lmic",
+            package: "",
+            bin: "",
+            ext: "lmc",
+            enc: &lmic_enc,
+            dec: &lmic_dec,
+            pcm_only: false,
+        };
+        for c in std::iter::once(&lmic).chain(BASELINES) {
+            if !c.bin.is_empty() && !installed(c.bin) {
                 rows.push(Row {
                     codec: c.name.into(),
                     note: format!("missing (apt-get install {})", c.package),
@@ -264,7 +233,7 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
                 std::fs::read(&back).ok().as_deref() == Some(&bytes[..])
             };
             let ok = eok && dok && same;
-            rows.push(Row {
+            let mut row = Row {
                 codec: c.name.into(),
                 size: std::fs::metadata(&out).ok().map(|m| m.len()),
                 ok,
@@ -273,7 +242,19 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
                 dec_s: ds,
                 peak_rss_kb: em.max(dm),
                 ..base.clone()
-            });
+            };
+            if c.name == "lmic" {
+                let st: Option<serde_json::Value> = std::fs::read(&stats)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                let num = |k: &str| st.as_ref().and_then(|v| v[k].as_f64());
+                row.ideal_bytes = num("ideal_bits").map(|b| b / 8.0);
+                row.escape_share = match (num("escapes"), num("tokens")) {
+                    (Some(e), Some(t)) if t > 0.0 => Some(e / t),
+                    _ => None,
+                };
+            }
+            rows.push(row);
             let _ = std::fs::remove_file(&out);
             let _ = std::fs::remove_file(&back);
         }

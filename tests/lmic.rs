@@ -810,6 +810,49 @@ mod cli {
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
+    /// `lmic bench --json`: every codec present round-trips, missing ones name
+    /// their package, sizes and rates add up.
+    #[test]
+    fn bench_json() {
+        let d = tempfile::tempdir().unwrap();
+        let wav = d.path().join("a.wav");
+        let w = Wav::pcm(1, 16, 3000, 1).bytes();
+        std::fs::write(&wav, &w).unwrap();
+        let out = lmic()
+            .args([
+                "bench",
+                wav.to_str().unwrap(),
+                "--model",
+                &model_arg(),
+                "--json",
+                "--context",
+                "256",
+            ])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let files = v["files"].as_array().unwrap();
+        assert_eq!(files.len(), 6);
+        for r in files {
+            let note = r["note"].as_str().unwrap();
+            assert!(
+                note.is_empty() || note.starts_with("missing (apt-get install"),
+                "{r}"
+            );
+            if note.is_empty() {
+                assert_eq!(r["ok"], true);
+                assert!(r["size"].as_u64().unwrap() > 0);
+                assert_eq!(r["raw_bytes"].as_u64().unwrap(), w.len() as u64);
+            }
+        }
+        assert_eq!(files[0]["codec"], "lmic");
+        assert_eq!(files[0]["ok"], true);
+        assert_eq!(v["totals"].as_array().unwrap().len(), 6);
+    }
+
     /// SIGINT mid-run: exit 130, no output, no temporary file.
     #[test]
     fn interrupted_run_leaves_nothing() {

@@ -168,7 +168,11 @@ impl Model {
         let mut o = vec![0f32; m * hs];
         let mut g = vec![0f32; m * is];
         let mut u = vec![0f32; m * is];
-        let scale = 1.0 / (hd as f32).sqrt();
+        let heads = Heads {
+            nh,
+            nkv,
+            scale: 1.0 / (hd as f32).sqrt(),
+        };
         for (li, l) in self.layers.iter().enumerate() {
             norm_rows(&x, &l.attn_norm, eps, &mut xn, hs);
             l.wq.forward(&xn, m, &mut q);
@@ -196,7 +200,7 @@ impl Model {
                 .zip(q.par_chunks(hs))
                 .zip(rows.par_iter())
                 .for_each_init(Vec::new, |scores, ((out, qr), r)| {
-                    attend(cache_ref, li, r, qr, out, nh, nkv, scale, scores)
+                    attend(cache_ref, li, r, qr, out, heads, scores)
                 });
             l.wo.forward(&att, m, &mut o);
             for (a, b) in x.iter_mut().zip(&o) {
@@ -225,11 +229,18 @@ impl Model {
     }
 }
 
+/// Attention head counts and the score scale.
+#[derive(Clone, Copy)]
+struct Heads {
+    nh: usize,
+    nkv: usize,
+    scale: f32,
+}
+
 /// One row's attention over its sequence's positions `0..=r.pos`. Each
 /// value has a fixed reduction order that depends only on the row: scores are
 /// sequential sums over the head dimension, the softmax sum uses [`sum`], and
 /// the weighted values are sequential sums over positions.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attend_impl(
     c: &KvCache,
@@ -237,12 +248,11 @@ fn attend_impl(
     r: &Row,
     q: &[f32],
     out: &mut [f32],
-    nh: usize,
-    nkv: usize,
-    scale: f32,
+    heads: Heads,
     scores: &mut Vec<f32>,
 ) {
     let (hd, kvd) = (c.hd, c.kvd);
+    let Heads { nh, nkv, scale } = heads;
     let n = r.pos + 1;
     let nb = n.div_ceil(KB);
     let base = c.base(layer, r.seq);
@@ -334,16 +344,13 @@ fn weighted<const W: usize>(
     W
 }
 
-#[allow(clippy::too_many_arguments)]
 fn attend(
     c: &KvCache,
     layer: usize,
     r: &Row,
     q: &[f32],
     out: &mut [f32],
-    nh: usize,
-    nkv: usize,
-    scale: f32,
+    heads: Heads,
     scores: &mut Vec<f32>,
 ) {
     #[cfg(target_arch = "x86_64")]
@@ -351,27 +358,24 @@ fn attend(
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F. Every value is computed by the same
             // scalar-order arithmetic whatever the vector width.
-            return unsafe { attend_avx512(c, layer, r, q, out, nh, nkv, scale, scores) };
+            return unsafe { attend_avx512(c, layer, r, q, out, heads, scores) };
         }
     }
-    attend_impl(c, layer, r, q, out, nh, nkv, scale, scores)
+    attend_impl(c, layer, r, q, out, heads, scores)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn attend_avx512(
     c: &KvCache,
     layer: usize,
     r: &Row,
     q: &[f32],
     out: &mut [f32],
-    nh: usize,
-    nkv: usize,
-    scale: f32,
+    heads: Heads,
     scores: &mut Vec<f32>,
 ) {
-    attend_impl(c, layer, r, q, out, nh, nkv, scale, scores)
+    attend_impl(c, layer, r, q, out, heads, scores)
 }
 
 fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], hs: usize) {
