@@ -88,6 +88,12 @@ impl KvCache {
         Self::with_slots(model, model.layers.len(), n_seq, max_pos)
     }
 
+    /// Bytes a step cache needs per sequence of `max_pos` positions.
+    pub fn step_bytes_per_seq(model: &Model, max_pos: usize) -> usize {
+        let kvd = model.config.kv_heads() * model.config.head_dim();
+        2 * 4 * model.layers.len() * max_pos.div_ceil(KB) * KB * kvd
+    }
+
     /// A cache for whole-sequence passes: one slot reused by every layer,
     /// because a full pass finishes with a layer's keys before the next.
     pub fn for_full_pass(model: &Model, n_seq: usize, max_pos: usize) -> KvCache {
