@@ -653,7 +653,11 @@ fn decode_chunks(
     }
     // Chunks stepped together share one KV cache: bound it (1 GiB), since
     // grouping changes speed and memory, never results.
-    let longest = coded.iter().map(|&i| payloads[i].1 as usize).max().unwrap_or(1);
+    let longest = coded
+        .iter()
+        .map(|&i| payloads[i].1 as usize)
+        .max()
+        .unwrap_or(1);
     let per_seq = KvCache::step_bytes_per_seq(model, longest).max(1);
     let group = opts.decode_group.min((1usize << 30) / per_seq).max(1);
     for group in coded.chunks(group) {
