@@ -18,9 +18,9 @@
 //! from a file is checked against a cap derived from the header before
 //! anything is allocated.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::wav::{Format, SampleKind};
-use std::io::{Read, Write};
+use std::io::Read;
 
 pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
 pub const VERSION: u16 = 1;
@@ -464,11 +464,6 @@ impl Trailer {
             sha256,
         })
     }
-}
-
-/// Writes a finished buffer to the output.
-pub fn emit<W: Write>(w: &mut W, o: &Out) -> Result<()> {
-    w.write_all(&o.buf).ctx(|| "writing output".into())
 }
 
 #[cfg(test)]

@@ -88,11 +88,6 @@ impl Mapping {
             codes.push(v << self.shift);
         }
     }
-
-    /// Largest character value the first character can take.
-    pub fn first_max(&self) -> u8 {
-        (low_mask(self.first_bits)) as u8
-    }
 }
 
 fn low_mask(bits: u32) -> u32 {

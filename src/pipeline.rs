@@ -734,6 +734,19 @@ fn decode_group(
     Ok(ids)
 }
 
+struct CountingReader<'a, R: Read> {
+    r: &'a mut R,
+    n: u64,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.r.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
 /// A summary of a `.lmc` file, read without the model.
 #[derive(Clone, Debug)]
 pub struct Info {
@@ -750,10 +763,10 @@ pub struct Info {
 }
 
 pub fn info<R: Read>(input: &mut R) -> Result<Info> {
+    // Count what is read instead of re-serialising each structure.
+    let mut input = CountingReader { r: input, n: 0 };
+    let input = &mut input;
     let h = FileHeader::read(input)?;
-    let mut o = Out::default();
-    h.write(&mut o);
-    let mut n = o.buf.len() as u64;
     let f = h.format;
     let max_frames = frame_len(&h)?;
     let max_chunks = h.frame_chunks * f.channels as u32;
@@ -776,9 +789,6 @@ pub fn info<R: Read>(input: &mut R) -> Result<Info> {
             max_chunk_len,
             f.bits(),
         )?;
-        let mut o = Out::default();
-        fh.write(&mut o);
-        n += o.buf.len() as u64;
         frames += 1;
         for c in &fh.chunks {
             chunks += 1;
@@ -793,12 +803,9 @@ pub fn info<R: Read>(input: &mut R) -> Result<Info> {
         if copied != skip {
             return Err(Error::Corrupt("truncated frame".into()));
         }
-        n += skip;
     }
     let t = Trailer::read(input)?;
-    let mut o = Out::default();
-    t.write(&mut o);
-    n += o.buf.len() as u64;
+    let n = input.n;
     Ok(Info {
         original_bytes: h.wav_head.len() as u64 + h.data_len + t.wav_tail.len() as u64,
         header: h,

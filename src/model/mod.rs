@@ -134,22 +134,6 @@ impl Model {
         self.config.vocab_size
     }
 
-    /// Bytes of weights held in memory.
-    pub fn weight_bytes(&self) -> usize {
-        let l: usize = self
-            .layers
-            .iter()
-            .map(|l| {
-                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
-                    .iter()
-                    .map(|w| w.bytes())
-                    .sum::<usize>()
-                    + 4 * (l.attn_norm.len() + l.mlp_norm.len())
-            })
-            .sum();
-        l + 4 * (self.embed.len() + self.norm.len()) + self.lm_head.bytes()
-    }
-
     /// Loads a model from a spec: a Hugging Face directory, a `.gguf` file,
     /// or a Hub id `org/name[@revision]` (recorded as `hf:org/name@commit`).
     pub fn load(spec: &str) -> Result<Model> {
