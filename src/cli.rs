@@ -3,7 +3,7 @@
 
 use crate::container::Layout;
 use crate::error::{Error, IoContext, Result};
-use crate::model::Model;
+use crate::model::{builtin, Model};
 use crate::pipeline::{self, Options};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fs::File;
@@ -46,13 +46,14 @@ pub enum Command {
     Compress {
         input: PathBuf,
         output: PathBuf,
-        /// Model: a Hugging Face Llama directory, a .gguf file, or a Hub id
-        /// org/name[@revision] (from the local cache, downloaded if missing).
+        /// Model: a Hugging Face Llama directory, a .gguf file, a Hub id
+        /// org/name[@revision] (from the local cache, downloaded if missing),
+        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v1.
         #[arg(long)]
         model: Option<String>,
-        /// Characters per chunk (the model's context).
-        #[arg(long, default_value_t = 2048)]
-        context: u32,
+        /// Characters per chunk (default: the model's context, at most 2048).
+        #[arg(long)]
+        context: Option<u32>,
         /// Tokens coded explicitly per position; the rest go through an escape.
         #[arg(long, default_value_t = 100)]
         top_k: u32,
@@ -92,10 +93,12 @@ pub enum Command {
         /// WAV files or directories of them.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
+        /// Model spec as for compress (default: the built-in model).
         #[arg(long)]
-        model: String,
-        #[arg(long, default_value_t = 2048)]
-        context: u32,
+        model: Option<String>,
+        /// Characters per chunk (default: the model's context, at most 2048).
+        #[arg(long)]
+        context: Option<u32>,
         #[arg(long, default_value_t = 100)]
         top_k: u32,
         /// Print JSON instead of a table.
@@ -106,6 +109,52 @@ pub enum Command {
     Info { input: PathBuf },
     /// Write a GGUF model as a Hugging Face directory (f32 safetensors).
     ExportModel { gguf: PathBuf, dir: PathBuf },
+    /// Train a small Llama on WAV/FLAC files (the default model is made so).
+    Train {
+        /// WAV/FLAC files or directories of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output model directory (also holds the checkpoint for --resume).
+        #[arg(short, long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        hidden: usize,
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        #[arg(long, default_value_t = 384)]
+        intermediate: usize,
+        /// Characters per chunk: the model's context.
+        #[arg(long, default_value_t = 1024)]
+        context: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 2000)]
+        steps: usize,
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 100)]
+        warmup: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 100)]
+        eval_every: usize,
+        /// Hold out every n-th file of each directory for validation.
+        #[arg(long, default_value_t = 8)]
+        val_every: usize,
+        /// Share of 16-bit chunks reduced to 8 bits (augmentation).
+        #[arg(long, default_value_t = 0.15)]
+        aug_8bit: f64,
+        /// Continue from the checkpoint in --out.
+        #[arg(long)]
+        resume: bool,
+        /// Stop and save after this many minutes.
+        #[arg(long)]
+        minutes: Option<f64>,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Write a small random Llama model directory, for trying lmic and tests.
     MakeTinyModel {
         dir: PathBuf,
@@ -153,8 +202,7 @@ where
             common,
         } => {
             set_threads(common.threads)?;
-            let opts = Options {
-                context,
+            let mut opts = Options {
                 top_k,
                 drop_bits,
                 layout: match channels {
@@ -169,16 +217,10 @@ where
                     "refusing to write compressed data to a terminal".into(),
                 ));
             }
-            let model_dir = model.ok_or_else(|| {
-                Error::Usage(
-                    "no model given: pass --model DIR (a Hugging Face Llama directory; \
-                     `lmic make-tiny-model DIR` writes a small random one)"
-                        .into(),
-                )
-            })?;
             let mut reader = open_input(&input)?;
             let sink = Sink::create(&output, common.force)?;
-            let model = Model::load(&model_dir)?;
+            let model = Model::load(model.as_deref().unwrap_or(builtin::DEFAULT))?;
+            opts.context = context.unwrap_or_else(|| default_context(&model));
             let bar = progress_bar(common.quiet);
             let mut w = sink.writer();
             let stats = pipeline::compress(&model, &mut reader, &mut w, &opts, &|d, t| {
@@ -281,6 +323,11 @@ where
             json,
         } => {
             let files = crate::bench::collect_files(&inputs)?;
+            let model = model.unwrap_or_else(|| builtin::DEFAULT.to_string());
+            let context = match context {
+                Some(c) => c,
+                None => default_context(&Model::load(&model)?),
+            };
             let o = crate::bench::BenchOptions {
                 model,
                 context,
@@ -319,6 +366,49 @@ where
                 return Err(Error::Usage("a round trip FAILED (see the table)".into()));
             }
             Ok(())
+        }
+        Command::Train {
+            inputs,
+            out,
+            hidden,
+            layers,
+            heads,
+            intermediate,
+            context,
+            batch,
+            steps,
+            lr,
+            warmup,
+            seed,
+            eval_every,
+            val_every,
+            aug_8bit,
+            resume,
+            minutes,
+            threads,
+        } => {
+            set_threads(threads)?;
+            let o = crate::train::TrainOptions {
+                inputs,
+                out,
+                hidden,
+                layers,
+                heads,
+                intermediate,
+                context,
+                batch,
+                steps,
+                lr,
+                warmup,
+                seed,
+                eval_every: eval_every.max(1),
+                val_every,
+                aug_8bit,
+                resume,
+                max_seconds: minutes.map(|m| m * 60.0),
+                ..Default::default()
+            };
+            crate::train::train(&o, &|s| eprintln!("train: {s}"))
         }
         Command::ExportModel { gguf, dir } => crate::model::gguf::export_hf_dir(&gguf, &dir),
         Command::MakeTinyModel { dir, seed } => crate::model::tiny::write_tiny_model(
@@ -381,6 +471,12 @@ pub fn format_info(i: &pipeline::Info) -> String {
         i.dropped_bytes,
         crate::model::hex(&i.sha256),
     )
+}
+
+/// The context a model was made for: its positions less the start token,
+/// capped at 2048 (long contexts cost time quadratically and gain little).
+pub fn default_context(model: &Model) -> u32 {
+    (model.config.max_position_embeddings.saturating_sub(1)).clamp(1, 2048) as u32
 }
 
 fn set_threads(n: Option<usize>) -> Result<()> {

@@ -23,7 +23,7 @@ use crate::wav::{Format, SampleKind};
 use std::io::Read;
 
 pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// The deterministic row-wise f32 forward pass of [`crate::model::forward`].
 pub const FORWARD_ROWWISE_F32: u8 = 1;
 const MAX_HEAD: usize = 64 << 20;
@@ -62,6 +62,14 @@ impl Out {
     }
     pub fn u64(&mut self, v: u64) {
         self.bytes(&v.to_le_bytes());
+    }
+    /// LEB128: chunk tables are mostly small numbers.
+    pub fn varint(&mut self, mut v: u32) {
+        while v >= 0x80 {
+            self.u8((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.u8(v as u8);
     }
     pub fn blob(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
@@ -116,6 +124,22 @@ impl<'a, R: Read> In<'a, R> {
         let mut b = [0u8; 8];
         self.fill(&mut b)?;
         Ok(u64::from_le_bytes(b))
+    }
+    /// Inverse of [`Out::varint`]; only the shortest encoding is accepted, so
+    /// every value has one representation.
+    pub fn varint(&mut self) -> Result<u32> {
+        let mut v = 0u64;
+        for i in 0..5 {
+            let b = self.u8()?;
+            v |= ((b & 0x7F) as u64) << (7 * i);
+            if b & 0x80 == 0 {
+                if (i > 0 && b == 0) || v > u32::MAX as u64 {
+                    break;
+                }
+                return Ok(v as u32);
+            }
+        }
+        Err(Error::Corrupt(format!("bad number in the {}", self.what)))
     }
     pub fn vec(&mut self, len: usize) -> Result<Vec<u8>> {
         let mut v = vec![0u8; len];
@@ -309,7 +333,6 @@ pub struct ChunkEntry {
     pub kind: ChunkKind,
     pub tokens: u32,
     pub len: u32,
-    pub crc: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -327,6 +350,8 @@ pub struct FrameHeader {
     pub dropped_mode: DroppedMode,
     pub dropped_len: u32,
     pub dropped_crc: u32,
+    /// CRC32 of all chunk payloads, in order.
+    pub payload_crc: u32,
     pub chunks: Vec<ChunkEntry>,
 }
 
@@ -345,15 +370,17 @@ impl FrameHeader {
         });
         o.u32(self.dropped_len);
         o.u32(self.dropped_crc);
+        o.u32(self.payload_crc);
         o.u32(self.chunks.len() as u32);
+        // Entries are a few bytes each: with short contexts fixed-width
+        // fields and a CRC per chunk cost several per cent of the output.
         for c in &self.chunks {
-            o.u8(match c.kind {
+            let kind = match c.kind {
                 ChunkKind::Coded => 0,
                 ChunkKind::Verbatim => 1,
-            });
-            o.u32(c.tokens);
-            o.u32(c.len);
-            o.u32(c.crc);
+            };
+            o.varint(c.tokens << 1 | kind);
+            o.varint(c.len);
         }
         o.seal();
     }
@@ -375,6 +402,7 @@ impl FrameHeader {
         let mode = i.u8()?;
         let dropped_len = i.u32()?;
         let dropped_crc = i.u32()?;
+        let payload_crc = i.u32()?;
         let n = i.u32()?;
         if frames == 0 || frames > max_frames {
             return Err(Error::Corrupt(format!("frame of {frames} sample frames")));
@@ -384,25 +412,20 @@ impl FrameHeader {
         }
         let mut chunks = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            let kind = match i.u8()? {
-                0 => ChunkKind::Coded,
-                1 => ChunkKind::Verbatim,
-                k => return Err(Error::Corrupt(format!("chunk kind {k}"))),
+            let v = i.varint()?;
+            let kind = if v & 1 == 0 {
+                ChunkKind::Coded
+            } else {
+                ChunkKind::Verbatim
             };
-            let tokens = i.u32()?;
-            let len = i.u32()?;
-            let crc = i.u32()?;
+            let tokens = v >> 1;
+            let len = i.varint()?;
             if len > max_chunk_len || tokens > max_chunk_len * 8 {
                 return Err(Error::Corrupt(format!(
                     "chunk of {len} bytes, {tokens} tokens"
                 )));
             }
-            chunks.push(ChunkEntry {
-                kind,
-                tokens,
-                len,
-                crc,
-            });
+            chunks.push(ChunkEntry { kind, tokens, len });
         }
         i.check_seal()?;
         let dropped_mode = match mode {
@@ -427,6 +450,7 @@ impl FrameHeader {
             dropped_mode,
             dropped_len,
             dropped_crc,
+            payload_crc,
             chunks,
         })
     }
@@ -503,12 +527,19 @@ mod tests {
             dropped_mode: DroppedMode::Adaptive,
             dropped_len: 9,
             dropped_crc: 5,
-            chunks: vec![ChunkEntry {
-                kind: ChunkKind::Verbatim,
-                tokens: 3,
-                len: 4,
-                crc: 5,
-            }],
+            payload_crc: 6,
+            chunks: vec![
+                ChunkEntry {
+                    kind: ChunkKind::Verbatim,
+                    tokens: 0,
+                    len: 4,
+                },
+                ChunkEntry {
+                    kind: ChunkKind::Coded,
+                    tokens: 300,
+                    len: 1 << 20,
+                },
+            ],
         };
         let t = Trailer {
             partial: vec![1],
@@ -528,7 +559,7 @@ mod tests {
         assert_eq!(FileHeader::read(&mut r).unwrap(), h);
         let mut tag = [0u8];
         r.read_exact(&mut tag).unwrap();
-        assert_eq!(FrameHeader::read(&mut r, 1000, 64, 2048, 16).unwrap(), f);
+        assert_eq!(FrameHeader::read(&mut r, 1000, 64, 2 << 20, 16).unwrap(), f);
         r.read_exact(&mut tag).unwrap();
         assert_eq!(Trailer::read(&mut r).unwrap(), t);
         // Any flipped bit in the header is caught.

@@ -14,6 +14,7 @@ pub mod model;
 pub mod pipeline;
 pub mod probs;
 pub mod tokens;
+pub mod train;
 pub mod wav;
 
 pub use error::{Error, Result};

@@ -410,13 +410,17 @@ fn encode_frame(
         dropped_mode,
         dropped_len: dropped_bytes.len() as u32,
         dropped_crc: crc32fast::hash(&dropped_bytes),
+        payload_crc: {
+            let mut c = crc32fast::Hasher::new();
+            payloads.iter().for_each(|(_, _, p)| c.update(p));
+            c.finalize()
+        },
         chunks: payloads
             .iter()
             .map(|(kind, tokens, p)| ChunkEntry {
                 kind: *kind,
                 tokens: *tokens,
                 len: p.len() as u32,
-                crc: crc32fast::hash(p),
             })
             .collect(),
     };
@@ -457,6 +461,7 @@ fn decode_frame<R: Read>(
         )));
     }
     let mut payloads = Vec::with_capacity(spans.len());
+    let mut crc = crc32fast::Hasher::new();
     for (i, (e, &(_, n))) in fh.chunks.iter().zip(&spans).enumerate() {
         if e.kind == ChunkKind::Verbatim && e.len as usize != verbatim_len(n) {
             return Err(Error::Corrupt(format!(
@@ -465,12 +470,11 @@ fn decode_frame<R: Read>(
         }
         let mut p = vec![0u8; e.len as usize];
         container::read_exact(input, &mut p, "chunk payload")?;
-        if crc32fast::hash(&p) != e.crc {
-            return Err(Error::Corrupt(format!(
-                "chunk {i} payload checksum mismatch"
-            )));
-        }
+        crc.update(&p);
         payloads.push((e.kind, e.tokens, p));
+    }
+    if crc.finalize() != fh.payload_crc {
+        return Err(Error::Corrupt("chunk payload checksum mismatch".into()));
     }
     let mut dropped_bytes = vec![0u8; fh.dropped_len as usize];
     container::read_exact(input, &mut dropped_bytes, "dropped-bit stream")?;

@@ -6,6 +6,7 @@
 //! way whether a chunk is processed whole (encoder) or one token at a time
 //! (decoder), see [`kernels`].
 
+pub mod builtin;
 pub mod forward;
 pub mod gguf;
 pub mod hub;
@@ -134,14 +135,17 @@ impl Model {
         self.config.vocab_size
     }
 
-    /// Loads a model from a spec: a Hugging Face directory, a `.gguf` file,
-    /// or a Hub id `org/name[@revision]` (recorded as `hf:org/name@commit`).
+    /// Loads a model from a spec: `lmic:NAME` (built in), a Hugging Face
+    /// directory, a `.gguf` file, or a Hub id `org/name[@revision]` (recorded as `hf:org/name@commit`).
     pub fn load(spec: &str) -> Result<Model> {
         Self::load_with_cache(spec, &hub::cache_dir())
     }
 
     /// [`load`](Self::load) with an explicit Hugging Face cache directory.
     pub fn load_with_cache(spec: &str, cache: &Path) -> Result<Model> {
+        if let Some(name) = spec.strip_prefix(builtin::PREFIX) {
+            return builtin::load(name);
+        }
         let path = Path::new(spec);
         if path.is_dir() {
             return Self::load_dir(path);
@@ -187,6 +191,8 @@ impl Model {
             .ctx(|| format!("reading {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            // A training directory also holds its f32 resume checkpoint.
+            .filter(|p| !p.file_name().is_some_and(|n| n == "checkpoint.safetensors"))
             .collect();
         st.sort();
         if st.is_empty() {
@@ -195,24 +201,43 @@ impl Model {
                 dir.display()
             )));
         }
-        let config: Config = serde_json::from_slice(&config_bytes)
+        let weights = st
+            .iter()
+            .map(|p| std::fs::read(p).ctx(|| format!("reading {}", p.display())))
+            .collect::<Result<Vec<_>>>()?;
+        let spec = std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+            .to_string();
+        let weights: Vec<&[u8]> = weights.iter().map(|w| &w[..]).collect();
+        Self::load_parts(&config_bytes, &tok_bytes, &weights, spec)
+    }
+
+    /// Builds a model from the bytes of a Hugging Face directory's files; the
+    /// fingerprint covers exactly these bytes.
+    pub fn load_parts(
+        config_bytes: &[u8],
+        tok_bytes: &[u8],
+        weights: &[&[u8]],
+        spec: String,
+    ) -> Result<Model> {
+        let config: Config = serde_json::from_slice(config_bytes)
             .map_err(|e| Error::Model(format!("config.json: {e}")))?;
         config.validate()?;
-        let tokenizer = tokenizers::Tokenizer::from_bytes(&tok_bytes)
+        let tokenizer = tokenizers::Tokenizer::from_bytes(tok_bytes)
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
 
         let mut h = Sha256::new();
         h.update(b"lmic-model-v1\0");
         h.update((config_bytes.len() as u64).to_le_bytes());
-        h.update(&config_bytes);
+        h.update(config_bytes);
         h.update((tok_bytes.len() as u64).to_le_bytes());
-        h.update(&tok_bytes);
+        h.update(tok_bytes);
         let mut tensors = HashMap::new();
-        for p in &st {
-            let bytes = std::fs::read(p).ctx(|| format!("reading {}", p.display()))?;
+        for bytes in weights {
             h.update((bytes.len() as u64).to_le_bytes());
-            h.update(&bytes);
-            let loaded = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)?;
+            h.update(bytes);
+            let loaded = candle_core::safetensors::load_buffer(bytes, &candle_core::Device::Cpu)?;
             tensors.extend(loaded);
         }
         let fingerprint: [u8; 32] = h.finalize().into();
@@ -221,10 +246,6 @@ impl Model {
             .or_else(|| tokenizer.token_to_id("<s>"))
             .or_else(|| tokenizer.token_to_id("<|endoftext|>"))
             .unwrap_or(0);
-        let spec = std::fs::canonicalize(dir)
-            .unwrap_or_else(|_| dir.to_path_buf())
-            .display()
-            .to_string();
         Self::from_tensors(config, tensors, tokenizer, start_token, fingerprint, spec)
     }
 

@@ -131,13 +131,18 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> Result<()> {
         "tie_word_embeddings": spec.tie,
         "bos_token_id": 128,
     });
+    write_char_level_files(dir, &config)
+}
+
+/// Writes `config.json` and the character-level `tokenizer.json` of a model
+/// directory (tiny random models and trained ones share them).
+pub(crate) fn write_char_level_files(dir: &Path, config: &serde_json::Value) -> Result<()> {
     std::fs::write(
         dir.join("config.json"),
-        serde_json::to_vec_pretty(&config).unwrap(),
+        serde_json::to_vec_pretty(config).unwrap(),
     )
     .ctx(|| "writing config.json".into())?;
     char_level_tokenizer()?
         .save(dir.join("tokenizer.json"), false)
-        .map_err(|e| Error::Tokenizer(e.to_string()))?;
-    Ok(())
+        .map_err(|e| Error::Tokenizer(e.to_string()))
 }

@@ -1,0 +1,49 @@
+//! Models compiled into the binary, named `lmic:NAME` in specs and in `.lmc`
+//! headers. A file always records the fingerprint too, so a later lmic whose
+//! built-in model of the same name differs refuses the file instead of
+//! decoding garbage; new model versions get new names and old ones can stay.
+
+use super::Model;
+use crate::error::{Error, Result};
+
+pub const PREFIX: &str = "lmic:";
+
+/// The model used when `--model` is not given.
+pub const DEFAULT: &str = "lmic:audio-v1";
+
+struct Builtin {
+    name: &'static str,
+    config: &'static [u8],
+    tokenizer: &'static [u8],
+    weights: &'static [u8],
+}
+
+const MODELS: &[Builtin] = &[Builtin {
+    name: "audio-v1",
+    config: include_bytes!("../../models/audio-v1/config.json"),
+    tokenizer: include_bytes!("../../models/audio-v1/tokenizer.json"),
+    weights: include_bytes!("../../models/audio-v1/model.safetensors"),
+}];
+
+/// Names of the built-in models, for messages.
+pub fn names() -> Vec<String> {
+    MODELS
+        .iter()
+        .map(|m| format!("{PREFIX}{}", m.name))
+        .collect()
+}
+
+pub fn load(name: &str) -> Result<Model> {
+    let m = MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
+        Error::Model(format!(
+            "{PREFIX}{name} is not built into this lmic (it has {})",
+            names().join(", ")
+        ))
+    })?;
+    Model::load_parts(
+        m.config,
+        m.tokenizer,
+        &[m.weights],
+        format!("{PREFIX}{}", m.name),
+    )
+}

@@ -1,0 +1,841 @@
+//! `lmic train`: fits a small Llama to audio, seen exactly as compression
+//! sees it — the same WAV codes, wasted-bit shift, MSB-first 7-bit mapping,
+//! character tokenizer and chunks that start with the start token.
+//!
+//! Training runs on candle's autograd (its own matmuls, not lmic's
+//! deterministic kernels: training needs no bit-exactness). The result is a
+//! plain Hugging Face directory (`config.json`, `tokenizer.json`,
+//! `model.safetensors`) that [`Model::load_dir`](crate::model::Model::load_dir)
+//! reads like any other checkpoint.
+
+use crate::error::{Error, IoContext, Result};
+use crate::mapping::{self, Mapping};
+use crate::tokens::{char_level_tokenizer, TokenCodec};
+use crate::wav::{self, Format, SampleKind};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Embedding, Init, Linear, Module, Optimizer, VarBuilder, VarMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Token ids of the character-level vocabulary: 0..128 are the characters.
+const VOCAB: usize = 130;
+const START: u32 = 128;
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub inputs: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    /// Characters per training chunk, and the model's context.
+    pub context: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    pub seed: u64,
+    pub eval_every: usize,
+    /// Every n-th file of each directory (sorted) is held out for validation.
+    pub val_every: usize,
+    pub val_chunks: usize,
+    /// Share of 16-bit training chunks reduced to 8 bits (their high byte).
+    pub aug_8bit: f64,
+    pub resume: bool,
+    /// Stop (and save) after this many seconds even if steps remain.
+    pub max_seconds: Option<f64>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            inputs: Vec::new(),
+            out: PathBuf::new(),
+            hidden: 128,
+            layers: 4,
+            heads: 4,
+            intermediate: 384,
+            context: 1024,
+            batch: 16,
+            steps: 2000,
+            lr: 3e-3,
+            warmup: 100,
+            seed: 1,
+            eval_every: 100,
+            val_every: 8,
+            val_chunks: 96,
+            aug_8bit: 0.15,
+            resume: false,
+            max_seconds: None,
+        }
+    }
+}
+
+/// One decoded recording: interleaved sample codes as compression makes them.
+pub struct Clip {
+    pub name: String,
+    pub format: Format,
+    pub codes: Vec<u32>,
+}
+
+impl Clip {
+    fn frames(&self) -> usize {
+        self.codes.len() / self.format.channels as usize
+    }
+}
+
+/// Files under `inputs` (recursively) ending in .wav or .flac, sorted.
+pub fn collect_audio(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .ctx(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            for e in entries {
+                walk(&e, out)?;
+            }
+        } else {
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(|e| e.to_ascii_lowercase());
+            if matches!(ext.as_deref(), Some("wav" | "flac")) {
+                out.push(p.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in inputs {
+        if !p.exists() {
+            return Err(Error::Usage(format!(
+                "{}: no such file or directory",
+                p.display()
+            )));
+        }
+        walk(p, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Reads a WAV file, or a FLAC file through the `flac` program.
+pub fn read_clip(path: &Path) -> Result<Clip> {
+    let bytes = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("flac"))
+    {
+        let out = std::process::Command::new("flac")
+            .args(["-d", "-c", "-s", "--"])
+            .arg(path)
+            .output()
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "{}: cannot run flac to decode it ({e}); install the flac package",
+                    path.display()
+                ))
+            })?;
+        if !out.status.success() {
+            return Err(Error::Wav(format!(
+                "{}: flac could not decode it",
+                path.display()
+            )));
+        }
+        out.stdout
+    } else {
+        std::fs::read(path).ctx(|| format!("reading {}", path.display()))?
+    };
+    let mut r = &bytes[..];
+    let h = wav::read_header(&mut r).map_err(|e| Error::Wav(format!("{}: {e}", path.display())))?;
+    let n = (h.data_len as usize).min(r.len());
+    let n = n / h.format.block_align() * h.format.block_align();
+    let mut codes = Vec::new();
+    wav::to_codes(&h.format, &r[..n], &mut codes);
+    Ok(Clip {
+        name: path.display().to_string(),
+        format: h.format,
+        codes,
+    })
+}
+
+/// Splits files into training and validation: in each directory (sorted),
+/// every `every`-th file from the first is held out.
+pub fn split_files(files: &[PathBuf], every: usize) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    let mut last_dir: Option<PathBuf> = None;
+    let mut i = 0;
+    for f in files {
+        let dir = f.parent().map(Path::to_path_buf);
+        if dir != last_dir {
+            i = 0;
+            last_dir = dir;
+        }
+        if every > 0 && i % every == 0 {
+            val.push(f.clone());
+        } else {
+            train.push(f.clone());
+        }
+        i += 1;
+    }
+    (train, val)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let x = self.0;
+        (x ^ (x >> 33)).wrapping_mul(0xff51afd7ed558ccd) ^ (x >> 29)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One training example: the chunk's token ids (targets) and how many audio
+/// samples they stand for.
+struct Example {
+    tokens: Vec<u32>,
+    samples: usize,
+}
+
+/// The chunk compression would make from `frames` frames of `codes` at
+/// `bits` bits: shift detected on the chunk, default dropped bits.
+fn make_example(
+    codec: &TokenCodec,
+    codes: &[u32],
+    bits: u32,
+    channels: usize,
+    context: usize,
+) -> Result<Option<Example>> {
+    let shift = mapping::detect_shift(codes, bits);
+    let m = Mapping::new(bits, shift, None)?;
+    let unit = m.chars * channels;
+    let frames = (context / unit).min(codes.len() / channels);
+    if frames == 0 {
+        return Ok(None);
+    }
+    let codes = &codes[..frames * channels];
+    let (mut chars, mut dropped) = (Vec::new(), Vec::new());
+    m.split(codes, &mut chars, &mut dropped);
+    Ok(codec.encode(&chars)?.map(|tokens| Example {
+        tokens,
+        samples: codes.len(),
+    }))
+}
+
+/// Frames a chunk covers at this format's widest mapping (shift 0).
+fn window_frames(bits: u32, channels: usize, context: usize) -> usize {
+    let m = Mapping::new(bits, 0, None).expect("valid bit depth");
+    (context / (m.chars * channels)).max(1)
+}
+
+/// Draws a random training chunk: a clip weighted by length, a random start,
+/// maybe reduced to 8 bits, maybe with its channels swapped.
+fn sample_example(
+    clips: &[Clip],
+    cum: &[usize],
+    rng: &mut Rng,
+    codec: &TokenCodec,
+    o: &TrainOptions,
+) -> Result<Example> {
+    loop {
+        let r = rng.below(*cum.last().unwrap());
+        let ci = cum.partition_point(|&c| c <= r);
+        let clip = &clips[ci];
+        let ch = clip.format.channels as usize;
+        let mut bits = clip.format.bits();
+        let reduce = bits == 16 && rng.unit() < o.aug_8bit;
+        if reduce {
+            bits = 8;
+        }
+        let win = window_frames(bits, ch, o.context);
+        let start = rng.below(clip.frames().saturating_sub(win) + 1);
+        let end = (start + win).min(clip.frames());
+        let mut codes: Vec<u32> = clip.codes[start * ch..end * ch].to_vec();
+        if reduce {
+            codes.iter_mut().for_each(|c| *c >>= 8);
+        }
+        if ch == 2 && rng.unit() < 0.5 {
+            codes.chunks_exact_mut(2).for_each(|p| p.swap(0, 1));
+        }
+        if let Some(e) = make_example(codec, &codes, bits, ch, o.context)? {
+            return Ok(e);
+        }
+    }
+}
+
+/// Validation chunks: evenly spaced through each held-out clip, the same
+/// every run.
+fn validation_set(clips: &[Clip], codec: &TokenCodec, o: &TrainOptions) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    if clips.is_empty() {
+        return Ok(out);
+    }
+    let per_clip = o.val_chunks.div_ceil(clips.len()).max(1);
+    for clip in clips {
+        let ch = clip.format.channels as usize;
+        let bits = clip.format.bits();
+        let win = window_frames(bits, ch, o.context);
+        let span = clip.frames().saturating_sub(win);
+        for j in 0..per_clip {
+            let start = span * j / per_clip;
+            let end = (start + win).min(clip.frames());
+            if let Some(e) = make_example(
+                codec,
+                &clip.codes[start * ch..end * ch],
+                bits,
+                ch,
+                o.context,
+            )? {
+                out.push(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Block {
+    attn_norm: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    mlp_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// The Llama of [`crate::model::forward`], written with candle ops so it can
+/// be differentiated. Same parameter names as Hugging Face checkpoints.
+struct Net {
+    embed: Embedding,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    head: Linear,
+    heads: usize,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+const EPS: f64 = 1e-5;
+const THETA: f64 = 10000.0;
+
+fn rms_norm(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(ms + EPS)?.sqrt()?)?.broadcast_mul(w)
+}
+
+impl Net {
+    fn new(vb: VarBuilder, o: &TrainOptions) -> candle_core::Result<Net> {
+        let (h, i) = (o.hidden, o.intermediate);
+        let lin = |fi, fo, vb: VarBuilder| candle_nn::linear_no_bias(fi, fo, vb);
+        let ones = |vb: VarBuilder| vb.get_with_hints(h, "weight", Init::Const(1.0));
+        let embed = candle_nn::embedding(VOCAB, h, vb.pp("model.embed_tokens"))?;
+        let mut blocks = Vec::new();
+        for l in 0..o.layers {
+            let p = vb.pp(format!("model.layers.{l}"));
+            let a = p.pp("self_attn");
+            let m = p.pp("mlp");
+            blocks.push(Block {
+                attn_norm: ones(p.pp("input_layernorm"))?,
+                q: lin(h, h, a.pp("q_proj"))?,
+                k: lin(h, h, a.pp("k_proj"))?,
+                v: lin(h, h, a.pp("v_proj"))?,
+                o: lin(h, h, a.pp("o_proj"))?,
+                mlp_norm: ones(p.pp("post_attention_layernorm"))?,
+                gate: lin(h, i, m.pp("gate_proj"))?,
+                up: lin(h, i, m.pp("up_proj"))?,
+                down: lin(i, h, m.pp("down_proj"))?,
+            });
+        }
+        let norm = ones(vb.pp("model.norm"))?;
+        let head = lin(h, VOCAB, vb.pp("lm_head"))?;
+        let half = h / o.heads / 2;
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for p in 0..o.context {
+            for j in 0..half {
+                let inv = 1.0 / THETA.powf((2 * j) as f64 / (2 * half) as f64);
+                let a = p as f64 * inv;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        let dev = &Device::Cpu;
+        let cos = Tensor::from_vec(cos, (o.context, half), dev)?;
+        let sin = Tensor::from_vec(sin, (o.context, half), dev)?;
+        Ok(Net {
+            embed,
+            blocks,
+            norm,
+            head,
+            heads: o.heads,
+            cos: Tensor::cat(&[&cos, &cos], 1)?,
+            sin: Tensor::cat(&[&sin, &sin], 1)?,
+        })
+    }
+
+    fn rope(&self, x: &Tensor, t: usize) -> candle_core::Result<Tensor> {
+        let hd = x.dim(D::Minus1)?;
+        let half = hd / 2;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let rot = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
+        x.broadcast_mul(&cos)? + rot.broadcast_mul(&sin)?
+    }
+
+    /// Logits `[b, t, vocab]` for input ids `[b, t]`.
+    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let mut x = self.embed.forward(ids)?;
+        let h = x.dim(2)?;
+        let nh = self.heads;
+        let hd = h / nh;
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (t, t), ids.device())?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        for blk in &self.blocks {
+            let a = rms_norm(&x, &blk.attn_norm)?;
+            let heads = |l: &Linear| -> candle_core::Result<Tensor> {
+                l.forward(&a)?
+                    .reshape((b, t, nh, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let q = self.rope(&heads(&blk.q)?, t)?;
+            let k = self.rope(&heads(&blk.k)?, t)?;
+            let v = heads(&blk.v)?;
+            let s = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
+            let p = candle_nn::ops::softmax(&s, D::Minus1)?;
+            let y = p
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, t, h))?;
+            x = (x + blk.o.forward(&y)?)?;
+            let m = rms_norm(&x, &blk.mlp_norm)?;
+            let g = candle_nn::ops::silu(&blk.gate.forward(&m)?)?;
+            x = (x + blk.down.forward(&(g * blk.up.forward(&m)?)?)?)?;
+        }
+        self.head.forward(&rms_norm(&x, &self.norm)?)
+    }
+}
+
+/// Inputs, targets and a 0/1 mask for a batch, padded to the longest example.
+fn batch_tensors(ex: &[&Example]) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let t = ex.iter().map(|e| e.tokens.len()).max().unwrap_or(1);
+    let (mut ids, mut tg, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for e in ex {
+        let n = e.tokens.len();
+        ids.push(START);
+        ids.extend_from_slice(&e.tokens[..n - 1]);
+        tg.extend_from_slice(&e.tokens);
+        mask.extend(std::iter::repeat_n(1f32, n));
+        ids.extend(std::iter::repeat_n(0, t - n));
+        tg.extend(std::iter::repeat_n(0, t - n));
+        mask.extend(std::iter::repeat_n(0f32, t - n));
+    }
+    let dev = &Device::Cpu;
+    let b = ex.len();
+    Ok((
+        Tensor::from_vec(ids, (b, t), dev)?,
+        Tensor::from_vec(tg, b * t, dev)?,
+        Tensor::from_vec(mask, b * t, dev)?,
+    ))
+}
+
+/// Summed cross-entropy in nats over the unmasked positions, and their count.
+fn loss_sum(net: &Net, ex: &[&Example]) -> candle_core::Result<(Tensor, f64)> {
+    let (ids, tg, mask) = batch_tensors(ex)?;
+    let logits = net.forward(&ids)?.reshape(((), VOCAB))?;
+    let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let picked = lp.gather(&tg.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let n = mask.sum_all()?.to_scalar::<f32>()? as f64;
+    Ok(((picked * mask)?.sum_all()?.neg()?, n))
+}
+
+/// Validation cost: bits per character and per sample (modelled bits only;
+/// the dropped low bits are stored outside the model).
+fn evaluate(net: &Net, val: &[Example], batch: usize) -> Result<(f64, f64)> {
+    let (mut nats, mut chars, mut samples) = (0f64, 0f64, 0usize);
+    for b in val.chunks(batch) {
+        let refs: Vec<&Example> = b.iter().collect();
+        let (l, n) = loss_sum(net, &refs)?;
+        nats += l.to_scalar::<f32>()? as f64;
+        chars += n;
+        samples += b.iter().map(|e| e.samples).sum::<usize>();
+    }
+    let bits = nats / std::f64::consts::LN_2;
+    Ok((bits / chars.max(1.0), bits / samples.max(1) as f64))
+}
+
+/// Seeded initial weights (candle's CPU generator cannot be seeded): GPT-2
+/// style normal(0, 0.02), residual projections scaled down by depth, norms 1.
+fn init_weights(vm: &VarMap, o: &TrainOptions) -> Result<()> {
+    let mut rng = Rng(o.seed);
+    let mut normal = |shape: (usize, usize), std: f64| -> Result<Tensor> {
+        let v: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| {
+                // Box-Muller.
+                let (u1, u2) = (rng.unit().max(1e-12), rng.unit());
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * std) as f32
+            })
+            .collect();
+        Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+    };
+    let (h, i) = (o.hidden, o.intermediate);
+    let resid = 0.02 / (2.0 * o.layers as f64).sqrt();
+    let mut t = vec![(
+        "model.embed_tokens.weight".to_string(),
+        normal((VOCAB, h), 0.02)?,
+    )];
+    for l in 0..o.layers {
+        let p = format!("model.layers.{l}");
+        for (n, shape, std) in [
+            ("self_attn.q_proj", (h, h), 0.02),
+            ("self_attn.k_proj", (h, h), 0.02),
+            ("self_attn.v_proj", (h, h), 0.02),
+            ("self_attn.o_proj", (h, h), resid),
+            ("mlp.gate_proj", (i, h), 0.02),
+            ("mlp.up_proj", (i, h), 0.02),
+            ("mlp.down_proj", (h, i), resid),
+        ] {
+            t.push((format!("{p}.{n}.weight"), normal(shape, std)?));
+        }
+    }
+    t.push(("lm_head.weight".to_string(), normal((VOCAB, h), 0.02)?));
+    let mut data = vm.data().lock().unwrap();
+    for (name, tensor) in t {
+        data.insert(name, candle_core::Var::from_tensor(&tensor)?);
+    }
+    Ok(())
+}
+
+/// Learning rate: linear warm-up, then a cosine down to a tenth, reaching
+/// the end at the last step or at the time limit, whichever comes first.
+fn lr_at(o: &TrainOptions, step: usize, seconds: f64) -> f64 {
+    if step < o.warmup {
+        return o.lr * (step + 1) as f64 / o.warmup as f64;
+    }
+    let mut p = (step - o.warmup) as f64 / (o.steps - o.warmup).max(1) as f64;
+    if let Some(m) = o.max_seconds {
+        p = p.max(seconds / m);
+    }
+    let floor = 0.1;
+    o.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct State {
+    step: usize,
+    seed: u64,
+    rng: u64,
+    seconds: f64,
+}
+
+/// Writes `config.json` and `tokenizer.json` for a trained model directory.
+fn write_config(dir: &Path, o: &TrainOptions) -> Result<()> {
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": o.hidden,
+        "intermediate_size": o.intermediate,
+        "num_hidden_layers": o.layers,
+        "num_attention_heads": o.heads,
+        "num_key_value_heads": o.heads,
+        "vocab_size": VOCAB,
+        "rms_norm_eps": EPS,
+        "rope_theta": THETA,
+        "max_position_embeddings": o.context + 1,
+        "tie_word_embeddings": false,
+        "bos_token_id": START,
+    });
+    crate::model::tiny::write_char_level_files(dir, &config)
+}
+
+/// Saves the weights as f16 safetensors (what lmic ships) next to the f32
+/// checkpoint (what training resumes from).
+fn save(dir: &Path, vm: &VarMap, o: &TrainOptions, st: &State) -> Result<()> {
+    vm.save(dir.join("checkpoint.safetensors"))?;
+    let data = vm.data().lock().unwrap();
+    let mut half = std::collections::HashMap::new();
+    for (k, v) in data.iter() {
+        half.insert(k.clone(), v.as_tensor().to_dtype(DType::F16)?);
+    }
+    drop(data);
+    candle_core::safetensors::save(&half, dir.join("model.safetensors"))?;
+    write_config(dir, o)?;
+    std::fs::write(
+        dir.join("train-state.json"),
+        serde_json::to_vec_pretty(st).unwrap(),
+    )
+    .ctx(|| "writing train-state.json".into())
+}
+
+/// Autograd allocates and frees tensors of tens of MB every step; glibc
+/// hands them back to the kernel each time, and the page faults that follow
+/// took more time than the arithmetic. Keep freed memory in the process.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}
+
+pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
+    if o.hidden % o.heads != 0 || (o.hidden / o.heads) % 2 != 0 {
+        return Err(Error::Usage(
+            "--hidden must split into even-sized heads".into(),
+        ));
+    }
+    if o.context < 8 || o.batch == 0 || o.steps == 0 {
+        return Err(Error::Usage(
+            "--context, --batch and --steps must be positive".into(),
+        ));
+    }
+    keep_freed_memory();
+    let files = collect_audio(&o.inputs)?;
+    if files.is_empty() {
+        return Err(Error::Usage("no .wav or .flac files in the inputs".into()));
+    }
+    let (train_files, val_files) = split_files(&files, o.val_every);
+    let load = |fs: &[PathBuf]| -> Result<Vec<Clip>> {
+        let mut out = Vec::new();
+        for f in fs {
+            let c = read_clip(f)?;
+            // Float samples map to order-preserving codes, not amplitudes.
+            if c.format.kind == SampleKind::Float || c.codes.is_empty() {
+                log(&format!("skipping {} (float or empty)", c.name));
+                continue;
+            }
+            out.push(c);
+        }
+        Ok(out)
+    };
+    let train_clips = load(&train_files)?;
+    let val_clips = load(&val_files)?;
+    if train_clips.is_empty() {
+        return Err(Error::Usage("no integer PCM files to train on".into()));
+    }
+    let samples: usize = train_clips.iter().map(|c| c.codes.len()).sum();
+    log(&format!(
+        "{} training files ({samples} samples), {} validation files: {}",
+        train_clips.len(),
+        val_clips.len(),
+        val_clips
+            .iter()
+            .map(|c| Path::new(&c.name)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut cum = Vec::with_capacity(train_clips.len());
+    let mut acc = 0;
+    for c in &train_clips {
+        acc += c.frames().max(1);
+        cum.push(acc);
+    }
+    let codec = TokenCodec::new(char_level_tokenizer()?)?;
+    let val = validation_set(&val_clips, &codec, o)?;
+
+    std::fs::create_dir_all(&o.out).ctx(|| format!("creating {}", o.out.display()))?;
+    let mut vm = VarMap::new();
+    init_weights(&vm, o)?;
+    let net = Net::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), o)?;
+    let mut st = State {
+        step: 0,
+        seed: o.seed,
+        rng: o.seed ^ 0x9e37_79b9_7f4a_7c15,
+        seconds: 0.0,
+    };
+    let ckpt = o.out.join("checkpoint.safetensors");
+    if o.resume {
+        let s: State = serde_json::from_slice(
+            &std::fs::read(o.out.join("train-state.json"))
+                .ctx(|| "reading train-state.json (nothing to resume?)".into())?,
+        )
+        .map_err(|e| Error::Usage(format!("train-state.json: {e}")))?;
+        vm.load(&ckpt)?;
+        log(&format!(
+            "resumed at step {} (optimizer moments restart)",
+            s.step
+        ));
+        st = s;
+    }
+    let params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+    log(&format!(
+        "model: {} layers, hidden {}, {} heads, mlp {}, context {}: {params} parameters",
+        o.layers, o.hidden, o.heads, o.intermediate, o.context
+    ));
+    let mut opt = candle_nn::AdamW::new(
+        vm.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: lr_at(o, st.step, st.seconds),
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+    )?;
+    let mut rng = Rng(st.rng);
+    let t0 = Instant::now();
+    let base = st.seconds;
+    let mut recent = Vec::new();
+    while st.step < o.steps {
+        opt.set_learning_rate(lr_at(o, st.step, st.seconds));
+        let ex: Vec<Example> = (0..o.batch)
+            .map(|_| sample_example(&train_clips, &cum, &mut rng, &codec, o))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&Example> = ex.iter().collect();
+        let (l, n) = loss_sum(&net, &refs)?;
+        let loss = (l / n)?;
+        opt.backward_step(&loss)?;
+        recent.push(loss.to_scalar::<f32>()? as f64 / std::f64::consts::LN_2);
+        st.step += 1;
+        st.rng = rng.0;
+        st.seconds = base + t0.elapsed().as_secs_f64();
+        let out_of_time = o.max_seconds.is_some_and(|m| st.seconds > m);
+        if st.step % o.eval_every == 0 || st.step == o.steps || out_of_time {
+            let train_bpc = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
+            recent.clear();
+            let (vbpc, vbps) = evaluate(&net, &val, o.batch)?;
+            log(&format!(
+                "step {:>6}  {:>7.0}s  lr {:.2e}  train {:.4} bits/char  val {:.4} bits/char {:.3} bits/sample",
+                st.step,
+                st.seconds,
+                opt.learning_rate(),
+                train_bpc,
+                vbpc,
+                vbps
+            ));
+            save(&o.out, &vm, o, &st)?;
+        }
+        if out_of_time {
+            log("time limit reached; saved (resume with --resume)");
+            break;
+        }
+    }
+    let (vbpc, vbps) = evaluate(&net, &val, o.batch)?;
+    log(&format!(
+        "done: {} steps in {:.0}s; validation {:.4} bits/char, {:.3} modelled bits/sample; model in {}",
+        st.step,
+        st.seconds,
+        vbpc,
+        vbps,
+        o.out.display()
+    ));
+    save(&o.out, &vm, o, &st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KvCache, Model, Row};
+
+    /// The network training optimises must be the one compression runs:
+    /// same parameter names, norms, rotary layout, attention and MLP. Random
+    /// weights (norms too) written by training and read by the loader must
+    /// give the same logits up to float rounding.
+    #[test]
+    fn training_network_is_the_inference_network() {
+        let o = TrainOptions {
+            hidden: 32,
+            layers: 2,
+            heads: 2,
+            intermediate: 48,
+            context: 40,
+            seed: 7,
+            ..Default::default()
+        };
+        let vm = VarMap::new();
+        init_weights(&vm, &o).unwrap();
+        {
+            // Larger weights than the initialisation, so that a wrong rotary
+            // layout or norm placement changes the logits visibly.
+            let data = vm.data().lock().unwrap();
+            for (name, var) in data.iter() {
+                let t = var.as_tensor();
+                let noise = (t.randn_like(0.0, 1.0).unwrap() * 0.3).unwrap();
+                let new = if name.ends_with("norm.weight") {
+                    (t + noise).unwrap()
+                } else {
+                    (t * 10.0).unwrap()
+                };
+                var.set(&new).unwrap();
+            }
+        }
+        let net = Net::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), &o).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        vm.save(dir.path().join("model.safetensors")).unwrap();
+        write_config(dir.path(), &o).unwrap();
+        let model = Model::load_dir(dir.path()).unwrap();
+
+        let mut ids = vec![START];
+        let mut x = 5u32;
+        for _ in 0..30 {
+            x = (x * 37 + 11) % 128;
+            ids.push(x);
+        }
+        let t = ids.len();
+        let want = net
+            .forward(&Tensor::from_vec(ids.clone(), (1, t), &Device::Cpu).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let rows: Vec<Row> = ids
+            .iter()
+            .enumerate()
+            .map(|(pos, &token)| Row { seq: 0, pos, token })
+            .collect();
+        let mut cache = KvCache::for_full_pass(&model, 1, t);
+        let h = model.forward(&mut cache, &rows).unwrap();
+        let got = model.logits(&h, t);
+        assert_eq!(got.len(), want.len());
+        let spread = want.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        assert!(spread > 1.0, "logits too flat to compare: {spread}");
+        let worst = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+        assert!(
+            worst < 1e-3 * spread,
+            "max difference {worst} (scale {spread})"
+        );
+    }
+
+    #[test]
+    fn validation_split_takes_every_nth_file_per_directory() {
+        let files: Vec<PathBuf> = ["a/1", "a/2", "a/3", "b/1", "b/2"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let (train, val) = split_files(&files, 2);
+        assert_eq!(
+            val,
+            vec![
+                PathBuf::from("a/1"),
+                PathBuf::from("a/3"),
+                PathBuf::from("b/1")
+            ]
+        );
+        assert_eq!(train, vec![PathBuf::from("a/2"), PathBuf::from("b/2")]);
+    }
+}
