@@ -146,6 +146,9 @@ pub enum Command {
         /// Share of 16-bit chunks reduced to 8 bits (augmentation).
         #[arg(long, default_value_t = 0.15)]
         aug_8bit: f64,
+        /// Train on fixed-predictor residuals (compression then uses them).
+        #[arg(long)]
+        predictor: bool,
         /// Continue from the checkpoint in --out.
         #[arg(long)]
         resume: bool,
@@ -383,6 +386,7 @@ where
             eval_every,
             val_every,
             aug_8bit,
+            predictor,
             resume,
             minutes,
             threads,
@@ -404,6 +408,7 @@ where
                 eval_every: eval_every.max(1),
                 val_every,
                 aug_8bit,
+                predictor,
                 resume,
                 max_seconds: minutes.map(|m| m * 60.0),
                 ..Default::default()

@@ -95,6 +95,18 @@ impl Encoder {
     }
 
     pub fn finish(mut self) -> Vec<u8> {
+        // Any value in [low, low + range) decodes the same symbols. Take the
+        // one with the most zero low bytes: the decoder reads zeros past the
+        // end, so those bytes need not be stored (about 2 bytes per chunk
+        // saved over flushing `low` itself).
+        for bits in [32u32, 24, 16, 8] {
+            let mask = (1u64 << bits) - 1;
+            let v = (self.low + mask) & !mask;
+            if v < self.low + self.range as u64 {
+                self.low = v;
+                break;
+            }
+        }
         for _ in 0..5 {
             self.shift_low();
         }

@@ -347,6 +347,8 @@ pub struct FrameHeader {
     pub frames: u32,
     pub shift: u8,
     pub drop: u8,
+    /// Fixed predictor order applied before the mapping (0: none).
+    pub predictor: u8,
     pub dropped_mode: DroppedMode,
     pub dropped_len: u32,
     pub dropped_crc: u32,
@@ -364,6 +366,7 @@ impl FrameHeader {
         o.u32(self.frames);
         o.u8(self.shift);
         o.u8(self.drop);
+        o.u8(self.predictor);
         o.u8(match self.dropped_mode {
             DroppedMode::Raw => 0,
             DroppedMode::Adaptive => 1,
@@ -399,6 +402,7 @@ impl FrameHeader {
         let frames = i.u32()?;
         let shift = i.u8()?;
         let drop = i.u8()?;
+        let predictor = i.u8()?;
         let mode = i.u8()?;
         let dropped_len = i.u32()?;
         let dropped_crc = i.u32()?;
@@ -436,6 +440,9 @@ impl FrameHeader {
         if shift as u32 >= bits || drop as u32 >= bits {
             return Err(Error::Corrupt(format!("shift {shift}, drop {drop}")));
         }
+        if predictor as u32 > crate::mapping::MAX_ORDER {
+            return Err(Error::Corrupt(format!("predictor order {predictor}")));
+        }
         // Raw size is the bound: adaptive coding is used only when smaller.
         let max_dropped = (frames as u64 * max_chunks as u64 * 4).min(u32::MAX as u64);
         if dropped_len as u64 > max_dropped + 16 {
@@ -447,6 +454,7 @@ impl FrameHeader {
             frames,
             shift,
             drop,
+            predictor,
             dropped_mode,
             dropped_len,
             dropped_crc,
@@ -524,6 +532,7 @@ mod tests {
             frames: 100,
             shift: 1,
             drop: 2,
+            predictor: 2,
             dropped_mode: DroppedMode::Adaptive,
             dropped_len: 9,
             dropped_crc: 5,

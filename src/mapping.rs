@@ -90,6 +90,80 @@ impl Mapping {
     }
 }
 
+/// Highest order of the fixed predictors below.
+pub const MAX_ORDER: u32 = 2;
+
+/// FLAC's fixed polynomial predictors: order 0 keeps the codes, 1 codes the
+/// difference from the previous sample of the channel, 2 the second
+/// difference. The residual is taken modulo 2^bits around the middle code, so
+/// it is again a `bits`-bit code and the transform is exactly invertible. A
+/// small model reads residuals far more easily than raw high-rate audio,
+/// whose fine detail is mostly linear extrapolation.
+/// The prediction for the `i`-th sample of a channel: a channel's first
+/// samples use the orders their history allows (order 0 predicts the middle).
+fn fixed(order: u32, i: usize, x1: i64, x2: i64, mid: i64) -> i64 {
+    match order.min(i as u32) {
+        0 => mid,
+        1 => x1,
+        _ => 2 * x1 - x2,
+    }
+}
+
+/// The order whose residuals have the smallest sum of magnitudes (the lowest
+/// order on ties), as FLAC chooses between its fixed predictors.
+pub fn choose_order(codes: &[u32], bits: u32, channels: usize) -> u32 {
+    let mid = 1i64 << (bits - 1);
+    let mut cost = [0u64; MAX_ORDER as usize + 1];
+    for c in 0..channels {
+        let (mut x1, mut x2) = (mid, mid);
+        for (i, &x) in codes.iter().skip(c).step_by(channels).enumerate() {
+            let x = x as i64;
+            for (o, k) in cost.iter_mut().enumerate() {
+                *k += (x - fixed(o as u32, i, x1, x2, mid)).unsigned_abs();
+            }
+            x2 = x1;
+            x1 = x;
+        }
+    }
+    (0..=MAX_ORDER)
+        .min_by_key(|&o| (cost[o as usize], o))
+        .unwrap_or(0)
+}
+
+/// Replaces interleaved `codes` by their residuals under predictor `order`.
+pub fn predict(codes: &mut [u32], bits: u32, channels: usize, order: u32) {
+    if order == 0 {
+        return;
+    }
+    let (mid, mask) = (1i64 << (bits - 1), low_mask(bits) as i64);
+    for c in 0..channels {
+        let (mut x1, mut x2) = (mid, mid);
+        for (i, v) in codes.iter_mut().skip(c).step_by(channels).enumerate() {
+            let x = *v as i64;
+            *v = ((x - fixed(order, i, x1, x2, mid) + mid) & mask) as u32;
+            x2 = x1;
+            x1 = x;
+        }
+    }
+}
+
+/// Inverse of [`predict`].
+pub fn unpredict(codes: &mut [u32], bits: u32, channels: usize, order: u32) {
+    if order == 0 {
+        return;
+    }
+    let (mid, mask) = (1i64 << (bits - 1), low_mask(bits) as i64);
+    for c in 0..channels {
+        let (mut x1, mut x2) = (mid, mid);
+        for (i, v) in codes.iter_mut().skip(c).step_by(channels).enumerate() {
+            let x = (*v as i64 + fixed(order, i, x1, x2, mid) - mid) & mask;
+            *v = x as u32;
+            x2 = x1;
+            x1 = x;
+        }
+    }
+}
+
 fn low_mask(bits: u32) -> u32 {
     if bits >= 32 {
         u32::MAX
@@ -133,6 +207,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn predictors_invert_and_choose_sensibly() {
+        for bits in [1u32, 8, 16, 24, 32] {
+            let mask = ((1u64 << bits) - 1) as u32;
+            let codes: Vec<u32> = (0..300u32)
+                .map(|i| i.wrapping_mul(2654435761) & mask)
+                .collect();
+            for ch in [1usize, 2, 3] {
+                for order in 0..=MAX_ORDER {
+                    let mut c = codes.clone();
+                    predict(&mut c, bits, ch, order);
+                    assert!(c.iter().all(|&x| x & !mask == 0));
+                    unpredict(&mut c, bits, ch, order);
+                    assert_eq!(c, codes, "bits {bits} channels {ch} order {order}");
+                }
+            }
+        }
+        // A random walk is best predicted by the first difference, a
+        // parabola by the second, noise around the middle by neither.
+        let mut x = 30000i64;
+        let walk: Vec<u32> = (0..100i64)
+            .map(|i| {
+                x += (i * 7919) % 41 - 20;
+                x as u32
+            })
+            .collect();
+        assert_eq!(choose_order(&walk, 16, 1), 1);
+        let para: Vec<u32> = (0..100).map(|i| 1000 + i * i).collect();
+        assert_eq!(choose_order(&para, 16, 1), 2);
+        let noise: Vec<u32> = (0..100u32).map(|i| 32768 - 50 + (i * 7919) % 100).collect();
+        assert_eq!(choose_order(&noise, 16, 1), 0);
     }
 
     #[test]

