@@ -591,18 +591,6 @@ fn save(dir: &Path, vm: &VarMap, o: &TrainOptions, st: &State) -> Result<()> {
     .ctx(|| "writing train-state.json".into())
 }
 
-/// Autograd allocates and frees tensors of tens of MB every step; glibc
-/// hands them back to the kernel each time, and the page faults that follow
-/// took more time than the arithmetic. Keep freed memory in the process.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
-    }
-}
-
 pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
     if o.hidden % o.heads != 0 || (o.hidden / o.heads) % 2 != 0 {
         return Err(Error::Usage(
@@ -614,7 +602,6 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
             "--context, --batch and --steps must be positive".into(),
         ));
     }
-    keep_freed_memory();
     let files = collect_audio(&o.inputs)?;
     if files.is_empty() {
         return Err(Error::Usage("no .wav or .flac files in the inputs".into()));

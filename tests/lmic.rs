@@ -948,7 +948,7 @@ mod builtin {
     fn default_model_compresses_real_recordings() {
         let d = tempfile::tempdir().unwrap();
         // Bounds a little above what the shipped model measured (README).
-        for (name, bound) in [("drum_cowbell.wav", 0.80), ("perc_swash.wav", 1.0)] {
+        for (name, bound) in [("drum_cowbell.wav", 0.70), ("perc_swash.wav", 0.85)] {
             let wav = sample(name);
             let lmc = d.path().join("a.lmc");
             let back = d.path().join("a.wav");
