@@ -152,6 +152,9 @@ pub enum Command {
         /// Continue from the checkpoint in --out.
         #[arg(long)]
         resume: bool,
+        /// Start from another run's weights (its checkpoint.safetensors).
+        #[arg(long)]
+        init: Option<PathBuf>,
         /// Stop and save after this many minutes.
         #[arg(long)]
         minutes: Option<f64>,
@@ -388,6 +391,7 @@ where
             aug_8bit,
             predictor,
             resume,
+            init,
             minutes,
             threads,
         } => {
@@ -410,6 +414,7 @@ where
                 aug_8bit,
                 predictor,
                 resume,
+                init,
                 max_seconds: minutes.map(|m| m * 60.0),
                 ..Default::default()
             };

@@ -46,6 +46,9 @@ pub struct TrainOptions {
     /// records it and compression then applies them too.
     pub predictor: bool,
     pub resume: bool,
+    /// Start from these weights (another run's `checkpoint.safetensors`)
+    /// with a fresh schedule.
+    pub init: Option<PathBuf>,
     /// Stop (and save) after this many seconds even if steps remain.
     pub max_seconds: Option<f64>,
 }
@@ -71,6 +74,7 @@ impl Default for TrainOptions {
             aug_8bit: 0.15,
             predictor: false,
             resume: false,
+            init: None,
             max_seconds: None,
         }
     }
@@ -660,6 +664,10 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
         seconds: 0.0,
     };
     let ckpt = o.out.join("checkpoint.safetensors");
+    if let Some(p) = &o.init {
+        vm.load(p)?;
+        log(&format!("starting from the weights in {}", p.display()));
+    }
     if o.resume {
         let s: State = serde_json::from_slice(
             &std::fs::read(o.out.join("train-state.json"))
