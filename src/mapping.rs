@@ -132,23 +132,18 @@ pub fn choose_order(codes: &[u32], bits: u32, channels: usize) -> u32 {
 
 /// Replaces interleaved `codes` by their residuals under predictor `order`.
 pub fn predict(codes: &mut [u32], bits: u32, channels: usize, order: u32) {
-    if order == 0 {
-        return;
-    }
-    let (mid, mask) = (1i64 << (bits - 1), low_mask(bits) as i64);
-    for c in 0..channels {
-        let (mut x1, mut x2) = (mid, mid);
-        for (i, v) in codes.iter_mut().skip(c).step_by(channels).enumerate() {
-            let x = *v as i64;
-            *v = ((x - fixed(order, i, x1, x2, mid) + mid) & mask) as u32;
-            x2 = x1;
-            x1 = x;
-        }
-    }
+    walk_predictor(codes, bits, channels, order, true);
 }
 
 /// Inverse of [`predict`].
 pub fn unpredict(codes: &mut [u32], bits: u32, channels: usize, order: u32) {
+    walk_predictor(codes, bits, channels, order, false);
+}
+
+/// Both directions in one loop, so encoder and decoder cannot drift apart:
+/// the prediction always comes from the original samples, which `forward`
+/// reads before overwriting and the inverse writes before moving on.
+fn walk_predictor(codes: &mut [u32], bits: u32, channels: usize, order: u32, forward: bool) {
     if order == 0 {
         return;
     }
@@ -156,8 +151,16 @@ pub fn unpredict(codes: &mut [u32], bits: u32, channels: usize, order: u32) {
     for c in 0..channels {
         let (mut x1, mut x2) = (mid, mid);
         for (i, v) in codes.iter_mut().skip(c).step_by(channels).enumerate() {
-            let x = (*v as i64 + fixed(order, i, x1, x2, mid) - mid) & mask;
-            *v = x as u32;
+            let pred = fixed(order, i, x1, x2, mid);
+            let x = if forward {
+                let x = *v as i64;
+                *v = ((x - pred + mid) & mask) as u32;
+                x
+            } else {
+                let x = (*v as i64 + pred - mid) & mask;
+                *v = x as u32;
+                x
+            };
             x2 = x1;
             x1 = x;
         }

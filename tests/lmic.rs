@@ -664,7 +664,7 @@ mod cli {
     use super::*;
     use assert_cmd::Command;
 
-    fn lmic() -> Command {
+    pub(super) fn lmic() -> Command {
         Command::cargo_bin("lmic").unwrap()
     }
 
@@ -928,12 +928,8 @@ mod cli {
 // ---------- the built-in model and `lmic train` ----------
 
 mod builtin {
+    use super::cli::lmic;
     use super::*;
-    use assert_cmd::Command;
-
-    fn lmic() -> Command {
-        Command::cargo_bin("lmic").unwrap()
-    }
 
     fn sample(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
