@@ -104,6 +104,17 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also draw compressed size against speed per codec into this PNG.
+        #[arg(long, value_name = "PNG")]
+        plot: Option<PathBuf>,
+        /// The protocol of the paper's Table 1 instead: 8-bit mono, independent
+        /// 2048-byte chunks, headers counted once.
+        #[arg(long)]
+        paper: bool,
+        /// With --paper: use at most this many chunks, spread evenly over the
+        /// input (0: all).
+        #[arg(long, default_value_t = 200, requires = "paper")]
+        chunks: usize,
     },
     /// Describe an .lmc file (no model needed).
     Info { input: PathBuf },
@@ -327,6 +338,9 @@ where
             context,
             top_k,
             json,
+            plot,
+            paper,
+            chunks,
         } => {
             let files = crate::bench::collect_files(&inputs)?;
             let model = model.unwrap_or_else(|| builtin::DEFAULT.to_string());
@@ -339,12 +353,29 @@ where
                 context,
                 top_k,
             };
-            let rows = crate::bench::bench(&files, &o, &|s| {
+            let say = |s: &str| {
                 if io::stderr().is_terminal() {
                     eprintln!("bench: {s}");
                 }
-            })?;
+            };
+            if paper {
+                let rep = crate::bench::paper::paper(&files, &o, chunks, &say)?;
+                if json {
+                    let v = serde_json::json!({ "chunks": rep.chunks, "rows": rep.rows });
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+                } else {
+                    print!("{}", crate::bench::paper::table(&rep));
+                }
+                if rep.rows.iter().any(|r| !r.ok) {
+                    return Err(Error::Usage("a round trip FAILED (see the table)".into()));
+                }
+                return Ok(());
+            }
+            let rows = crate::bench::bench(&files, &o, &say)?;
             let totals = crate::bench::totals(&rows);
+            if let Some(p) = &plot {
+                crate::bench::plot::draw(&totals, p)?;
+            }
             if json {
                 let v = serde_json::json!({ "files": rows, "totals": totals });
                 println!("{}", serde_json::to_string_pretty(&v).unwrap());

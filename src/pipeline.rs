@@ -494,12 +494,12 @@ fn decode_frame<R: Read>(
         };
         payloads.push((e.kind, tokens, p));
     }
-    if crc.finalize() != fh.payload_crc {
+    if !container::crc_matches(fh.payload_crc, crc.finalize()) {
         return Err(Error::Corrupt("chunk payload checksum mismatch".into()));
     }
     let mut dropped_bytes = vec![0u8; fh.dropped_len as usize];
     container::read_exact(input, &mut dropped_bytes, "dropped-bit stream")?;
-    if crc32fast::hash(&dropped_bytes) != fh.dropped_crc {
+    if !container::crc_matches(fh.dropped_crc, crc32fast::hash(&dropped_bytes)) {
         return Err(Error::Corrupt(
             "dropped-bit stream checksum mismatch".into(),
         ));
@@ -757,9 +757,11 @@ fn decode_group(
                 id.push(dist.decode(d));
             },
         );
-    }
-    if decs.iter().any(|d| d.overran()) {
-        return Err(Error::Corrupt("a chunk payload ended early".into()));
+        // A payload that ran out is corrupt: stop now rather than run the
+        // model for every token the chunk table claims.
+        if decs.iter().any(|d| d.overran()) {
+            return Err(Error::Corrupt("a chunk payload ended early".into()));
+        }
     }
     Ok(ids)
 }

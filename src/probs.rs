@@ -42,9 +42,13 @@ impl Dist {
         let k = k.min(v).max(1);
         // Probability descending is logit descending; ties by id keep the order
         // total, so selection and sort results are unique.
+        // A broken or hostile model can give NaN or infinite logits; they must
+        // still make a valid distribution, the same on both sides. NaN ranks
+        // as the least probable (it sorted above +inf under total_cmp).
+        let clean = |x: f32| if x.is_nan() { f32::NEG_INFINITY } else { x };
         let cmp = |a: &u32, b: &u32| {
-            logits[*b as usize]
-                .total_cmp(&logits[*a as usize])
+            clean(logits[*b as usize])
+                .total_cmp(&clean(logits[*a as usize]))
                 .then(a.cmp(b))
         };
         let order = &mut scratch.order;
@@ -56,12 +60,17 @@ impl Dist {
         order.truncate(k);
         order.sort_unstable_by(cmp);
 
-        let max = logits[order[0] as usize];
+        let max = clean(logits[order[0] as usize]);
         // Sum in index order in f64: fixed order, so deterministic.
         let exps = &mut scratch.exps;
         exps.clear();
-        exps.extend(logits.iter().map(|&l| l - max));
-        exp_slice(exps);
+        if max.is_finite() {
+            exps.extend(logits.iter().map(|&l| clean(l) - max));
+            exp_slice(exps);
+        } else {
+            // +inf: the infinite logits share the mass; -inf: all do.
+            exps.extend(logits.iter().map(|&l| (clean(l) == max) as u32 as f32));
+        }
         let mut z = 0f64;
         for &e in exps.iter() {
             z += e as f64;
@@ -160,7 +169,12 @@ mod tests {
     proptest! {
         #[test]
         fn every_token_round_trips(
-            logits in proptest::collection::vec(-30f32..30.0, 1..300),
+            // Mostly model-like values, some arbitrary bits (NaN, infinities,
+            // huge magnitudes: what a broken model file can produce).
+            logits in proptest::collection::vec(
+                prop_oneof![4 => -30f32..30.0, 1 => any::<u32>().prop_map(f32::from_bits)],
+                1..300,
+            ),
             k in 1usize..120,
             picks in proptest::collection::vec(any::<u32>(), 1..40),
         ) {
@@ -177,6 +191,47 @@ mod tests {
             let mut dec = Decoder::new(&buf);
             for &t in &toks { prop_assert_eq!(d.decode(&mut dec), t); }
         }
+    }
+
+    /// Found by the coder fuzz target: NaN logits gave every NaN token the
+    /// whole budget, frequencies summed past the total and the coder wrote a
+    /// stream that decoded to other tokens.
+    #[test]
+    fn non_finite_logits_give_valid_distributions() {
+        let (nan, inf) = (f32::NAN, f32::INFINITY);
+        for logits in [
+            vec![nan; 130],
+            vec![1.0, nan, 3.0, -nan, 0.5],
+            vec![inf, 0.0, inf, -inf, nan],
+            vec![-inf; 7],
+            vec![-inf, -inf, 2.0, nan],
+            vec![1.7e38, -1.7e38, 1e-39, 9e32, -3.4e38],
+        ] {
+            for k in [1, 2, 3, 100] {
+                let mut d = Dist::default();
+                Dist::from_logits(&logits, k, &mut Scratch::default(), &mut d);
+                assert!(
+                    d.cum.windows(2).all(|w| w[0] < w[1]),
+                    "{logits:?} {:?}",
+                    d.cum
+                );
+                assert_eq!(*d.cum.last().unwrap(), TOTAL);
+                let toks: Vec<u32> = (0..logits.len() as u32).rev().collect();
+                let mut enc = Encoder::new();
+                for &t in &toks {
+                    d.encode(&mut enc, t);
+                }
+                let buf = enc.finish();
+                let mut dec = Decoder::new(&buf);
+                for &t in &toks {
+                    assert_eq!(d.decode(&mut dec), t, "{logits:?} k {k}");
+                }
+            }
+        }
+        // +inf logits share the mass; a NaN is never above a number.
+        let mut d = Dist::default();
+        Dist::from_logits(&[inf, 0.0, inf, nan], 4, &mut Scratch::default(), &mut d);
+        assert_eq!(d.ids, vec![0, 2, 1, 3]);
     }
 
     #[test]

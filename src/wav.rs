@@ -340,6 +340,30 @@ fn code_to_float(c: u32) -> u32 {
     }
 }
 
+/// A canonical 44-byte-header WAV of integer PCM `data` (for generated
+/// files: `lmic bench --paper` chunks, tests).
+pub fn pcm_wav(channels: u16, sample_rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
+    let block = channels as u32 * (bits as u32 / 8);
+    let mut w = Vec::with_capacity(44 + data.len() + 1);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32 + (data.len() as u32 & 1)).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&sample_rate.to_le_bytes());
+    w.extend_from_slice(&(sample_rate * block).to_le_bytes());
+    w.extend_from_slice(&(block as u16).to_le_bytes());
+    w.extend_from_slice(&bits.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(data);
+    if data.len() & 1 == 1 {
+        w.push(0);
+    }
+    w
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -874,6 +874,72 @@ mod cli {
         assert_eq!(v["totals"].as_array().unwrap().len(), 6);
     }
 
+    #[test]
+    fn bench_plot_and_paper_protocol() {
+        let d = tempfile::tempdir().unwrap();
+        let wav = d.path().join("a.wav");
+        std::fs::write(&wav, Wav::pcm(2, 16, 3 * 2048 + 100, 4).bytes()).unwrap();
+        let png = d.path().join("p.png");
+        lmic()
+            .args(["bench", wav.to_str().unwrap(), "--model", &model_arg()])
+            .args(["--context", "256", "--plot", png.to_str().unwrap()])
+            .assert()
+            .success();
+        let p = std::fs::read(&png).unwrap();
+        assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
+        let (w, h) = (
+            u32::from_be_bytes(p[16..20].try_into().unwrap()),
+            u32::from_be_bytes(p[20..24].try_into().unwrap()),
+        );
+        assert_eq!((w, h), (960, 640));
+
+        let out = lmic()
+            .args([
+                "bench",
+                "--paper",
+                "--json",
+                "--chunks",
+                "0",
+                wav.to_str().unwrap(),
+            ])
+            .args(["--model", &model_arg(), "--context", "256"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        // 6244 frames give 3 whole chunks of 2048 one-byte samples.
+        assert_eq!(v["chunks"], 3);
+        let rows = v["rows"].as_array().unwrap();
+        let lmic_rows: Vec<_> = rows
+            .iter()
+            .filter(|r| r["codec"].as_str().unwrap().starts_with("lmic"))
+            .collect();
+        assert_eq!(lmic_rows.len(), 2);
+        for r in rows {
+            let note = r["note"].as_str().unwrap();
+            if note.starts_with("missing") {
+                continue;
+            }
+            assert_eq!(r["ok"], true, "{r}");
+            let (total, header, raw) = (
+                r["total_bytes"].as_f64().unwrap(),
+                r["header_bytes"].as_f64().unwrap(),
+                r["raw_bytes"].as_f64().unwrap(),
+            );
+            let want = if r["chunk"] == "2048" {
+                assert_eq!(raw, 3.0 * 2048.0, "{r}");
+                100.0 * (total - 2.0 * header) / raw
+            } else {
+                assert_eq!(raw, 6244.0, "{r}");
+                100.0 * total / raw
+            };
+            assert!((r["rate"].as_f64().unwrap() - want).abs() < 1e-9, "{r}");
+            assert!(total > 0.0 && want > 0.0, "{r}");
+        }
+    }
+
     /// SIGINT mid-run: exit 130, no output, no temporary file.
     #[test]
     fn interrupted_run_leaves_nothing() {

@@ -4,6 +4,9 @@
 //! Every codec, lmic included, runs as a child process so that wall time and
 //! peak memory (`wait4`'s max RSS) are measured the same way for all.
 
+pub mod paper;
+pub mod plot;
+
 use crate::error::{Error, IoContext, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -29,7 +32,7 @@ pub struct Row {
     pub escape_share: Option<f64>,
 }
 
-struct Codec<'a> {
+pub(crate) struct Codec<'a> {
     name: &'a str,
     package: &'a str,
     /// Executable whose presence marks the codec installed ("" for lmic).
@@ -42,7 +45,7 @@ struct Codec<'a> {
     pcm_only: bool,
 }
 
-const BASELINES: &[Codec<'static>] = &[
+pub(crate) const BASELINES: &[Codec<'static>] = &[
     Codec {
         name: "flac -8",
         package: "flac",
@@ -92,17 +95,39 @@ const BASELINES: &[Codec<'static>] = &[
     },
 ];
 
-fn installed(bin: &str) -> bool {
+impl Codec<'_> {
+    /// Compresses `input` to `out` and that back to `back`; (wall seconds,
+    /// peak RSS, success) of each step (decompression skipped on failure).
+    fn round_trip(
+        &self,
+        input: &Path,
+        out: &Path,
+        back: &Path,
+    ) -> Result<((f64, u64, bool), (f64, u64, bool))> {
+        let fill = |cmd: &str, i: &Path, o: &Path| {
+            cmd.replace("{in}", &quote(i)).replace("{out}", &quote(o))
+        };
+        let enc = run(&fill(self.enc, input, out))?;
+        let dec = if enc.2 {
+            run(&fill(self.dec, out, back))?
+        } else {
+            (0.0, 0, false)
+        };
+        Ok((enc, dec))
+    }
+}
+
+pub(crate) fn installed(bin: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
 }
 
-fn quote(p: &Path) -> String {
+pub(crate) fn quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
 /// Runs a shell command; returns (wall seconds, peak RSS in KiB, success).
-fn run(cmd: &str) -> Result<(f64, u64, bool)> {
+pub(crate) fn run(cmd: &str) -> Result<(f64, u64, bool)> {
     let t = Instant::now();
     let child = Command::new("sh")
         .arg("-c")
@@ -219,16 +244,7 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
             progress(&format!("{}: {}", f.display(), c.name));
             let out = tmp.path().join(format!("x.{}", c.ext));
             let back = tmp.path().join("back.wav");
-            let enc = c
-                .enc
-                .replace("{in}", &quote(f))
-                .replace("{out}", &quote(&out));
-            let dec = c
-                .dec
-                .replace("{in}", &quote(&out))
-                .replace("{out}", &quote(&back));
-            let (es, em, eok) = run(&enc)?;
-            let (ds, dm, dok) = if eok { run(&dec)? } else { (0.0, 0, false) };
+            let ((es, em, eok), (ds, dm, dok)) = c.round_trip(f, &out, &back)?;
             let same = if c.pcm_only {
                 orig_pcm.is_some() && pcm(&back) == orig_pcm
             } else {

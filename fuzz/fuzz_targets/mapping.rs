@@ -1,0 +1,57 @@
+//! The encoder's sample transform and its inverse, as the pipeline applies
+//! them: fixed predictor, wasted-bit shift, split into 7-bit characters and
+//! dropped bits; then join and unpredict must give the codes back exactly.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use lmic::mapping::{self, Mapping};
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 5 {
+        return;
+    }
+    let bits = 1 + data[0] as u32 % 32;
+    let drop = match data[1] {
+        255 => None,
+        d => Some(d as u32 % 40),
+    };
+    let channels = 1 + data[2] as usize % 8;
+    let order = match data[3] % 4 {
+        3 => None,
+        o => Some(o as u32),
+    };
+    let left_shift = data[4] as u32 % bits;
+    let mask = if bits == 32 {
+        u32::MAX
+    } else {
+        (1u32 << bits) - 1
+    };
+    let codes: Vec<u32> = data[5..]
+        .chunks(4)
+        .map(|c| {
+            let mut b = [0u8; 4];
+            b[..c.len()].copy_from_slice(c);
+            (u32::from_le_bytes(b) << left_shift) & mask
+        })
+        .collect();
+    let codes = &codes[..codes.len() / channels * channels];
+
+    let order = order.unwrap_or_else(|| mapping::choose_order(codes, bits, channels));
+    assert!(order <= mapping::MAX_ORDER);
+    let mut res = codes.to_vec();
+    mapping::predict(&mut res, bits, channels, order);
+    assert!(res.iter().all(|&c| c & !mask == 0));
+    let shift = mapping::detect_shift(&res, bits);
+    let m = Mapping::new(bits, shift, drop).expect("shift below bits");
+    let (mut chars, mut dropped) = (Vec::new(), Vec::new());
+    m.split(&res, &mut chars, &mut dropped);
+    assert_eq!(chars.len(), res.len() * m.chars);
+    assert!(chars.iter().all(|&c| c < 128));
+    assert!(chars
+        .chunks(m.chars.max(1))
+        .all(|s| (s[0] as u32) >> m.first_bits == 0));
+    let mut back = Vec::new();
+    m.join(&chars, &dropped, &mut back);
+    assert_eq!(back, res);
+    mapping::unpredict(&mut back, bits, channels, order);
+    assert_eq!(back, codes);
+});
