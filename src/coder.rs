@@ -9,6 +9,9 @@
 /// Bits of the total frequency the coder accepts.
 pub const MAX_TOTAL_BITS: u32 = 16;
 const TOP: u32 = 1 << 24;
+/// Trailing zero bytes the encoder may leave out; the decoder supplies them.
+/// A valid stream is read exactly to its unshortened length, never further.
+const IMPLIED_ZEROS: usize = 8;
 
 pub struct Encoder {
     low: u64,
@@ -110,8 +113,15 @@ impl Encoder {
         for _ in 0..5 {
             self.shift_low();
         }
-        // The decoder reads zeros past the end, so trailing zeros are implied.
-        while self.out.last() == Some(&0) {
+        // The decoder reads zeros past the end, so trailing zeros are implied;
+        // at most IMPLIED_ZEROS of them, so that reading further than that is
+        // a sure sign of a damaged payload (see `Decoder::overran`). Found by
+        // the coder fuzz target: a stream of zeros (say, all escapes of rank
+        // 0) lost all its bytes and then failed that check.
+        for _ in 0..IMPLIED_ZEROS {
+            if self.out.last() != Some(&0) {
+                break;
+            }
             self.out.pop();
         }
         self.out
@@ -198,7 +208,7 @@ impl<'a> Decoder<'a> {
     /// True when the decoder read past the end of its input by more than the
     /// implied trailing zeros allow; a sign of a corrupt or truncated payload.
     pub fn overran(&self) -> bool {
-        self.pos > self.input.len() + 8
+        self.pos > self.input.len() + IMPLIED_ZEROS
     }
 }
 
@@ -347,6 +357,41 @@ mod tests {
 
     /// The coded size must be within 0.01% (+ a few bytes) of the ideal code
     /// length over the exact frequencies used.
+    /// Streams that code to zero bytes keep enough of them: a valid payload
+    /// never reads past its implied zeros, whatever it ends with.
+    #[test]
+    fn zero_streams_are_never_overrun() {
+        let mut seed = 9;
+        for n in 0..300usize {
+            for lowest in [0u32, 1, 2] {
+                let syms: Vec<(u32, u32, u32)> = (0..n)
+                    .map(|i| match (i + lowest as usize) % 3 {
+                        0 => (0, 1, 1 << 16),
+                        1 => (0, 1, 30),
+                        _ => {
+                            let t = 1 + lcg(&mut seed) % (1 << 16);
+                            let c = lcg(&mut seed) % t;
+                            (c, 1 + lcg(&mut seed) % (t - c), t)
+                        }
+                    })
+                    .map(|s| if lowest == 0 { (0, 1, s.2) } else { s })
+                    .collect();
+                let mut e = Encoder::new();
+                for &(c, f, t) in &syms {
+                    e.encode(c, f, t);
+                }
+                let buf = e.finish();
+                let mut d = Decoder::new(&buf);
+                for &(c, f, t) in &syms {
+                    let x = d.target(t);
+                    assert!(x >= c && x < c + f, "n {n}");
+                    d.consume(c, f);
+                }
+                assert!(!d.overran(), "n {n} lowest {lowest}: {} bytes", buf.len());
+            }
+        }
+    }
+
     #[test]
     fn overhead_is_tiny() {
         let mut s = 7u64;
