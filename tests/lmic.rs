@@ -538,6 +538,23 @@ fn same_file_whatever_the_thread_count() {
     .unwrap()
     .0;
     assert!(small == files[0]);
+    // Nor does the machine's load: two threads spinning beside the run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            })
+        })
+        .collect();
+    let loaded = compress_with(model(), &w, &o).unwrap().0;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spinners.into_iter().for_each(|t| t.join().unwrap());
+    assert!(loaded == files[0]);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -829,6 +846,113 @@ mod cli {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(!out.exists());
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    /// Issue 7's table: every kind of broken .lmc gives one line naming the
+    /// problem, a non-zero exit, nothing on stdout and no output file.
+    #[test]
+    fn broken_files_table() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Wav::pcm(1, 16, 600, 3).bytes();
+        let one_frame = Options {
+            frame_chunks: 64,
+            ..opts()
+        };
+        let (lmc, st) = compress_with(model(), &w, &one_frame).unwrap();
+        assert_eq!(pipeline::info(&mut &lmc[..]).unwrap().frames, 1);
+        let mut r = &lmc[..];
+        pipeline::read_header(&mut r).unwrap();
+        let head = lmc.len() - r.len();
+        // One frame: header, frame tag and 24 bytes of frame fields, chunk
+        // table, payloads, dropped bits, then the 45-byte trailer (end tag,
+        // two empty blobs, sha256, CRC).
+        let trailer = lmc.len() - 45;
+        let dropped = trailer - st.dropped_bytes as usize;
+        let flip = |at: usize| {
+            let mut b = lmc.clone();
+            b[at] ^= 0x10;
+            b
+        };
+        let mut future = lmc.clone();
+        future[8..10].copy_from_slice(&(lmic::container::VERSION + 1).to_le_bytes());
+        let other = {
+            let m = Model::load_dir(&model_dir(2)).unwrap();
+            compress_with(&m, &w, &opts()).unwrap().0
+        };
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("empty", vec![], "too short"),
+            (
+                "random bytes",
+                b"\x7fELF\x02\x01\x01 not audio at all".to_vec(),
+                "not an .lmc",
+            ),
+            ("truncated header", lmc[..head / 2].to_vec(), "truncated"),
+            (
+                "truncated chunk table",
+                lmc[..head + 27].to_vec(),
+                "truncated",
+            ),
+            (
+                "truncated payload",
+                lmc[..(head + dropped) / 2].to_vec(),
+                "truncated",
+            ),
+            (
+                "truncated trailer",
+                lmc[..lmc.len() - 10].to_vec(),
+                "truncated",
+            ),
+            ("flipped file header", flip(head - 6), "checksum"),
+            (
+                "flipped frame header",
+                flip(head + 3),
+                "corrupt .lmc file: frame of",
+            ),
+            ("flipped chunk table", flip(head + 26), "checksum"),
+            (
+                "flipped payload",
+                flip((head + dropped) / 2 + 20),
+                "payload checksum",
+            ),
+            (
+                "flipped dropped bits",
+                flip(dropped + 1),
+                "dropped-bit stream checksum",
+            ),
+            ("flipped trailer", flip(lmc.len() - 20), "checksum"),
+            ("flipped trailer CRC", flip(lmc.len() - 1), "checksum"),
+            ("future version", future, "version"),
+            ("another model", other, "model"),
+        ];
+        for (name, bytes, needle) in cases {
+            let f = d.path().join("in.lmc");
+            std::fs::write(&f, &bytes).unwrap();
+            let out = d.path().join("out.wav");
+            let a = lmic()
+                .args(["decompress", f.to_str().unwrap(), out.to_str().unwrap()])
+                .args(["--model", &model_arg()])
+                .assert()
+                .failure();
+            let o = a.get_output();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(err.lines().count(), 1, "{name}: {err}");
+            assert!(err.contains(needle), "{name}: {err}");
+            assert!(o.stdout.is_empty(), "{name}");
+            assert!(!out.exists(), "{name}");
+            assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "{name}");
+            // `lmic decompress --test` and `lmic info` refuse it too; info
+            // needs no model, so only container-level damage can show there.
+            lmic()
+                .args([
+                    "decompress",
+                    "--test",
+                    f.to_str().unwrap(),
+                    "--model",
+                    &model_arg(),
+                ])
+                .assert()
+                .failure();
+        }
     }
 
     /// `lmic bench --json`: every codec present round-trips, missing ones name
