@@ -940,8 +940,7 @@ mod cli {
             assert!(o.stdout.is_empty(), "{name}");
             assert!(!out.exists(), "{name}");
             assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "{name}");
-            // `lmic decompress --test` and `lmic info` refuse it too; info
-            // needs no model, so only container-level damage can show there.
+            // `lmic decompress --test` refuses it too.
             lmic()
                 .args([
                     "decompress",
@@ -1067,36 +1066,67 @@ mod cli {
     /// SIGINT mid-run: exit 130, no output, no temporary file.
     #[test]
     fn interrupted_run_leaves_nothing() {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            let d = tempfile::tempdir().unwrap();
+            let wav = d.path().join("long.wav");
+            std::fs::write(&wav, Wav::pcm(2, 16, 200_000, 1).bytes()).unwrap();
+            let out = d.path().join("long.lmc");
+            let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lmic"))
+                .args(["compress", wav.to_str().unwrap(), out.to_str().unwrap()])
+                .args(["--model", &model_arg(), "-q"])
+                .spawn()
+                .unwrap();
+            // Wait until the temporary output exists, then interrupt.
+            let t0 = std::time::Instant::now();
+            while std::fs::read_dir(d.path()).unwrap().count() < 2 {
+                assert!(t0.elapsed().as_secs() < 30, "no temporary file appeared");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            unsafe { libc::kill(child.id() as i32, sig) };
+            let status = child.wait().unwrap();
+            assert_eq!(status.code(), Some(130), "signal {sig}");
+            let left: Vec<_> = std::fs::read_dir(d.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left, ["long.wav"], "signal {sig}");
+        }
+    }
+
+    /// `lmic decompress x.lmc - | head -c 100`: the reader goes away and lmic
+    /// ends without a message.
+    #[test]
+    fn closed_stdout_ends_quietly() {
+        use std::io::Read;
         let d = tempfile::tempdir().unwrap();
-        let wav = d.path().join("long.wav");
-        std::fs::write(&wav, Wav::pcm(2, 16, 200_000, 1).bytes()).unwrap();
-        let out = d.path().join("long.lmc");
+        let lmc = d.path().join("x.lmc");
+        let (bytes, _) =
+            compress_with(model(), &Wav::pcm(2, 16, 20_000, 5).bytes(), &opts()).unwrap();
+        std::fs::write(&lmc, bytes).unwrap();
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lmic"))
             .args([
-                "compress",
-                wav.to_str().unwrap(),
-                out.to_str().unwrap(),
+                "decompress",
+                lmc.to_str().unwrap(),
+                "-",
                 "--model",
                 &model_arg(),
-                "-q",
             ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // Wait until the temporary output exists, then interrupt.
-        let t0 = std::time::Instant::now();
-        while std::fs::read_dir(d.path()).unwrap().count() < 2 {
-            assert!(t0.elapsed().as_secs() < 30, "no temporary file appeared");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(130));
-        let left: Vec<_> = std::fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(left, ["long.wav"]);
+        let mut head = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        // stdout is dropped (closed) here, as `head` does.
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(&head[..4], b"RIFF");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_ne!(out.status.code(), Some(0));
     }
 
     #[test]
