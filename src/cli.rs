@@ -38,6 +38,12 @@ pub struct Common {
     /// No progress or messages on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Where the model runs: cpu (lmic's own kernels, files decode on any
+    /// CPU), cuda[:N] (a build with --features cuda; such files decode only
+    /// with CUDA), or candle-cpu (the CUDA code path on the CPU, for tests).
+    /// Decompression follows the file; this only picks the CUDA ordinal.
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::model::device::DeviceSpec,
 }
 
 #[derive(Subcommand, Debug)]
@@ -227,6 +233,7 @@ where
                     Channels::Planar => Layout::Planar,
                 },
                 force_coded,
+                device: common.device.clone(),
                 ..Options::default()
             };
             if is_std(&output) && io::stdout().is_terminal() {
@@ -298,7 +305,10 @@ where
                     bar.set_position(d)
                 }
             };
-            let opts = Options::default();
+            let opts = Options {
+                device: common.device.clone(),
+                ..Options::default()
+            };
             match output {
                 None => {
                     pipeline::decompress(
@@ -480,6 +490,7 @@ pub fn format_info(i: &pipeline::Info) -> String {
          bits per sample: {:.3}\n\
          model:           {}\n\
          fingerprint:     {}\n\
+         forward pass:    {}\n\
          parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
          payload:         {} bytes of chunks, {} bytes of dropped bits\n\
@@ -496,6 +507,10 @@ pub fn format_info(i: &pipeline::Info) -> String {
         i.file_bytes as f64 * 8.0 / samples.max(1) as f64,
         h.model_spec,
         crate::model::hex(&h.fingerprint),
+        match h.forward_mode {
+            crate::container::FORWARD_DEVICE => format!("device {} (decodes only there)", h.device),
+            _ => "cpu (row-wise kernels, any CPU decodes)".to_string(),
+        },
         h.context,
         h.top_k,
         h.drop_bits.map_or("default".to_string(), |d| d.to_string()),

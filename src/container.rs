@@ -26,6 +26,10 @@ pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
 pub const VERSION: u16 = 2;
 /// The deterministic row-wise f32 forward pass of [`crate::model::forward`].
 pub const FORWARD_ROWWISE_F32: u8 = 1;
+/// Candle ops on a device, fixed-shape passes (see `model::device`); the
+/// header then names the device family, which decoding must match.
+pub const FORWARD_DEVICE: u8 = 2;
+const MAX_DEVICE: usize = 64;
 const MAX_HEAD: usize = 64 << 20;
 const MAX_SPEC: usize = 4096;
 pub const MAX_CONTEXT: u32 = 1 << 16;
@@ -212,6 +216,8 @@ pub struct FileHeader {
     pub model_spec: String,
     pub fingerprint: [u8; 32],
     pub start_token: u32,
+    /// With `FORWARD_DEVICE`: the device family (`cuda`, `candle-cpu`).
+    pub device: String,
 }
 
 impl FileHeader {
@@ -237,6 +243,9 @@ impl FileHeader {
         o.blob(self.model_spec.as_bytes());
         o.bytes(&self.fingerprint);
         o.u32(self.start_token);
+        if self.forward_mode == FORWARD_DEVICE {
+            o.blob(self.device.as_bytes());
+        }
         o.seal();
     }
 
@@ -272,6 +281,11 @@ impl FileHeader {
         let mut fingerprint = [0u8; 32];
         i.fill(&mut fingerprint)?;
         let start_token = i.u32()?;
+        let device = if forward_mode == FORWARD_DEVICE {
+            i.blob(MAX_DEVICE, "device")?
+        } else {
+            Vec::new()
+        };
         i.check_seal()?;
         let bad = |s: String| Err(Error::Corrupt(s));
         let kind = match SampleKind::from_u8(kind) {
@@ -295,7 +309,7 @@ impl FileHeader {
         if freq_bits as u32 != crate::probs::FREQ_BITS {
             return bad(format!("coder precision {freq_bits}"));
         }
-        if forward_mode != FORWARD_ROWWISE_F32 {
+        if forward_mode != FORWARD_ROWWISE_F32 && forward_mode != FORWARD_DEVICE {
             return Err(Error::Container(format!(
                 "forward mode {forward_mode} is not supported by this lmic"
             )));
@@ -323,6 +337,8 @@ impl FileHeader {
                 .map_err(|_| Error::Corrupt("model spec is not UTF-8".into()))?,
             fingerprint,
             start_token,
+            device: String::from_utf8(device)
+                .map_err(|_| Error::Corrupt("device name is not UTF-8".into()))?,
         })
     }
 }
@@ -526,6 +542,7 @@ mod tests {
             top_k: 100,
             freq_bits: 16,
             forward_mode: FORWARD_ROWWISE_F32,
+            device: String::new(),
             frame_chunks: 64,
             model_spec: "models/x".into(),
             fingerprint: [7; 32],

@@ -5,10 +5,11 @@
 use crate::coder::{self, Decoder, Encoder};
 use crate::container::{
     self, ChunkEntry, ChunkKind, DroppedMode, FileHeader, FrameHeader, Layout, Out, Trailer,
-    FORWARD_ROWWISE_F32, TAG_END, TAG_FRAME,
+    FORWARD_DEVICE, FORWARD_ROWWISE_F32, TAG_END, TAG_FRAME,
 };
 use crate::error::{Error, Result};
 use crate::mapping::{self, Mapping};
+use crate::model::device::{DeviceNet, DeviceSpec};
 use crate::model::{KvCache, Model, Row};
 use crate::probs::{Dist, Scratch, FREQ_BITS};
 use crate::wav::{self, Format};
@@ -35,6 +36,10 @@ pub struct Options {
     /// Code every chunk even where verbatim storage would be smaller. For
     /// tests and diagnostics (a random test model never beats verbatim).
     pub force_coded: bool,
+    /// Where the forward pass runs. Compressing: anything but `Cpu` makes a
+    /// file that decodes only on the same device family. Decompressing: the
+    /// file decides; this only picks the CUDA ordinal.
+    pub device: DeviceSpec,
 }
 
 impl Default for Options {
@@ -49,6 +54,7 @@ impl Default for Options {
             decode_group: 64,
             predictor: None,
             force_coded: false,
+            device: DeviceSpec::Cpu,
         }
     }
 }
@@ -214,11 +220,22 @@ pub fn compress<R: Read, W: Write>(
         drop_bits: opts.drop_bits,
         top_k: opts.top_k.max(1),
         freq_bits: FREQ_BITS as u8,
-        forward_mode: FORWARD_ROWWISE_F32,
+        forward_mode: match opts.device {
+            DeviceSpec::Cpu => FORWARD_ROWWISE_F32,
+            _ => FORWARD_DEVICE,
+        },
+        device: match opts.device {
+            DeviceSpec::Cpu => String::new(),
+            ref d => d.family().to_string(),
+        },
         frame_chunks: opts.frame_chunks.clamp(1, container::MAX_FRAME_CHUNKS),
         model_spec: model.spec.clone(),
         fingerprint: model.fingerprint,
         start_token: model.start_token,
+    };
+    let net = match opts.device {
+        DeviceSpec::Cpu => None,
+        ref d => Some(DeviceNet::new(model, d)?),
     };
     let mut out = Counted { w: output, n: 0 };
     let mut o = Out::default();
@@ -243,7 +260,7 @@ pub fn compress<R: Read, W: Write>(
                 done + got as u64
             )));
         }
-        let frame = encode_frame(model, &h, &buf[..n], opts, &mut stats)?;
+        let frame = encode_frame(model, net.as_ref(), &h, &buf[..n], opts, &mut stats)?;
         out.put(&frame)?;
         done += n as u64;
         progress(done, wh.data_len);
@@ -307,6 +324,27 @@ pub fn decompress<R: Read, W: Write>(
     progress: Progress,
 ) -> Result<Stats> {
     check_model(h, model)?;
+    let net = match h.forward_mode {
+        FORWARD_DEVICE => {
+            let spec = match (DeviceSpec::from_family(&h.device), &opts.device) {
+                (Some(DeviceSpec::Cuda(_)), DeviceSpec::Cuda(n)) => DeviceSpec::Cuda(*n),
+                (Some(d), _) => d,
+                (None, _) => {
+                    return Err(Error::Container(format!(
+                        "made on device '{}', which this lmic does not know",
+                        h.device
+                    )))
+                }
+            };
+            Some(DeviceNet::new(model, &spec).map_err(|e| {
+                Error::Usage(format!(
+                    "this file was compressed with --device {} and decodes only there: {e}",
+                    h.device
+                ))
+            })?)
+        }
+        _ => None,
+    };
     let mut out = Counted { w: output, n: 0 };
     let mut sha = Sha256::new();
     out.put(&h.wav_head)?;
@@ -334,7 +372,7 @@ pub fn decompress<R: Read, W: Write>(
             max_chunk_len,
             f.bits(),
         )?;
-        let bytes = decode_frame(model, h, &fh, input, opts, &mut stats)?;
+        let bytes = decode_frame(model, net.as_ref(), h, &fh, input, opts, &mut stats)?;
         done += bytes.len() as u64;
         if done > whole {
             return Err(Error::Corrupt(
@@ -373,6 +411,7 @@ pub fn decompress<R: Read, W: Write>(
 
 fn encode_frame(
     model: &Model,
+    net: Option<&DeviceNet>,
     h: &FileHeader,
     data: &[u8],
     opts: &Options,
@@ -398,7 +437,7 @@ fn encode_frame(
     let spans = chunk_spans(codes.len(), &m, &f, h.layout, h.context)?;
 
     let texts: Vec<&[u8]> = spans.iter().map(|&(s, n)| &chars[s..s + n]).collect();
-    let payloads = encode_chunks(model, &texts, h.top_k as usize, opts, stats)?;
+    let payloads = encode_chunks(model, net, h, &texts, opts, stats)?;
 
     let (dropped_mode, dropped_bytes) = if m.drop == 0 {
         (DroppedMode::Raw, Vec::new())
@@ -452,6 +491,7 @@ fn encode_frame(
 
 fn decode_frame<R: Read>(
     model: &Model,
+    net: Option<&DeviceNet>,
     h: &FileHeader,
     fh: &FrameHeader,
     input: &mut R,
@@ -506,7 +546,7 @@ fn decode_frame<R: Read>(
     }
 
     let lens: Vec<usize> = spans.iter().map(|&(_, n)| n).collect();
-    let texts = decode_chunks(model, &payloads, &lens, h.top_k as usize, opts, stats)?;
+    let texts = decode_chunks(model, net, h, &payloads, &lens, opts, stats)?;
     let chars: Vec<u8> = texts.concat();
 
     let dropped = match (m.drop, fh.dropped_mode) {
@@ -532,56 +572,71 @@ type Payload = (ChunkKind, u32, Vec<u8>);
 /// chunk of a character-level model): the decoder knows the character count.
 const ONE_PER_CHAR: u32 = 0;
 
+/// A chunk's tokens, or None where it must be stored verbatim (the
+/// tokenizer cannot reproduce it, or it exceeds the model's context). The
+/// decoder calls this on verbatim chunks too, to rebuild device batches.
+fn chunk_tokens(model: &Model, text: &[u8]) -> Result<Option<Vec<u32>>> {
+    let max_tokens = model.config.max_position_embeddings - 1;
+    Ok(model
+        .codec
+        .encode(text)?
+        .filter(|v| !v.is_empty() && v.len() <= max_tokens))
+}
+
 /// Codes each chunk's characters: tokens through one full forward pass per
 /// batch of chunks, then the arithmetic coder. Falls back to verbatim where
 /// that is smaller or the tokenizer cannot reproduce the text.
 fn encode_chunks(
     model: &Model,
+    net: Option<&DeviceNet>,
+    h: &FileHeader,
     texts: &[&[u8]],
-    top_k: usize,
     opts: &Options,
     stats: &mut Stats,
 ) -> Result<Vec<Payload>> {
-    let max_tokens = model.config.max_position_embeddings - 1;
-    let mut toks: Vec<Option<Vec<u32>>> = Vec::with_capacity(texts.len());
-    for t in texts {
-        toks.push(
-            model
-                .codec
-                .encode(t)?
-                .filter(|v| !v.is_empty() && v.len() <= max_tokens),
-        );
-    }
-    let mut out: Vec<Option<Payload>> = vec![None; texts.len()];
+    let top_k = h.top_k as usize;
+    let toks: Vec<Option<Vec<u32>>> = texts
+        .iter()
+        .map(|t| chunk_tokens(model, t))
+        .collect::<Result<_>>()?;
     let coded: Vec<usize> = (0..texts.len()).filter(|&i| toks[i].is_some()).collect();
-    let mut b = 0;
-    while b < coded.len() {
-        // A batch: as many whole chunks as fit in `batch_tokens` (at least one).
-        let mut e = b;
-        let mut rows = 0;
-        while e < coded.len()
-            && (e == b || rows + toks[coded[e]].as_ref().unwrap().len() <= opts.batch_tokens)
-        {
-            rows += toks[coded[e]].as_ref().unwrap().len();
-            e += 1;
-        }
-        let batch = &coded[b..e];
-        let results = encode_batch(
-            model,
-            batch.iter().map(|&i| toks[i].as_deref().unwrap()).collect(),
-            top_k,
-        )?;
-        for (&i, (payload, ideal, escapes)) in batch.iter().zip(results) {
-            let n = toks[i].as_ref().unwrap().len();
-            if opts.force_coded || payload.len() < verbatim_len(texts[i].len()) {
-                stats.ideal_bits += ideal;
-                stats.escapes += escapes;
-                stats.tokens += n as u64;
-                stats.coded_bytes += payload.len() as u64;
-                out[i] = Some((ChunkKind::Coded, n as u32, payload));
+    let seq = |i: usize| toks[i].as_deref().unwrap();
+    let mut results = Vec::with_capacity(coded.len());
+    match net {
+        None => {
+            let mut b = 0;
+            while b < coded.len() {
+                // A batch: as many whole chunks as fit in `batch_tokens` (at
+                // least one). Batching never changes a row's bits here.
+                let mut e = b;
+                let mut rows = 0;
+                while e < coded.len() && (e == b || rows + seq(coded[e]).len() <= opts.batch_tokens)
+                {
+                    rows += seq(coded[e]).len();
+                    e += 1;
+                }
+                let batch = coded[b..e].iter().map(|&i| seq(i)).collect();
+                results.extend(encode_batch(model, batch, top_k)?);
+                b = e;
             }
         }
-        b = e;
+        Some(net) => {
+            for group in coded.chunks(device_group(model, h)) {
+                let batch = group.iter().map(|&i| seq(i)).collect();
+                results.extend(encode_device(model, net, batch, top_k)?);
+            }
+        }
+    }
+    let mut out: Vec<Option<Payload>> = vec![None; texts.len()];
+    for (&i, (payload, ideal, escapes)) in coded.iter().zip(results) {
+        let n = seq(i).len();
+        if opts.force_coded || payload.len() < verbatim_len(texts[i].len()) {
+            stats.ideal_bits += ideal;
+            stats.escapes += escapes;
+            stats.tokens += n as u64;
+            stats.coded_bytes += payload.len() as u64;
+            out[i] = Some((ChunkKind::Coded, n as u32, payload));
+        }
     }
     stats.chunks += texts.len() as u64;
     Ok(out
@@ -595,6 +650,61 @@ fn encode_chunks(
                 (ChunkKind::Verbatim, 0, raw)
             })
         })
+        .collect())
+}
+
+/// Chunks per device pass: as many as a 4 GiB working set allows (hidden
+/// states and attention scores, with room for intermediates), from the
+/// header and the model only, so that both sides form the same batches.
+fn device_group(model: &Model, h: &FileHeader) -> usize {
+    let c = &model.config;
+    let t = (h.context as usize).min(c.max_position_embeddings - 1);
+    let per_chunk = 16 * t * (c.hidden_size + c.intermediate_size + c.num_attention_heads * t);
+    ((4usize << 30) / per_chunk.max(1)).max(1)
+}
+
+/// A device pass's token grid: row `s` holds the start token then the
+/// chunk's tokens but the last, padded with the start token to `t` columns.
+fn device_grid(start: u32, seqs: &[&[u32]], t: usize) -> Vec<u32> {
+    let mut ids = vec![start; seqs.len() * t];
+    for (s, toks) in seqs.iter().enumerate() {
+        // Unknown rows (chunks still to decode) are empty here.
+        if let Some((_, init)) = toks.split_last() {
+            ids[s * t + 1..s * t + toks.len()].copy_from_slice(init);
+        }
+    }
+    ids
+}
+
+/// The device counterpart of [`encode_batch`]: one pass over the batch's
+/// grid, then the logits of each position as the decoder will take them.
+fn encode_device(
+    model: &Model,
+    net: &DeviceNet,
+    chunks: Vec<&[u32]>,
+    top_k: usize,
+) -> Result<Vec<(Vec<u8>, f64, u64)>> {
+    let t = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+    let grid = device_grid(model.start_token, &chunks, t);
+    let hidden = net.hidden(&grid, chunks.len(), t)?;
+    let v = model.vocab_size();
+    let mut encs: Vec<(Encoder, f64, u64)> =
+        chunks.iter().map(|_| (Encoder::new(), 0.0, 0)).collect();
+    let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
+    for pos in 0..t {
+        let logits = hidden.logits(pos)?;
+        for (s, toks) in chunks.iter().enumerate() {
+            if pos < toks.len() {
+                Dist::from_logits(&logits[s * v..(s + 1) * v], top_k, &mut scratch, &mut dist);
+                let (bits, esc) = dist.encode(&mut encs[s].0, toks[pos]);
+                encs[s].1 += bits;
+                encs[s].2 += esc as u64;
+            }
+        }
+    }
+    Ok(encs
+        .into_iter()
+        .map(|(e, i, x)| (e.finish(), i, x))
         .collect())
 }
 
@@ -658,12 +768,14 @@ fn encode_batch(
 /// a group of chunks in lockstep, through the same forward function.
 fn decode_chunks(
     model: &Model,
+    net: Option<&DeviceNet>,
+    h: &FileHeader,
     payloads: &[Payload],
     lens: &[usize],
-    top_k: usize,
     opts: &Options,
     stats: &mut Stats,
 ) -> Result<Vec<Vec<u8>>> {
+    let top_k = h.top_k as usize;
     let max_tokens = model.config.max_position_embeddings - 1;
     let mut out: Vec<Vec<u8>> = vec![Vec::new(); payloads.len()];
     let coded: Vec<usize> = (0..payloads.len())
@@ -681,24 +793,51 @@ fn decode_chunks(
             stats.verbatim_chunks += 1;
         }
     }
-    // Chunks stepped together share one KV cache: bound it (1 GiB), since
-    // grouping changes speed and memory, never results.
-    let longest = coded
-        .iter()
-        .map(|&i| payloads[i].1 as usize)
-        .max()
-        .unwrap_or(1);
-    let per_seq = KvCache::step_bytes_per_seq(model, longest).max(1);
-    let group = opts.decode_group.min((1usize << 30) / per_seq).max(1);
-    for group in coded.chunks(group) {
-        let counts: Vec<usize> = group.iter().map(|&i| payloads[i].1 as usize).collect();
-        let ids = decode_group(
-            model,
-            group.iter().map(|&i| &payloads[i].2[..]).collect(),
-            &counts,
-            top_k,
-        )?;
-        for (&i, ids) in group.iter().zip(ids) {
+    let mut decoded: Vec<(usize, Vec<u32>)> = Vec::with_capacity(coded.len());
+    match net {
+        None => {
+            // Chunks stepped together share one KV cache: bound it (1 GiB),
+            // since grouping changes speed and memory, never results.
+            let longest = coded
+                .iter()
+                .map(|&i| payloads[i].1 as usize)
+                .max()
+                .unwrap_or(1);
+            let per_seq = KvCache::step_bytes_per_seq(model, longest).max(1);
+            let group = opts.decode_group.min((1usize << 30) / per_seq).max(1);
+            for group in coded.chunks(group) {
+                let counts: Vec<usize> = group.iter().map(|&i| payloads[i].1 as usize).collect();
+                let ids = decode_group(
+                    model,
+                    group.iter().map(|&i| &payloads[i].2[..]).collect(),
+                    &counts,
+                    top_k,
+                )?;
+                decoded.extend(group.iter().copied().zip(ids));
+            }
+        }
+        Some(net) => {
+            // The encoder's batches: every chunk it could tokenize, those it
+            // then stored verbatim included (their tokens are known here).
+            let mut members = Vec::new();
+            for i in 0..payloads.len() {
+                let known = match payloads[i].0 {
+                    ChunkKind::Coded => None,
+                    ChunkKind::Verbatim => match chunk_tokens(model, &out[i])? {
+                        Some(t) => Some(t),
+                        None => continue,
+                    },
+                };
+                members.push((i, known));
+            }
+            for group in members.chunks(device_group(model, h)) {
+                let ids = decode_device(model, net, payloads, group, top_k)?;
+                decoded.extend(ids);
+            }
+        }
+    }
+    {
+        for (i, ids) in decoded {
             let chars = model.codec.decode(&ids)?;
             if chars.len() != lens[i] {
                 return Err(Error::Corrupt(format!(
@@ -713,6 +852,66 @@ fn decode_chunks(
     }
     stats.chunks += payloads.len() as u64;
     Ok(out)
+}
+
+/// The mirror of [`encode_device`]: `group` lists the batch's chunks with
+/// their tokens where known (verbatim chunks). One pass of the same grid
+/// shape per position; a position's decoded token goes into the grid before
+/// the next pass, and positions not yet known hold the start token, as
+/// padding does in the encoder (causal masking keeps them out of row `pos`).
+fn decode_device(
+    model: &Model,
+    net: &DeviceNet,
+    payloads: &[Payload],
+    group: &[(usize, Option<Vec<u32>>)],
+    top_k: usize,
+) -> Result<Vec<(usize, Vec<u32>)>> {
+    let counts: Vec<usize> = group
+        .iter()
+        .map(|(i, known)| known.as_ref().map_or(payloads[*i].1 as usize, |k| k.len()))
+        .collect();
+    let t = counts.iter().copied().max().unwrap_or(0);
+    let known: Vec<&[u32]> = group
+        .iter()
+        .map(|(_, k)| k.as_deref().unwrap_or(&[]))
+        .collect();
+    let mut grid = device_grid(model.start_token, &known, t.max(1));
+    let mut decs: Vec<Option<Decoder>> = group
+        .iter()
+        .map(|(i, k)| k.is_none().then(|| Decoder::new(&payloads[*i].2)))
+        .collect();
+    let mut ids: Vec<Vec<u32>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
+    let v = model.vocab_size();
+    let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
+    let last = (0..group.len())
+        .filter(|&s| decs[s].is_some())
+        .map(|s| counts[s])
+        .max()
+        .unwrap_or(0);
+    for pos in 0..last {
+        let hidden = net.hidden(&grid, group.len(), t)?;
+        let logits = hidden.logits(pos)?;
+        for s in 0..group.len() {
+            let Some(d) = decs[s].as_mut().filter(|_| pos < counts[s]) else {
+                continue;
+            };
+            Dist::from_logits(&logits[s * v..(s + 1) * v], top_k, &mut scratch, &mut dist);
+            let token = dist.decode(d);
+            if d.overran() {
+                return Err(Error::Corrupt("a chunk payload ended early".into()));
+            }
+            ids[s].push(token);
+            if pos + 1 < t {
+                grid[s * t + pos + 1] = token;
+            }
+        }
+    }
+    Ok(group
+        .iter()
+        .zip(ids)
+        .filter(|((_, k), _)| k.is_none())
+        .map(|((i, _), ids)| (*i, ids))
+        .collect())
 }
 
 fn decode_group(

@@ -27,6 +27,11 @@ pub(crate) struct Rope {
 }
 
 impl Rope {
+    /// (cos, sin, positions, half head dim): `positions × half` tables.
+    pub(crate) fn tables(&self) -> (&[f32], &[f32], usize, usize) {
+        (&self.cos, &self.sin, self.max_pos, self.half)
+    }
+
     pub(crate) fn new(c: &Config) -> Rope {
         let half = c.head_dim() / 2;
         let max_pos = c.max_position_embeddings.max(1);

@@ -79,6 +79,19 @@ impl Linear {
         self.panels.len() * 4
     }
 
+    /// The PyTorch-layout weight back (`n` rows of `k`), for other backends.
+    pub fn unpack(&self) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        let mut w = vec![0f32; n * k];
+        for (j, row) in w.chunks_exact_mut(k).enumerate() {
+            let (b, jj) = (j / NR, j % NR);
+            for (p, v) in row.iter_mut().enumerate() {
+                *v = self.panels[(b * k + p) * NR + jj];
+            }
+        }
+        w
+    }
+
     /// `out[i][j] = Σ_p x[i][p] · w[j][p]` for `m` rows of x (m×k), out m×n.
     pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32]) {
         let (n, k) = (self.n, self.k);

@@ -7,6 +7,7 @@
 //! (decoder), see [`kernels`].
 
 pub mod builtin;
+pub mod device;
 pub mod forward;
 pub mod gguf;
 pub mod hub;
