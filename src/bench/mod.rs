@@ -331,6 +331,17 @@ pub fn totals(rows: &[Row]) -> Vec<Row> {
     out
 }
 
+/// A speed with three significant digits (at least two decimals), so that
+/// slow codecs (lmic at 0.0x MB/s) keep their precision beside fast ones.
+fn sig3(x: f64) -> String {
+    let decimals = if x >= 100.0 {
+        2
+    } else {
+        (2 - x.abs().max(1e-9).log10().floor() as i32).clamp(2, 6) as usize
+    };
+    format!("{x:.decimals$}")
+}
+
 pub fn table(rows: &[Row]) -> String {
     let mut s = format!(
         "{:<28} {:<16} {:>11} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9}  {}\n",
@@ -354,13 +365,14 @@ pub fn table(rows: &[Row]) -> String {
         match r.size {
             Some(sz) if r.note != "FAILED" || r.size.is_some() => {
                 let mb = r.raw_bytes as f64 / 1e6;
-                s += &format!(
-                    "{:<28} {:<16} {:>11} {:>8.2} {:>8.3} {:>9.2} {:>8.2} {:>9.2} {:>8.2} {:>9.1}  {}\n",
+                s +=
+                    &format!(
+                    "{:<28} {:<16} {:>11} {:>8.2} {:>8.3} {:>9} {:>8} {:>9} {:>8} {:>9.1}  {}\n",
                     name, r.codec, sz,
                     100.0 * sz as f64 / r.raw_bytes.max(1) as f64,
                     sz as f64 * 8.0 / r.samples.max(1) as f64,
-                    r.seconds_audio / r.enc_s.max(1e-9), mb / r.enc_s.max(1e-9),
-                    r.seconds_audio / r.dec_s.max(1e-9), mb / r.dec_s.max(1e-9),
+                    sig3(r.seconds_audio / r.enc_s.max(1e-9)), sig3(mb / r.enc_s.max(1e-9)),
+                    sig3(r.seconds_audio / r.dec_s.max(1e-9)), sig3(mb / r.dec_s.max(1e-9)),
                     r.peak_rss_kb as f64 / 1024.0, r.note
                 );
             }
@@ -368,4 +380,15 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn speeds_keep_three_significant_digits() {
+        assert_eq!(super::sig3(742.44), "742.44");
+        assert_eq!(super::sig3(28.52), "28.52");
+        assert_eq!(super::sig3(0.2834), "0.283");
+        assert_eq!(super::sig3(0.01234), "0.0123");
+    }
 }
