@@ -954,6 +954,19 @@ mod cli {
         }
     }
 
+    /// Runs `lmic ARGS --json` with the test model and parses its output.
+    fn run_json(args: &[&str]) -> serde_json::Value {
+        let out = lmic()
+            .args(args)
+            .args(["--json", "--model", &model_arg(), "--context", "256"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    }
+
     /// `lmic bench --json`: every codec present round-trips, missing ones name
     /// their package, sizes and rates add up.
     #[test]
@@ -962,22 +975,7 @@ mod cli {
         let wav = d.path().join("a.wav");
         let w = Wav::pcm(1, 16, 3000, 1).bytes();
         std::fs::write(&wav, &w).unwrap();
-        let out = lmic()
-            .args([
-                "bench",
-                wav.to_str().unwrap(),
-                "--model",
-                &model_arg(),
-                "--json",
-                "--context",
-                "256",
-            ])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let v = run_json(&["bench", wav.to_str().unwrap()]);
         let files = v["files"].as_array().unwrap();
         assert_eq!(files.len(), 6);
         for r in files {
@@ -1016,22 +1014,7 @@ mod cli {
         );
         assert_eq!((w, h), (960, 640));
 
-        let out = lmic()
-            .args([
-                "bench",
-                "--paper",
-                "--json",
-                "--chunks",
-                "0",
-                wav.to_str().unwrap(),
-            ])
-            .args(["--model", &model_arg(), "--context", "256"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let v = run_json(&["bench", "--paper", "--chunks", "0", wav.to_str().unwrap()]);
         // 6244 frames give 3 whole chunks of 2048 one-byte samples.
         assert_eq!(v["chunks"], 3);
         let rows = v["rows"].as_array().unwrap();
