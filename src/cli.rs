@@ -2,6 +2,7 @@
 //! exit codes, and so tests can drive it in-process.
 
 use crate::container::Layout;
+use crate::mapping::Mode;
 use crate::error::{Error, IoContext, Result};
 use crate::model::{builtin, Model};
 use crate::pipeline::{self, Options};
@@ -25,6 +26,24 @@ pub struct Cli {
 pub enum Channels {
     Interleaved,
     Planar,
+}
+
+/// `mapping::Mode` for the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MappingArg {
+    /// Each sample split into 7-bit characters (optionally after fixed predictors).
+    Classic,
+    /// Linear prediction, then one character per sample.
+    Lpc,
+}
+
+impl From<MappingArg> for Mode {
+    fn from(m: MappingArg) -> Mode {
+        match m {
+            MappingArg::Classic => Mode::Classic,
+            MappingArg::Lpc => Mode::Lpc,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +89,10 @@ pub enum Command {
         /// How channels are laid out in the model's text.
         #[arg(long, value_enum, default_value_t = Channels::Interleaved)]
         channels: Channels,
+        /// How samples become characters (default: what the model was
+        /// trained on).
+        #[arg(long, value_enum)]
+        mapping: Option<MappingArg>,
         /// Code every chunk even where storing it verbatim is smaller (tests).
         #[arg(long, hide = true)]
         force_coded: bool,
@@ -163,9 +186,13 @@ pub enum Command {
         /// Share of 16-bit chunks reduced to 8 bits (augmentation).
         #[arg(long, default_value_t = 0.15)]
         aug_8bit: f64,
-        /// Train on fixed-predictor residuals (compression then uses them).
+        /// Train on fixed-predictor residuals (classic mapping; compression
+        /// then uses them).
         #[arg(long)]
         predictor: bool,
+        /// The mapping to train on (recorded in the model for compression).
+        #[arg(long, value_enum, default_value_t = MappingArg::Lpc)]
+        mapping: MappingArg,
         /// Continue from the checkpoint in --out.
         #[arg(long)]
         resume: bool,
@@ -220,6 +247,7 @@ where
             top_k,
             drop_bits,
             channels,
+            mapping,
             force_coded,
             stats_json,
             common,
@@ -233,6 +261,7 @@ where
                     Channels::Planar => Layout::Planar,
                 },
                 force_coded,
+                mapping: mapping.map(Mode::from),
                 device: common.device.clone(),
                 ..Options::default()
             };
@@ -431,6 +460,7 @@ where
             val_every,
             aug_8bit,
             predictor,
+            mapping,
             resume,
             init,
             minutes,
@@ -454,6 +484,7 @@ where
                 val_every,
                 aug_8bit,
                 predictor,
+                mapping: mapping.into(),
                 resume,
                 init,
                 max_seconds: minutes.map(|m| m * 60.0),

@@ -308,10 +308,31 @@ pub fn decode_dropped(data: &[u8], bits: u32, count: usize) -> Vec<u32> {
 
 /// Packs `values` of `bits` bits each MSB-first.
 pub fn pack_bits(values: &[u32], bits: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity((values.len() * bits as usize).div_ceil(8));
+    pack(values.iter().map(|&v| (v, bits)), values.len() * bits as usize)
+}
+
+/// Inverse of [`pack_bits`]; missing bytes read as zeros (the caller's
+/// checksums catch a short stream).
+pub fn unpack_bits(data: &[u8], bits: u32, count: usize) -> Vec<u32> {
+    unpack(data, std::iter::repeat_n(bits, count))
+}
+
+/// Packs `values[i]` in `widths[i]` bits each (at most 32), MSB-first.
+pub fn pack_bits_var(values: &[u32], widths: &[u32]) -> Vec<u8> {
+    let total = widths.iter().map(|&w| w as usize).sum();
+    pack(values.iter().copied().zip(widths.iter().copied()), total)
+}
+
+/// Inverse of [`pack_bits_var`].
+pub fn unpack_bits_var(data: &[u8], widths: &[u32]) -> Vec<u32> {
+    unpack(data, widths.iter().copied())
+}
+
+fn pack(items: impl Iterator<Item = (u32, u32)>, total_bits: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(total_bits.div_ceil(8));
     let mut acc = 0u64;
     let mut n = 0u32;
-    for &v in values {
+    for (v, bits) in items {
         acc = (acc << bits) | (v as u64 & ((1u64 << bits) - 1));
         n += bits;
         while n >= 8 {
@@ -326,12 +347,12 @@ pub fn pack_bits(values: &[u32], bits: u32) -> Vec<u8> {
     out
 }
 
-pub fn unpack_bits(data: &[u8], bits: u32, count: usize) -> Vec<u32> {
-    let mut out = Vec::with_capacity(count);
+fn unpack(data: &[u8], widths: impl ExactSizeIterator<Item = u32>) -> Vec<u32> {
+    let mut out = Vec::with_capacity(widths.len());
     let mut acc = 0u64;
     let mut n = 0u32;
     let mut it = data.iter();
-    for _ in 0..count {
+    for bits in widths {
         while n < bits {
             acc = (acc << 8) | *it.next().unwrap_or(&0) as u64;
             n += 8;

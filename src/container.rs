@@ -6,9 +6,11 @@
 //! ```text
 //! FileHeader   magic, version, WAV head bytes, format, mapping and model
 //!              parameters, model spec + fingerprint, CRC32
-//! Frame*       tag 1, sample frames, shift, drop, dropped-bit stream info,
-//!              chunk table (kind, tokens, bytes, CRC32 per chunk), CRC32,
-//!              then the chunk payloads and the dropped-bit stream
+//! Frame*       tag 1, sample frames, shift, drop, predictor, dropped-bit
+//!              stream info, chunk table (kind, tokens, bytes; with the lpc
+//!              mapping also each chunk's dropped bits), with the lpc mapping
+//!              the predictor blocks (stereo mode, order, shift, coefficients),
+//!              CRC32, then the chunk payloads and the dropped-bit stream
 //! Trailer      tag 0, partial-frame bytes, bytes after the data chunk,
 //!              sha256 of the original file, CRC32
 //! ```
@@ -19,11 +21,15 @@
 //! anything is allocated.
 
 use crate::error::{Error, Result};
+use crate::mapping::lpc::{self, Predictor, Stereo};
+use crate::mapping::Mode;
 use crate::wav::{Format, SampleKind};
 use std::io::Read;
 
 pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
+/// Version 2 files (classic mapping only, no mapping field) still decode.
+const OLDEST_VERSION: u16 = 2;
 /// The deterministic row-wise f32 forward pass of [`crate::model::forward`].
 pub const FORWARD_ROWWISE_F32: u8 = 1;
 /// Candle ops on a device, fixed-shape passes (see `model::device`); the
@@ -218,6 +224,8 @@ pub struct FileHeader {
     pub start_token: u32,
     /// With `FORWARD_DEVICE`: the device family (`cuda`, `candle-cpu`).
     pub device: String,
+    /// How samples become characters (version 2 files: classic).
+    pub mapping: Mode,
 }
 
 impl FileHeader {
@@ -246,6 +254,7 @@ impl FileHeader {
         if self.forward_mode == FORWARD_DEVICE {
             o.blob(self.device.as_bytes());
         }
+        o.u8(self.mapping as u8);
         o.seal();
     }
 
@@ -259,9 +268,9 @@ impl FileHeader {
         }
         i.crc.update(&magic);
         let version = i.u16()?;
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(Error::Container(format!(
-                "format version {version} is not supported by this lmic (reads version {VERSION})"
+                "format version {version} is not supported by this lmic (reads versions {OLDEST_VERSION} to {VERSION})"
             )));
         }
         let wav_head = i.blob(MAX_HEAD, "WAV header")?;
@@ -286,7 +295,16 @@ impl FileHeader {
         } else {
             Vec::new()
         };
+        let mapping = if version >= 3 { i.u8()? } else { Mode::Classic as u8 };
         i.check_seal()?;
+        let mapping = match Mode::from_u8(mapping) {
+            Some(m) => m,
+            None => {
+                return Err(Error::Container(format!(
+                    "mapping {mapping} is not supported by this lmic"
+                )))
+            }
+        };
         let bad = |s: String| Err(Error::Corrupt(s));
         let kind = match SampleKind::from_u8(kind) {
             Some(k) => k,
@@ -339,6 +357,7 @@ impl FileHeader {
             start_token,
             device: String::from_utf8(device)
                 .map_err(|_| Error::Corrupt("device name is not UTF-8".into()))?,
+            mapping,
         })
     }
 }
@@ -357,6 +376,9 @@ pub struct ChunkEntry {
     pub kind: ChunkKind,
     pub tokens: u32,
     pub len: u32,
+    /// Low bits of each residual stored outside the model (lpc mapping;
+    /// always 0 with the classic one, whose frames carry `drop`).
+    pub drop: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,8 +393,11 @@ pub struct FrameHeader {
     pub frames: u32,
     pub shift: u8,
     pub drop: u8,
-    /// Fixed predictor order applied before the mapping (0: none).
+    /// Fixed predictor order applied before the mapping (0: none; classic
+    /// mapping only).
     pub predictor: u8,
+    /// Linear predictors, one per `lpc::BLOCK` sample frames (lpc mapping).
+    pub blocks: Vec<lpc::Block>,
     pub dropped_mode: DroppedMode,
     pub dropped_len: u32,
     pub dropped_crc: u32,
@@ -385,7 +410,7 @@ pub const TAG_FRAME: u8 = 1;
 pub const TAG_END: u8 = 0;
 
 impl FrameHeader {
-    pub fn write(&self, o: &mut Out) {
+    pub fn write(&self, o: &mut Out, mapping: Mode) {
         o.u8(TAG_FRAME);
         o.u32(self.frames);
         o.u8(self.shift);
@@ -408,6 +433,25 @@ impl FrameHeader {
             };
             o.varint(c.tokens << 1 | kind);
             o.varint(c.len);
+            if mapping == Mode::Lpc {
+                o.u8(c.drop);
+            }
+        }
+        if mapping == Mode::Lpc {
+            for b in &self.blocks {
+                if b.channels.len() == 2 {
+                    o.u8(b.stereo as u8);
+                }
+                for p in &b.channels {
+                    o.u8(p.coefs.len() as u8);
+                    if !p.coefs.is_empty() {
+                        o.u8(p.shift);
+                        for &c in &p.coefs {
+                            o.varint(((c << 1) ^ (c >> 31)) as u32);
+                        }
+                    }
+                }
+            }
         }
         o.seal();
     }
@@ -419,8 +463,10 @@ impl FrameHeader {
         max_frames: u32,
         max_chunks: u32,
         max_chunk_len: u32,
-        bits: u32,
+        format: &Format,
+        mapping: Mode,
     ) -> Result<FrameHeader> {
+        let bits = format.bits();
         let mut i = In::new(r, "frame header");
         i.crc.update(&[TAG_FRAME]);
         let frames = i.u32()?;
@@ -453,7 +499,53 @@ impl FrameHeader {
                     "chunk of {len} bytes, {tokens} tokens"
                 )));
             }
-            chunks.push(ChunkEntry { kind, tokens, len });
+            let drop = if mapping == Mode::Lpc { i.u8()? } else { 0 };
+            if drop as u32 >= bits {
+                return Err(Error::Corrupt(format!("chunk drops {drop} bits")));
+            }
+            chunks.push(ChunkEntry {
+                kind,
+                tokens,
+                len,
+                drop,
+            });
+        }
+        let mut blocks = Vec::new();
+        if mapping == Mode::Lpc {
+            let ch = format.channels as usize;
+            for _ in 0..(frames as usize).div_ceil(lpc::BLOCK) {
+                let stereo = if ch == 2 {
+                    let s = i.u8()?;
+                    Stereo::from_u8(s)
+                        .ok_or_else(|| Error::Corrupt(format!("stereo mode {s}")))?
+                } else {
+                    Stereo::Independent
+                };
+                let mut channels = Vec::with_capacity(ch);
+                for _ in 0..ch {
+                    let order = i.u8()? as usize;
+                    if order > lpc::MAX_ORDER {
+                        return Err(Error::Corrupt(format!("prediction order {order}")));
+                    }
+                    let mut p = Predictor::default();
+                    if order > 0 {
+                        p.shift = i.u8()?;
+                        if p.shift > lpc::MAX_SHIFT {
+                            return Err(Error::Corrupt(format!("coefficient shift {}", p.shift)));
+                        }
+                        for _ in 0..order {
+                            let z = i.varint()?;
+                            let c = (z >> 1) as i32 ^ -((z & 1) as i32);
+                            if c.unsigned_abs() > 1 << 16 {
+                                return Err(Error::Corrupt(format!("coefficient {c}")));
+                            }
+                            p.coefs.push(c);
+                        }
+                    }
+                    channels.push(p);
+                }
+                blocks.push(lpc::Block { stereo, channels });
+            }
         }
         i.check_seal()?;
         let dropped_mode = match mode {
@@ -479,6 +571,7 @@ impl FrameHeader {
             shift,
             drop,
             predictor,
+            blocks,
             dropped_mode,
             dropped_len,
             dropped_crc,
@@ -547,17 +640,43 @@ mod tests {
             model_spec: "models/x".into(),
             fingerprint: [7; 32],
             start_token: 1,
+            mapping: Mode::Classic,
         }
     }
 
     #[test]
     fn structures_round_trip() {
-        let h = header();
+        for mapping in [Mode::Classic, Mode::Lpc] {
+            round_trip(mapping);
+        }
+    }
+
+    fn round_trip(mapping: Mode) {
+        let h = FileHeader {
+            mapping,
+            ..header()
+        };
+        let lpc = mapping == Mode::Lpc;
+        let p = |coefs: Vec<i32>| Predictor { shift: 13, coefs };
         let f = FrameHeader {
-            frames: 100,
+            frames: 5000,
             shift: 1,
-            drop: 2,
-            predictor: 2,
+            drop: if lpc { 0 } else { 2 },
+            predictor: if lpc { 0 } else { 2 },
+            blocks: if lpc {
+                vec![
+                    lpc::Block {
+                        stereo: Stereo::LeftSide,
+                        channels: vec![p(vec![-16384, 16383, 0]), Predictor::default()],
+                    },
+                    lpc::Block {
+                        stereo: Stereo::Independent,
+                        channels: vec![p(vec![1; 32]), p(vec![-7])],
+                    },
+                ]
+            } else {
+                vec![]
+            },
             dropped_mode: DroppedMode::Adaptive,
             dropped_len: 9,
             dropped_crc: 5,
@@ -567,11 +686,13 @@ mod tests {
                     kind: ChunkKind::Verbatim,
                     tokens: 0,
                     len: 4,
+                    drop: 0,
                 },
                 ChunkEntry {
                     kind: ChunkKind::Coded,
                     tokens: 300,
                     len: 1 << 20,
+                    drop: if lpc { 9 } else { 0 },
                 },
             ],
         };
@@ -583,7 +704,7 @@ mod tests {
         let mut o = Out::default();
         h.write(&mut o);
         let mut o2 = Out::default();
-        f.write(&mut o2);
+        f.write(&mut o2, mapping);
         let mut o3 = Out::default();
         t.write(&mut o3);
         let mut all = o.buf.clone();
@@ -593,7 +714,7 @@ mod tests {
         assert_eq!(FileHeader::read(&mut r).unwrap(), h);
         let mut tag = [0u8];
         r.read_exact(&mut tag).unwrap();
-        assert_eq!(FrameHeader::read(&mut r, 1000, 64, 2 << 20, 16).unwrap(), f);
+        assert_eq!(FrameHeader::read(&mut r, 5000, 64, 2 << 20, &h.format, mapping).unwrap(), f);
         r.read_exact(&mut tag).unwrap();
         assert_eq!(Trailer::read(&mut r).unwrap(), t);
         // Any flipped bit in the header is caught.

@@ -8,7 +8,8 @@ use crate::container::{
     FORWARD_DEVICE, FORWARD_ROWWISE_F32, TAG_END, TAG_FRAME,
 };
 use crate::error::{Error, Result};
-use crate::mapping::{self, Mapping};
+use crate::mapping::lpc;
+use crate::mapping::{self, Mapping, Mode};
 use crate::model::device::{DeviceNet, DeviceSpec};
 use crate::model::{KvCache, Model, Row};
 use crate::probs::{Dist, Scratch, FREQ_BITS};
@@ -33,6 +34,9 @@ pub struct Options {
     /// Apply fixed predictors before the mapping (None: as the model was
     /// trained, see `Model::predictor`).
     pub predictor: Option<bool>,
+    /// The mapping (None: the one the model was trained on, see
+    /// `Model::mapping`).
+    pub mapping: Option<Mode>,
     /// Code every chunk even where verbatim storage would be smaller. For
     /// tests and diagnostics (a random test model never beats verbatim).
     pub force_coded: bool,
@@ -53,6 +57,7 @@ impl Default for Options {
             batch_tokens: 8192,
             decode_group: 64,
             predictor: None,
+            mapping: None,
             force_coded: false,
             device: DeviceSpec::Cpu,
         }
@@ -94,13 +99,12 @@ impl<W: Write> Counted<'_, W> {
 /// Where each chunk's characters lie in a frame's character stream.
 fn chunk_spans(
     samples: usize,
-    m: &Mapping,
+    per_sample: usize,
     f: &Format,
     layout: Layout,
     context: u32,
 ) -> Result<Vec<(usize, usize)>> {
     let ch = f.channels as usize;
-    let per_sample = m.chars;
     // A chunk never splits a sample; interleaved ones never split a frame,
     // planar ones never cross from one channel to the next.
     let (unit, run) = match layout {
@@ -130,8 +134,16 @@ fn chunk_spans(
     Ok(spans)
 }
 
+/// Characters per sample in a frame: the classic mapping's width, or one.
+fn chars_per_sample(h: &FileHeader, shift: u32, drop: Option<u32>) -> Result<usize> {
+    Ok(match h.mapping {
+        Mode::Classic => Mapping::new(h.format.bits(), shift, drop)?.chars,
+        Mode::Lpc => 1,
+    })
+}
+
 /// Channel-major order for planar layout (and its inverse).
-fn to_planar(codes: &[u32], ch: usize) -> Vec<u32> {
+fn to_planar<T: Copy>(codes: &[T], ch: usize) -> Vec<T> {
     let n = codes.len() / ch;
     let mut out = Vec::with_capacity(codes.len());
     for c in 0..ch {
@@ -139,9 +151,9 @@ fn to_planar(codes: &[u32], ch: usize) -> Vec<u32> {
     }
     out
 }
-fn from_planar(codes: &[u32], ch: usize) -> Vec<u32> {
+fn from_planar<T: Copy + Default>(codes: &[T], ch: usize) -> Vec<T> {
     let n = codes.len() / ch;
-    let mut out = vec![0u32; codes.len()];
+    let mut out = vec![T::default(); codes.len()];
     for c in 0..ch {
         for i in 0..n {
             out[i * ch + c] = codes[c * n + i];
@@ -164,9 +176,9 @@ fn max_payload(context: u32) -> u32 {
 /// Sample frames per container frame, chosen so a frame holds `frame_chunks`
 /// full chunks at the widest mapping this format can have.
 fn frame_len(h: &FileHeader) -> Result<usize> {
-    let widest = Mapping::new(h.format.bits(), 0, h.drop_bits.map(u32::from))?;
+    let widest = chars_per_sample(h, 0, h.drop_bits.map(u32::from))?;
     let ch = h.format.channels as usize;
-    let unit = widest.chars * ch;
+    let unit = widest * ch;
     let per_chunk = h.context as usize / unit;
     if per_chunk == 0 {
         return Err(Error::Usage(format!(
@@ -232,6 +244,7 @@ pub fn compress<R: Read, W: Write>(
         model_spec: model.spec.clone(),
         fingerprint: model.fingerprint,
         start_token: model.start_token,
+        mapping: opts.mapping.unwrap_or(model.mapping),
     };
     let net = match opts.device {
         DeviceSpec::Cpu => None,
@@ -370,7 +383,8 @@ pub fn decompress<R: Read, W: Write>(
             max_frames as u32,
             max_chunks,
             max_chunk_len,
-            f.bits(),
+            &f,
+            h.mapping,
         )?;
         let bytes = decode_frame(model, net.as_ref(), h, &fh, input, opts, &mut stats)?;
         done += bytes.len() as u64;
@@ -409,18 +423,27 @@ pub fn decompress<R: Read, W: Write>(
     Ok(stats)
 }
 
-fn encode_frame(
-    model: &Model,
-    net: Option<&DeviceNet>,
-    h: &FileHeader,
-    data: &[u8],
-    opts: &Options,
-    stats: &mut Stats,
-) -> Result<Vec<u8>> {
+/// A frame's samples as characters, with everything besides the characters
+/// that the decoder needs to undo the mapping.
+struct Mapped {
+    chars: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    shift: u32,
+    /// Classic: the frame's dropped bits and fixed predictor order.
+    drop: u32,
+    predictor: u32,
+    /// Lpc: each chunk's dropped bits and the predictor blocks.
+    chunk_drops: Vec<u8>,
+    blocks: Vec<lpc::Block>,
+    dropped_mode: DroppedMode,
+    dropped_bytes: Vec<u8>,
+}
+
+/// Sample codes → characters (classic mapping), the inverse being
+/// [`unmap_classic`].
+fn map_classic(h: &FileHeader, opts: &Options, model: &Model, mut codes: Vec<u32>) -> Result<Mapped> {
     let f = h.format;
     let ch = f.channels as usize;
-    let mut codes = Vec::new();
-    wav::to_codes(&f, data, &mut codes);
     let order = if opts.predictor.unwrap_or(model.predictor) {
         mapping::choose_order(&codes, f.bits(), ch)
     } else {
@@ -434,11 +457,7 @@ fn encode_frame(
     }
     let (mut chars, mut dropped) = (Vec::new(), Vec::new());
     m.split(&codes, &mut chars, &mut dropped);
-    let spans = chunk_spans(codes.len(), &m, &f, h.layout, h.context)?;
-
-    let texts: Vec<&[u8]> = spans.iter().map(|&(s, n)| &chars[s..s + n]).collect();
-    let payloads = encode_chunks(model, net, h, &texts, opts, stats)?;
-
+    let spans = chunk_spans(codes.len(), m.chars, &f, h.layout, h.context)?;
     let (dropped_mode, dropped_bytes) = if m.drop == 0 {
         (DroppedMode::Raw, Vec::new())
     } else {
@@ -450,16 +469,138 @@ fn encode_frame(
             (DroppedMode::Raw, raw)
         }
     };
-    stats.dropped_bytes += dropped_bytes.len() as u64;
-    stats.samples += codes.len() as u64;
-    let fh = FrameHeader {
-        frames: (codes.len() / ch) as u32,
-        shift: shift as u8,
-        drop: m.drop as u8,
-        predictor: order as u8,
+    Ok(Mapped {
+        chars,
+        spans,
+        shift,
+        drop: m.drop,
+        predictor: order,
+        chunk_drops: Vec::new(),
+        blocks: Vec::new(),
         dropped_mode,
-        dropped_len: dropped_bytes.len() as u32,
-        dropped_crc: crc32fast::hash(&dropped_bytes),
+        dropped_bytes,
+    })
+}
+
+/// Inverse of [`map_classic`].
+fn unmap_classic(h: &FileHeader, fh: &FrameHeader, chars: &[u8], dropped_bytes: &[u8]) -> Result<Vec<u32>> {
+    let f = h.format;
+    let ch = f.channels as usize;
+    let n_codes = fh.frames as usize * ch;
+    let m = Mapping::new(f.bits(), fh.shift as u32, Some(fh.drop as u32))?;
+    let dropped = match (m.drop, fh.dropped_mode) {
+        (0, _) => vec![0u32; n_codes],
+        (d, DroppedMode::Raw) => coder::unpack_bits(dropped_bytes, d, n_codes),
+        (d, DroppedMode::Adaptive) => coder::decode_dropped(dropped_bytes, d, n_codes),
+    };
+    let mut codes = Vec::with_capacity(n_codes);
+    m.join(chars, &dropped, &mut codes);
+    if h.layout == Layout::Planar {
+        codes = from_planar(&codes, ch);
+    }
+    mapping::unpredict(&mut codes, f.bits(), ch, fh.predictor as u32);
+    Ok(codes)
+}
+
+/// Sample codes → characters (lpc mapping): wasted bits out, linear
+/// prediction per block, then per chunk the dropped bits that make every
+/// residual one character. The inverse is [`unmap_lpc`].
+fn map_lpc(h: &FileHeader, codes: Vec<u32>) -> Result<Mapped> {
+    let f = h.format;
+    let (ch, bits) = (f.channels as usize, f.bits());
+    let shift = mapping::detect_shift(&codes, bits);
+    let eff = bits - shift;
+    let mid = 1i64 << (bits - 1);
+    let mut vals: Vec<i64> = codes.iter().map(|&c| (c as i64 - mid) >> shift).collect();
+    let blocks = vals
+        .chunks_mut(lpc::BLOCK * ch)
+        .map(|b| lpc::encode_block(b, ch, eff))
+        .collect();
+    if h.layout == Layout::Planar {
+        vals = to_planar(&vals, ch);
+    }
+    let spans = chunk_spans(vals.len(), 1, &f, h.layout, h.context)?;
+    let floor = h.drop_bits.map_or(0, u32::from).min(eff - 1);
+    let (mut chars, mut dropped, mut widths) = (Vec::new(), Vec::new(), Vec::new());
+    let mut chunk_drops = Vec::with_capacity(spans.len());
+    for &(s, n) in &spans {
+        let res = &vals[s..s + n];
+        let d = lpc::narrow_drop(res).max(floor);
+        lpc::narrow_split(res, d, &mut chars, &mut dropped);
+        widths.extend(std::iter::repeat_n(d, n));
+        chunk_drops.push(d as u8);
+    }
+    Ok(Mapped {
+        chars,
+        spans,
+        shift,
+        drop: 0,
+        predictor: 0,
+        chunk_drops,
+        blocks,
+        dropped_mode: DroppedMode::Raw,
+        dropped_bytes: coder::pack_bits_var(&dropped, &widths),
+    })
+}
+
+/// Inverse of [`map_lpc`].
+fn unmap_lpc(h: &FileHeader, fh: &FrameHeader, chars: &[u8], dropped_bytes: &[u8], spans: &[(usize, usize)]) -> Result<Vec<u32>> {
+    let f = h.format;
+    let (ch, bits) = (f.channels as usize, f.bits());
+    let shift = fh.shift as u32;
+    let eff = bits - shift;
+    let mid = 1i64 << (bits - 1);
+    let widths: Vec<u32> = spans
+        .iter()
+        .zip(&fh.chunks)
+        .flat_map(|(&(_, n), c)| std::iter::repeat_n(c.drop as u32, n))
+        .collect();
+    let dropped = coder::unpack_bits_var(dropped_bytes, &widths);
+    let mut vals = Vec::with_capacity(chars.len());
+    for (&(s, n), c) in spans.iter().zip(&fh.chunks) {
+        lpc::narrow_join(&chars[s..s + n], &dropped[s..s + n], c.drop as u32, &mut vals);
+    }
+    if h.layout == Layout::Planar {
+        vals = from_planar(&vals, ch);
+    }
+    for (b, p) in vals.chunks_mut(lpc::BLOCK * ch).zip(&fh.blocks) {
+        lpc::decode_block(b, ch, eff, p);
+    }
+    let mask = (1i64 << bits) - 1;
+    Ok(vals.iter().map(|&v| (((v << shift) + mid) & mask) as u32).collect())
+}
+
+fn encode_frame(
+    model: &Model,
+    net: Option<&DeviceNet>,
+    h: &FileHeader,
+    data: &[u8],
+    opts: &Options,
+    stats: &mut Stats,
+) -> Result<Vec<u8>> {
+    let f = h.format;
+    let ch = f.channels as usize;
+    let mut codes = Vec::new();
+    wav::to_codes(&f, data, &mut codes);
+    let n_codes = codes.len();
+    let mp = match h.mapping {
+        Mode::Classic => map_classic(h, opts, model, codes)?,
+        Mode::Lpc => map_lpc(h, codes)?,
+    };
+    let texts: Vec<&[u8]> = mp.spans.iter().map(|&(s, n)| &mp.chars[s..s + n]).collect();
+    let payloads = encode_chunks(model, net, h, &texts, opts, stats)?;
+
+    stats.dropped_bytes += mp.dropped_bytes.len() as u64;
+    stats.samples += n_codes as u64;
+    let fh = FrameHeader {
+        frames: (n_codes / ch) as u32,
+        shift: mp.shift as u8,
+        drop: mp.drop as u8,
+        predictor: mp.predictor as u8,
+        blocks: mp.blocks,
+        dropped_mode: mp.dropped_mode,
+        dropped_len: mp.dropped_bytes.len() as u32,
+        dropped_crc: crc32fast::hash(&mp.dropped_bytes),
         payload_crc: {
             let mut c = crc32fast::Hasher::new();
             payloads.iter().for_each(|(_, _, p)| c.update(p));
@@ -467,8 +608,9 @@ fn encode_frame(
         },
         chunks: payloads
             .iter()
-            .zip(&spans)
-            .map(|((kind, tokens, p), &(_, n))| ChunkEntry {
+            .zip(&mp.spans)
+            .enumerate()
+            .map(|(i, ((kind, tokens, p), &(_, n)))| ChunkEntry {
                 kind: *kind,
                 tokens: if *kind == ChunkKind::Coded && *tokens as usize == n {
                     ONE_PER_CHAR
@@ -476,16 +618,17 @@ fn encode_frame(
                     *tokens
                 },
                 len: p.len() as u32,
+                drop: mp.chunk_drops.get(i).copied().unwrap_or(0),
             })
             .collect(),
     };
     let mut o = Out::default();
-    fh.write(&mut o);
+    fh.write(&mut o, h.mapping);
     let mut frame = o.buf;
     for (_, _, p) in &payloads {
         frame.extend_from_slice(p);
     }
-    frame.extend_from_slice(&dropped_bytes);
+    frame.extend_from_slice(&mp.dropped_bytes);
     Ok(frame)
 }
 
@@ -501,14 +644,17 @@ fn decode_frame<R: Read>(
     let f = h.format;
     let ch = f.channels as usize;
     let n_codes = fh.frames as usize * ch;
-    let m = Mapping::new(f.bits(), fh.shift as u32, Some(fh.drop as u32))?;
-    if m.drop != fh.drop as u32 {
-        return Err(Error::Corrupt(format!(
-            "drop {} for shift {}",
-            fh.drop, fh.shift
-        )));
+    if h.mapping == Mode::Classic {
+        let m = Mapping::new(f.bits(), fh.shift as u32, Some(fh.drop as u32))?;
+        if m.drop != fh.drop as u32 {
+            return Err(Error::Corrupt(format!(
+                "drop {} for shift {}",
+                fh.drop, fh.shift
+            )));
+        }
     }
-    let spans = chunk_spans(n_codes, &m, &f, h.layout, h.context)?;
+    let per_sample = chars_per_sample(h, fh.shift as u32, Some(fh.drop as u32))?;
+    let spans = chunk_spans(n_codes, per_sample, &f, h.layout, h.context)?;
     if spans.len() != fh.chunks.len() {
         return Err(Error::Corrupt(format!(
             "frame has {} chunks, its size implies {}",
@@ -549,18 +695,11 @@ fn decode_frame<R: Read>(
     let texts = decode_chunks(model, net, h, &payloads, &lens, opts, stats)?;
     let chars: Vec<u8> = texts.concat();
 
-    let dropped = match (m.drop, fh.dropped_mode) {
-        (0, _) => vec![0u32; n_codes],
-        (d, DroppedMode::Raw) => coder::unpack_bits(&dropped_bytes, d, n_codes),
-        (d, DroppedMode::Adaptive) => coder::decode_dropped(&dropped_bytes, d, n_codes),
-    };
     stats.samples += n_codes as u64;
-    let mut codes = Vec::with_capacity(n_codes);
-    m.join(&chars, &dropped, &mut codes);
-    if h.layout == Layout::Planar {
-        codes = from_planar(&codes, ch);
-    }
-    mapping::unpredict(&mut codes, f.bits(), ch, fh.predictor as u32);
+    let codes = match h.mapping {
+        Mode::Classic => unmap_classic(h, fh, &chars, &dropped_bytes)?,
+        Mode::Lpc => unmap_lpc(h, fh, &chars, &dropped_bytes, &spans)?,
+    };
     let mut bytes = Vec::new();
     wav::from_codes(&f, &codes, &mut bytes);
     Ok(bytes)
@@ -1018,12 +1157,13 @@ pub fn info<R: Read>(input: &mut R) -> Result<Info> {
             max_frames as u32,
             max_chunks,
             max_chunk_len,
-            f.bits(),
+            &f,
+            h.mapping,
         )?;
         frames += 1;
-        let m = Mapping::new(f.bits(), fh.shift as u32, Some(fh.drop as u32))?;
+        let per_sample = chars_per_sample(&h, fh.shift as u32, Some(fh.drop as u32))?;
         let n_codes = fh.frames as usize * f.channels as usize;
-        let spans = chunk_spans(n_codes, &m, &f, h.layout, h.context)?;
+        let spans = chunk_spans(n_codes, per_sample, &f, h.layout, h.context)?;
         for (c, &(_, n)) in fh.chunks.iter().zip(&spans) {
             chunks += 1;
             tokens += match (c.kind, c.tokens) {

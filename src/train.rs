@@ -9,7 +9,7 @@
 //! reads like any other checkpoint.
 
 use crate::error::{Error, IoContext, Result};
-use crate::mapping::{self, Mapping};
+use crate::mapping::{self, lpc, Mapping, Mode};
 use crate::tokens::{char_level_tokenizer, TokenCodec};
 use crate::wav::{self, Format, SampleKind};
 use candle_core::{DType, Device, Tensor, D};
@@ -45,6 +45,8 @@ pub struct TrainOptions {
     /// Train on fixed-predictor residuals (see `mapping::predict`); the model
     /// records it and compression then applies them too.
     pub predictor: bool,
+    /// The mapping trained on (and recorded for compression).
+    pub mapping: Mode,
     pub resume: bool,
     /// Start from these weights (another run's `checkpoint.safetensors`)
     /// with a fresh schedule.
@@ -73,6 +75,7 @@ impl Default for TrainOptions {
             val_chunks: 96,
             aug_8bit: 0.15,
             predictor: false,
+            mapping: Mode::Classic,
             resume: false,
             init: None,
             max_seconds: None,
@@ -215,15 +218,21 @@ struct Example {
     samples: usize,
 }
 
-/// The chunk compression would make from `codes` at `bits` bits: predictor
-/// order (if any) and shift chosen on the chunk, default dropped bits.
+/// The chunk compression would make from `codes` at `bits` bits: classic
+/// mapping: predictor order (if any) and shift chosen on the chunk, default
+/// dropped bits; lpc mapping: `codes` is one predictor block, and `pick`
+/// (0..1) chooses which of its chunks.
 fn make_example(
     codec: &TokenCodec,
     codes: &[u32],
     bits: u32,
     channels: usize,
     o: &TrainOptions,
+    pick: f64,
 ) -> Result<Option<Example>> {
+    if o.mapping == Mode::Lpc {
+        return make_lpc_example(codec, codes, bits, channels, o, pick);
+    }
     let context = o.context;
     let mut codes = codes.to_vec();
     if o.predictor {
@@ -247,8 +256,46 @@ fn make_example(
     }))
 }
 
-/// Frames a chunk covers at this format's widest mapping (shift 0).
-fn window_frames(bits: u32, channels: usize, context: usize) -> usize {
+/// As `pipeline::map_lpc` does for a frame: shift, predictor block, then
+/// one chunk of narrow characters.
+fn make_lpc_example(
+    codec: &TokenCodec,
+    codes: &[u32],
+    bits: u32,
+    ch: usize,
+    o: &TrainOptions,
+    pick: f64,
+) -> Result<Option<Example>> {
+    let per_chunk = o.context / ch;
+    let frames = codes.len() / ch;
+    if per_chunk == 0 || frames == 0 {
+        return Ok(None);
+    }
+    let shift = mapping::detect_shift(codes, bits);
+    let (eff, mid) = (bits - shift, 1i64 << (bits - 1));
+    let mut vals: Vec<i64> = codes[..frames * ch]
+        .iter()
+        .map(|&c| (c as i64 - mid) >> shift)
+        .collect();
+    lpc::encode_block(&mut vals, ch, eff);
+    let n_chunks = frames.div_ceil(per_chunk);
+    let k = ((pick * n_chunks as f64) as usize).min(n_chunks - 1);
+    let res = &vals[k * per_chunk * ch..((k + 1) * per_chunk).min(frames) * ch];
+    let (mut chars, mut dropped) = (Vec::new(), Vec::new());
+    lpc::narrow_split(res, lpc::narrow_drop(res), &mut chars, &mut dropped);
+    Ok(codec.encode(&chars)?.map(|tokens| Example {
+        tokens,
+        samples: res.len(),
+    }))
+}
+
+/// Frames a training window covers: a chunk at this format's widest classic
+/// mapping (shift 0), or one lpc predictor block.
+fn window_frames(bits: u32, channels: usize, o: &TrainOptions) -> usize {
+    if o.mapping == Mode::Lpc {
+        return lpc::BLOCK;
+    }
+    let context = o.context;
     let m = Mapping::new(bits, 0, None).expect("valid bit depth");
     (context / (m.chars * channels)).max(1)
 }
@@ -272,7 +319,7 @@ fn sample_example(
         if reduce {
             bits = 8;
         }
-        let win = window_frames(bits, ch, o.context);
+        let win = window_frames(bits, ch, o);
         let start = rng.below(clip.frames().saturating_sub(win) + 1);
         let end = (start + win).min(clip.frames());
         let mut codes: Vec<u32> = clip.codes[start * ch..end * ch].to_vec();
@@ -282,7 +329,8 @@ fn sample_example(
         if ch == 2 && rng.unit() < 0.5 {
             codes.chunks_exact_mut(2).for_each(|p| p.swap(0, 1));
         }
-        if let Some(e) = make_example(codec, &codes, bits, ch, o)? {
+        let pick = rng.unit();
+        if let Some(e) = make_example(codec, &codes, bits, ch, o, pick)? {
             return Ok(e);
         }
     }
@@ -299,12 +347,13 @@ fn validation_set(clips: &[Clip], codec: &TokenCodec, o: &TrainOptions) -> Resul
     for clip in clips {
         let ch = clip.format.channels as usize;
         let bits = clip.format.bits();
-        let win = window_frames(bits, ch, o.context);
+        let win = window_frames(bits, ch, o);
         let span = clip.frames().saturating_sub(win);
         for j in 0..per_clip {
             let start = span * j / per_clip;
             let end = (start + win).min(clip.frames());
-            if let Some(e) = make_example(codec, &clip.codes[start * ch..end * ch], bits, ch, o)? {
+            let codes = &clip.codes[start * ch..end * ch];
+            if let Some(e) = make_example(codec, codes, bits, ch, o, 0.5)? {
                 out.push(e);
             }
         }
@@ -572,6 +621,7 @@ fn write_config(dir: &Path, o: &TrainOptions) -> Result<()> {
         "tie_word_embeddings": false,
         "bos_token_id": START,
         "lmic_predictor": o.predictor,
+        "lmic_mapping": o.mapping.name(),
     });
     crate::model::tiny::write_char_level_files(dir, &config)
 }
@@ -665,7 +715,15 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
     };
     let ckpt = o.out.join("checkpoint.safetensors");
     if let Some(p) = &o.init {
-        vm.load(p)?;
+        // Any precision: a shipped model's f16 weights work as well as a
+        // run's f32 checkpoint.
+        let w = candle_core::safetensors::load(p, &Device::Cpu)?;
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            let t = w.get(name).ok_or_else(|| {
+                Error::Usage(format!("{}: no tensor {name}", p.display()))
+            })?;
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
         log(&format!("starting from the weights in {}", p.display()));
     }
     if o.resume {

@@ -3,6 +3,7 @@
 //! offline in seconds.
 
 use lmic::container::Layout;
+use lmic::mapping::Mode;
 use lmic::model::tiny::{write_tiny_model, TinySpec};
 use lmic::model::{KvCache, Model, Row};
 use lmic::pipeline::{self, Options, Stats};
@@ -217,6 +218,72 @@ fn predictor_is_chosen_per_frame_and_round_trips() {
     let (lmc, _) = round_trip(&w, &o);
     let (plain, _) = round_trip(&w, &opts());
     assert_ne!(lmc, plain, "the smooth test signal should use a predictor");
+}
+
+/// The lpc mapping (linear prediction, one character per sample) on every
+/// format, both layouts, short and long frames (several predictor blocks).
+#[test]
+fn lpc_mapping_round_trips() {
+    let lpc = |o: Options| Options {
+        mapping: Some(Mode::Lpc),
+        ..o
+    };
+    for (tag, bits, valid) in [(1u16, 8u16, 8u16), (1, 16, 16), (1, 24, 20), (1, 32, 32), (3, 32, 32)] {
+        for ch in [1u16, 2, 3] {
+            for frames in [0usize, 1, 7, 45, 200] {
+                let w = Wav::signal(tag, ch, bits, valid, frames, frames as u64);
+                let (lmc, st) = round_trip(&w.bytes(), &lpc(opts()));
+                assert_eq!(st.tokens, (frames * ch as usize) as u64, "one token per sample");
+                let planar = lpc(Options {
+                    layout: Layout::Planar,
+                    ..opts()
+                });
+                let (lmc2, _) = round_trip(&w.bytes(), &planar);
+                if frames > 7 && ch > 1 {
+                    assert_ne!(lmc, lmc2);
+                }
+            }
+        }
+    }
+    // Frames of 64 chunks of 2048 samples: predictor blocks of 4096 frames
+    // inside a frame, the last one partial.
+    let o = lpc(Options {
+        force_coded: true,
+        ..Options::default()
+    });
+    let (lmc, _) = round_trip(&Wav::pcm(2, 16, 9000, 4).bytes(), &o);
+    let (classic, _) = round_trip(
+        &Wav::pcm(2, 16, 9000, 4).bytes(),
+        &Options {
+            mapping: Some(Mode::Classic),
+            ..o
+        },
+    );
+    assert_ne!(lmc, classic);
+}
+
+/// The lpc mapping's dropped bits follow each chunk's residuals: a smooth
+/// signal predicts well, so its residuals need far fewer dropped bits than
+/// its samples would, and with --drop-bits as a floor the stream grows.
+#[test]
+fn lpc_dropped_bits_follow_the_residuals() {
+    let w = Wav::pcm(1, 16, 4000, 7).bytes();
+    let lpc = Options {
+        mapping: Some(Mode::Lpc),
+        ..opts()
+    };
+    let (_, st) = round_trip(&w, &lpc);
+    let (_, floor) = round_trip(
+        &w,
+        &Options {
+            drop_bits: Some(8),
+            ..lpc.clone()
+        },
+    );
+    // The noise is about ±800 codes after prediction (10 bits + sign): ~4
+    // dropped bits per sample; the floor makes it 8.
+    assert!(st.dropped_bytes * 8 < 4000 * 6, "{}", st.dropped_bytes);
+    assert!(floor.dropped_bytes * 8 >= 4000 * 8, "{}", floor.dropped_bytes);
 }
 
 #[test]

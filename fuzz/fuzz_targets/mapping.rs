@@ -1,6 +1,7 @@
 //! The encoder's sample transform and its inverse, as the pipeline applies
 //! them: fixed predictor, wasted-bit shift, split into 7-bit characters and
 //! dropped bits; then join and unpredict must give the codes back exactly.
+//! The lpc mapping (linear prediction, narrow split) likewise.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use lmic::mapping::{self, Mapping};
@@ -34,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let codes = &codes[..codes.len() / channels * channels];
+    lpc(codes, bits, channels);
 
     let order = order.unwrap_or_else(|| mapping::choose_order(codes, bits, channels));
     assert!(order <= mapping::MAX_ORDER);
@@ -55,3 +57,22 @@ fuzz_target!(|data: &[u8]| {
     mapping::unpredict(&mut back, bits, channels, order);
     assert_eq!(back, codes);
 });
+
+/// The lpc mapping on the same input: linear prediction of one block with
+/// the encoder's own choice of predictor, then the narrow split.
+fn lpc(codes: &[u32], bits: u32, channels: usize) {
+    use lmic::mapping::lpc;
+    let shift = mapping::detect_shift(codes, bits);
+    let (eff, mid) = (bits - shift, 1i64 << (bits - 1));
+    let x: Vec<i64> = codes.iter().map(|&c| (c as i64 - mid) >> shift).collect();
+    let mut v = x.clone();
+    let b = lpc::encode_block(&mut v, channels, eff);
+    let d = lpc::narrow_drop(&v);
+    let (mut chars, mut dropped, mut res) = (Vec::new(), Vec::new(), Vec::new());
+    lpc::narrow_split(&v, d, &mut chars, &mut dropped);
+    assert!(chars.iter().all(|&c| c < 128));
+    lpc::narrow_join(&chars, &dropped, d, &mut res);
+    assert_eq!(res, v);
+    lpc::decode_block(&mut res, channels, eff, &b);
+    assert_eq!(res, x);
+}

@@ -117,6 +117,7 @@ pub fn read_gguf(path: &Path) -> Result<GgufParts> {
         model_type: Some("llama".into()),
         rope_scaling: None,
         lmic_predictor: false,
+        lmic_mapping: None,
     };
     config.validate()?;
     if meta(&content, "tokenizer.ggml.model")?.to_string()? != "gpt2" {

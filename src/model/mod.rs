@@ -52,6 +52,10 @@ pub struct Config {
     /// (`lmic train --predictor`), so compression applies them by default.
     #[serde(default)]
     pub lmic_predictor: bool,
+    /// lmic's own key: `"lpc"` when the model was trained on the lpc mapping
+    /// (`lmic train --mapping lpc`); absent or `"classic"` otherwise.
+    #[serde(default)]
+    pub lmic_mapping: Option<String>,
 }
 
 fn default_eps() -> f64 {
@@ -125,6 +129,8 @@ pub struct Model {
     pub spec: String,
     /// Compress through fixed predictors by default (see `Config::lmic_predictor`).
     pub predictor: bool,
+    /// The mapping compression uses by default (see `Config::lmic_mapping`).
+    pub mapping: crate::mapping::Mode,
     pub(crate) rope: forward::Rope,
 }
 
@@ -334,6 +340,15 @@ impl Model {
         }
         let rope = forward::Rope::new(c);
         let predictor = c.lmic_predictor;
+        let mapping = match c.lmic_mapping.as_deref() {
+            None | Some("classic") => crate::mapping::Mode::Classic,
+            Some("lpc") => crate::mapping::Mode::Lpc,
+            Some(m) => {
+                return Err(Error::Model(format!(
+                    "config.json: unknown lmic_mapping {m:?} (this lmic knows classic and lpc)"
+                )))
+            }
+        };
         Ok(Model {
             config,
             embed,
@@ -345,6 +360,7 @@ impl Model {
             fingerprint,
             spec,
             predictor,
+            mapping,
             rope,
         })
     }

@@ -6,7 +6,37 @@
 //! MSB-first puts the predictable high bits first so the model can condition
 //! the low characters on them.
 
+pub mod lpc;
+
 use crate::error::{Error, Result};
+
+/// How a file's samples become characters (a file header field; the model
+/// says which one it was trained on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// [`Mapping`]: every sample split into `ceil((bits - drop) / 7)`
+    /// characters, optionally after fixed predictors.
+    Classic = 1,
+    /// [`lpc`]: linear prediction, then one character per sample.
+    Lpc = 2,
+}
+
+impl Mode {
+    pub fn from_u8(v: u8) -> Option<Mode> {
+        match v {
+            1 => Some(Mode::Classic),
+            2 => Some(Mode::Lpc),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Classic => "classic",
+            Mode::Lpc => "lpc",
+        }
+    }
+}
 
 /// Parameters of one frame's mapping. All of them are either stored in the
 /// file or derived from stored values, so the decoder rebuilds the same one.
