@@ -605,6 +605,17 @@ fn same_file_whatever_the_thread_count() {
     .unwrap()
     .0;
     assert!(small == files[0]);
+    let one_batch = compress_with(
+        model(),
+        &w,
+        &Options {
+            batch_tokens: 1 << 20,
+            ..o.clone()
+        },
+    )
+    .unwrap()
+    .0;
+    assert!(one_batch == files[0]);
     // Nor does the machine's load: two threads spinning beside the run.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let spinners: Vec<_> = (0..2)
