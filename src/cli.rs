@@ -120,7 +120,7 @@ pub enum Command {
     /// Compare lmic with flac, wavpack, xz, zstd and gzip on WAV files.
     Bench {
         /// WAV files or directories of them.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "speed")]
         inputs: Vec<PathBuf>,
         /// Model spec as for compress (default: the built-in model).
         #[arg(long)]
@@ -144,6 +144,13 @@ pub enum Command {
         /// input (0: all).
         #[arg(long, default_value_t = 200, requires = "paper")]
         chunks: usize,
+        /// Instead: the forward pass's FLOP/s in compression's and
+        /// decompression's shapes against a large matmul's (the peak).
+        #[arg(long, conflicts_with_all = ["paper", "plot"])]
+        speed: bool,
+        /// Worker threads for --speed (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Describe an .lmc file (no model needed).
     Info { input: PathBuf },
@@ -380,9 +387,22 @@ where
             plot,
             paper,
             chunks,
+            speed,
+            threads,
         } => {
-            let files = crate::bench::collect_files(&inputs)?;
+            set_threads(threads)?;
             let model = model.unwrap_or_else(|| builtin::DEFAULT.to_string());
+            if speed {
+                let o = Options::default();
+                let s = crate::bench::speed::speed(&Model::load(&model)?, o.batch_tokens, o.decode_group)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap());
+                } else {
+                    print!("{}", crate::bench::speed::table(&s));
+                }
+                return Ok(());
+            }
+            let files = crate::bench::collect_files(&inputs)?;
             let context = match context {
                 Some(c) => c,
                 None => default_context(&Model::load(&model)?),
@@ -514,7 +534,7 @@ pub fn format_info(i: &pipeline::Info) -> String {
         crate::wav::SampleKind::Float => "float",
     };
     format!(
-        "format:          lmic v{} (.lmc)\n\
+        "format:          lmic .lmc, {} mapping\n\
          audio:           {} Hz, {} channel(s), {}-bit {kind} PCM, {:.3} s, {} samples\n\
          original size:   {} bytes\n\
          compressed size: {} bytes ({:.2}% of original)\n\
@@ -526,7 +546,7 @@ pub fn format_info(i: &pipeline::Info) -> String {
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
          payload:         {} bytes of chunks, {} bytes of dropped bits\n\
          sha256:          {}\n",
-        crate::container::VERSION,
+        h.mapping.name(),
         f.sample_rate,
         f.channels,
         f.bits(),

@@ -1253,6 +1253,51 @@ mod builtin {
         }
     }
 
+    /// `lmic bench --speed`: FLOP/s of the built-in model's forward pass in
+    /// both pipeline shapes against a large product's; the FLOP count is the
+    /// architecture's (4 layers, hidden 128, MLP 384, vocabulary 130, mean
+    /// attention span 128.5 of 256 positions).
+    #[test]
+    fn bench_speed_counts_flops() {
+        let out = lmic()
+            .args(["bench", "--speed", "--json", "--threads", "1"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let per_layer = 2 * (128 * 128 * 4 + 3 * 128 * 384) as u64 + 4 * 128 * 257 / 2;
+        let want = 4 * per_layer + 2 * 128 * 130;
+        assert_eq!(v["flops_per_token"].as_f64().unwrap(), want as f64, "{v}");
+        assert_eq!(v["threads"], 1);
+        for k in ["peak_gflops", "encode_gflops", "decode_gflops"] {
+            assert!(v[k].as_f64().unwrap() > 0.1, "{k}: {v}");
+        }
+        let (t, g) = (v["encode_tokens_per_s"].as_f64().unwrap(), v["encode_gflops"].as_f64().unwrap());
+        assert!((t * want as f64 / 1e9 - g).abs() < 1e-6 * g, "{v}");
+    }
+
+    /// A version 2 file (classic mapping, made by lmic:audio-v1 before the
+    /// lpc mapping existed: a 24-bit clip from the fuzz seeds) still decodes
+    /// and verifies with this lmic.
+    #[test]
+    fn version_2_files_still_decode() {
+        let lmc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2-audio-v1.lmc");
+        let out = lmic()
+            .args(["decompress", "-q"])
+            .arg(&lmc)
+            .arg("-")
+            .assert()
+            .success();
+        let wav = &out.get_output().stdout;
+        assert_eq!(wav.len(), 656);
+        assert_eq!(&wav[..4], b"RIFF");
+        let info = lmic().arg("info").arg(&lmc).assert().success();
+        let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
+        assert!(info.contains("classic mapping") && info.contains("lmic:audio-v1"), "{info}");
+    }
+
     #[test]
     fn unknown_builtin_names_the_ones_there_are() {
         let e = Model::load("lmic:nope").err().unwrap().to_string();

@@ -6,6 +6,7 @@
 
 pub mod paper;
 pub mod plot;
+pub mod speed;
 
 use crate::error::{Error, IoContext, Result};
 use serde::Serialize;

@@ -1,0 +1,139 @@
+//! `lmic bench --speed`: the forward pass's achieved FLOP/s against the
+//! machine's peak for a large f32 matrix product, measured in the same run,
+//! in the two shapes the pipeline uses (compression: parallel batches of
+//! whole chunks; decompression: parallel groups stepped a token at a time).
+//! The end-to-end real-time factors come from `lmic bench FILE` (child
+//! processes, verified round trips); this measures the kernels alone.
+
+use crate::error::Result;
+use crate::model::kernels::Linear;
+use crate::model::{KvCache, Model, Row};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Speed {
+    pub threads: usize,
+    /// A 2048×576 by 576×1536 product through lmic's matmul kernel, all threads.
+    pub peak_gflops: f64,
+    pub context: usize,
+    pub flops_per_token: f64,
+    pub encode_tokens_per_s: f64,
+    pub encode_gflops: f64,
+    pub decode_tokens_per_s: f64,
+    pub decode_gflops: f64,
+}
+
+/// Floating-point operations to compute one token's logits at position
+/// `pos` (multiply and add counted apart): the matrix products, and the
+/// attention's scores and weighted values over `pos + 1` keys.
+fn flops_at(model: &Model, pos: usize) -> f64 {
+    let c = &model.config;
+    let (hs, is) = (c.hidden_size as f64, c.intermediate_size as f64);
+    let kvd = (c.kv_heads() * c.head_dim()) as f64;
+    let per_layer = 2.0 * (hs * hs * 2.0 + hs * kvd * 2.0 + 3.0 * hs * is) + 4.0 * hs * (pos + 1) as f64;
+    c.num_hidden_layers as f64 * per_layer + 2.0 * hs * c.vocab_size as f64
+}
+
+fn peak_gflops() -> f64 {
+    let (m, k, n) = (2048usize, 576usize, 1536usize);
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 * 0.01).collect();
+    let l = Linear::new(&w, n, k);
+    let mut o = vec![0f32; m * n];
+    l.forward(&x, m, &mut o);
+    let reps = 10;
+    let t = Instant::now();
+    for _ in 0..reps {
+        l.forward(&x, m, &mut o);
+    }
+    2.0 * (m * n * k * reps) as f64 / t.elapsed().as_secs_f64() / 1e9
+}
+
+/// Tokens whose logits are computed in `secs`, as the pipeline batches them.
+fn run(model: &Model, ctx: usize, tasks: usize, per_task: usize, step: bool) -> Result<f64> {
+    let start = model.start_token;
+    let t = Instant::now();
+    (0..tasks)
+        .into_par_iter()
+        .map(|task| -> Result<()> {
+            let token = |s: usize, p: usize| ((task * 31 + s * 7 + p * 13) % 128) as u32;
+            let m = per_task;
+            if step {
+                let mut cache = KvCache::for_steps(model, m, ctx);
+                for pos in 0..ctx {
+                    let rows: Vec<Row> = (0..m)
+                        .map(|seq| Row {
+                            seq,
+                            pos,
+                            token: if pos == 0 { start } else { token(seq, pos) },
+                        })
+                        .collect();
+                    let h = model.forward(&mut cache, &rows)?;
+                    std::hint::black_box(model.logits(&h, m));
+                }
+            } else {
+                let mut cache = KvCache::for_full_pass(model, m, ctx);
+                let rows: Vec<Row> = (0..m)
+                    .flat_map(|seq| {
+                        (0..ctx).map(move |pos| Row {
+                            seq,
+                            pos,
+                            token: if pos == 0 { start } else { token(seq, pos) },
+                        })
+                    })
+                    .collect();
+                let h = model.forward(&mut cache, &rows)?;
+                std::hint::black_box(model.logits(&h, rows.len()));
+            }
+            Ok(())
+        })
+        .collect::<Result<Vec<()>>>()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// `batch_tokens` and `decode_group` as `pipeline::Options` has them.
+pub fn speed(model: &Model, batch_tokens: usize, decode_group: usize) -> Result<Speed> {
+    let threads = rayon::current_num_threads();
+    let ctx = (model.config.max_position_embeddings - 1).min(256);
+    let flops_per_token = (0..ctx).map(|p| flops_at(model, p)).sum::<f64>() / ctx as f64;
+    let peak = peak_gflops();
+    let enc_chunks = (batch_tokens / ctx).max(1);
+    // Enough work for a few seconds per shape, spread over every thread.
+    let tasks = 16 * threads;
+    run(model, ctx, threads, enc_chunks, false)?; // warm-up
+    let enc_s = run(model, ctx, tasks, enc_chunks, false)?;
+    let dec_s = run(model, ctx, tasks, decode_group, true)?;
+    let enc_tokens = (tasks * enc_chunks * ctx) as f64;
+    let dec_tokens = (tasks * decode_group * ctx) as f64;
+    Ok(Speed {
+        threads,
+        peak_gflops: peak,
+        context: ctx,
+        flops_per_token,
+        encode_tokens_per_s: enc_tokens / enc_s,
+        encode_gflops: enc_tokens * flops_per_token / enc_s / 1e9,
+        decode_tokens_per_s: dec_tokens / dec_s,
+        decode_gflops: dec_tokens * flops_per_token / dec_s / 1e9,
+    })
+}
+
+pub fn table(s: &Speed) -> String {
+    format!(
+        "threads {}; model context {} tokens, {:.2} MFLOP per token (mean over positions)\n\
+         peak, 2048x576 by 576x1536 f32 product:   {:8.1} GFLOP/s\n\
+         compression forward (batches of whole chunks): {:8.1} GFLOP/s  {:5.1}% of peak  {:9.0} tokens/s\n\
+         decompression forward (groups stepped):      {:8.1} GFLOP/s  {:5.1}% of peak  {:9.0} tokens/s\n",
+        s.threads,
+        s.context,
+        s.flops_per_token / 1e6,
+        s.peak_gflops,
+        s.encode_gflops,
+        100.0 * s.encode_gflops / s.peak_gflops,
+        s.encode_tokens_per_s,
+        s.decode_gflops,
+        100.0 * s.decode_gflops / s.peak_gflops,
+        s.decode_tokens_per_s,
+    )
+}
