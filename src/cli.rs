@@ -73,7 +73,7 @@ pub enum Command {
         output: PathBuf,
         /// Model: a Hugging Face Llama directory, a .gguf file, a Hub id
         /// org/name[@revision] (from the local cache, downloaded if missing),
-        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v1.
+        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v2.
         #[arg(long)]
         model: Option<String>,
         /// Characters per chunk (default: the model's context, at most 2048).
@@ -83,7 +83,9 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         top_k: u32,
         /// Least significant bits per sample stored outside the model
-        /// (default: 1, 2, 3, 4 for 8, 16, 24, 32-bit audio).
+        /// (classic mapping; default 1, 2, 3, 4 for 8, 16, 24, 32-bit audio).
+        /// With the lpc mapping: at least this many (each chunk drops what
+        /// its residuals need).
         #[arg(long)]
         drop_bits: Option<u8>,
         /// How channels are laid out in the model's text.
@@ -270,6 +272,13 @@ where
                 force_coded,
                 mapping: mapping.map(Mode::from),
                 device: common.device.clone(),
+                // A GPU wants hundreds of chunks per pass and a frame is the
+                // most the encoder batches; device_group still caps a pass
+                // at a 4 GiB working set.
+                frame_chunks: match common.device {
+                    crate::model::device::DeviceSpec::Cpu => Options::default().frame_chunks,
+                    _ => 512,
+                },
                 ..Options::default()
             };
             if is_std(&output) && io::stdout().is_terminal() {

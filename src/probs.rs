@@ -87,11 +87,14 @@ impl Dist {
         for &id in order.iter() {
             let p = exps[id as usize] as f64 / z;
             top_mass += p;
-            freqs.push(1 + (p * budget).floor().min(budget) as u32);
+            // `as` truncates toward zero and saturates: the floor of a
+            // non-negative value (and 0 below, budget for NaN via `min`) with
+            // no libm call.
+            freqs.push(1 + (p * budget).min(budget) as u32);
         }
         if has_escape {
             let p_esc = (1.0 - top_mass).max(0.0);
-            freqs.push(1 + (p_esc * budget).floor().min(budget) as u32);
+            freqs.push(1 + (p_esc * budget).min(budget) as u32);
         }
         let sum: u32 = freqs.iter().sum();
         debug_assert!(sum <= TOTAL);

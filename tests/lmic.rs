@@ -1302,7 +1302,7 @@ mod builtin {
     fn unknown_builtin_names_the_ones_there_are() {
         let e = Model::load("lmic:nope").err().unwrap().to_string();
         assert!(
-            e.contains("lmic:nope") && e.contains("lmic:audio-v1"),
+            e.contains("lmic:nope") && e.contains("lmic:audio-v1") && e.contains("lmic:audio-v2"),
             "{e}"
         );
     }

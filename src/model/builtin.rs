@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 pub const PREFIX: &str = "lmic:";
 
 /// The model used when `--model` is not given.
-pub const DEFAULT: &str = "lmic:audio-v1";
+pub const DEFAULT: &str = "lmic:audio-v2";
 
 struct Builtin {
     name: &'static str,
@@ -18,12 +18,22 @@ struct Builtin {
     weights: &'static [u8],
 }
 
-const MODELS: &[Builtin] = &[Builtin {
-    name: "audio-v1",
-    config: include_bytes!("../../models/audio-v1/config.json"),
-    tokenizer: include_bytes!("../../models/audio-v1/tokenizer.json"),
-    weights: include_bytes!("../../models/audio-v1/model.safetensors"),
-}];
+/// audio-v2 (lpc mapping) is the default; audio-v1 (classic mapping) stays
+/// so that files made with it still decode (1.8 MB each).
+const MODELS: &[Builtin] = &[
+    Builtin {
+        name: "audio-v2",
+        config: include_bytes!("../../models/audio-v2/config.json"),
+        tokenizer: include_bytes!("../../models/audio-v2/tokenizer.json"),
+        weights: include_bytes!("../../models/audio-v2/model.safetensors"),
+    },
+    Builtin {
+        name: "audio-v1",
+        config: include_bytes!("../../models/audio-v1/config.json"),
+        tokenizer: include_bytes!("../../models/audio-v1/tokenizer.json"),
+        weights: include_bytes!("../../models/audio-v1/model.safetensors"),
+    },
+];
 
 /// Names of the built-in models, for messages.
 pub fn names() -> Vec<String> {
