@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes the seed inputs of the fuzz corpora (fuzz/corpus/*/seed-*): short WAVs
+# Writes the seed inputs of the fuzz corpora (fuzz/corpus/wav/seed-*, and .lmc entries named by content in container/ and decompress/): short WAVs
 # of every sample format lmic reads, and their .lmc files made with the
 # built-in model. Needs sox and a built lmic (target/release/lmic).
 set -euo pipefail
@@ -28,7 +28,9 @@ for w in "$tmp"/*.wav; do
   n=$(basename "$w" .wav)
   cp "$w" "fuzz/corpus/wav/seed-$n.wav"
   "$lmic" compress -q -f "$w" "$tmp/$n.lmc"
-  cp "$tmp/$n.lmc" "fuzz/corpus/container/seed-$n.lmc"
-  cp "$tmp/$n.lmc" "fuzz/corpus/decompress/seed-$n.lmc"
+  # Named by content like libFuzzer's own entries (*.lmc is git-ignored).
+  h=$(sha1sum "$tmp/$n.lmc" | cut -c1-40)
+  cp "$tmp/$n.lmc" "fuzz/corpus/container/$h"
+  cp "$tmp/$n.lmc" "fuzz/corpus/decompress/$h"
 done
-ls -l fuzz/corpus/*/seed-* | awk '{s+=$5} END {print NR " seeds, " s " bytes"}'
+ls -l fuzz/corpus/wav/seed-* | awk '{s+=$5} END {print NR " WAV seeds, " s " bytes"}'
