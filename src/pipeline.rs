@@ -516,8 +516,7 @@ fn map_lpc(h: &FileHeader, codes: Vec<u32>) -> Result<Mapped> {
     let (ch, bits) = (f.channels as usize, f.bits());
     let shift = mapping::detect_shift(&codes, bits);
     let eff = bits - shift;
-    let mid = 1i64 << (bits - 1);
-    let mut vals: Vec<i64> = codes.iter().map(|&c| (c as i64 - mid) >> shift).collect();
+    let mut vals = lpc::to_signed(&codes, bits, shift);
     let blocks = vals
         .chunks_mut(lpc::BLOCK * ch)
         .map(|b| lpc::encode_block(b, ch, eff))
@@ -559,7 +558,6 @@ fn unmap_lpc(h: &FileHeader, fh: &FrameHeader, chars: &[u8], dropped_bytes: &[u8
     let (ch, bits) = (f.channels as usize, f.bits());
     let shift = fh.shift as u32;
     let eff = bits - shift;
-    let mid = 1i64 << (bits - 1);
     let widths: Vec<u32> = spans
         .iter()
         .zip(&fh.chunks)
@@ -579,8 +577,7 @@ fn unmap_lpc(h: &FileHeader, fh: &FrameHeader, chars: &[u8], dropped_bytes: &[u8
     for (b, p) in vals.chunks_mut(lpc::BLOCK * ch).zip(&fh.blocks) {
         lpc::decode_block(b, ch, eff, p);
     }
-    let mask = (1i64 << bits) - 1;
-    Ok(vals.iter().map(|&v| (((v << shift) + mid) & mask) as u32).collect())
+    Ok(lpc::from_signed(&vals, bits, shift))
 }
 
 fn encode_frame(

@@ -271,13 +271,10 @@ fn make_lpc_example(
     if per_chunk == 0 || frames == 0 {
         return Ok(None);
     }
+    let codes = &codes[..frames * ch];
     let shift = mapping::detect_shift(codes, bits);
-    let (eff, mid) = (bits - shift, 1i64 << (bits - 1));
-    let mut vals: Vec<i64> = codes[..frames * ch]
-        .iter()
-        .map(|&c| (c as i64 - mid) >> shift)
-        .collect();
-    lpc::encode_block(&mut vals, ch, eff);
+    let mut vals = lpc::to_signed(codes, bits, shift);
+    lpc::encode_block(&mut vals, ch, bits - shift);
     let n_chunks = frames.div_ceil(per_chunk);
     let k = ((pick * n_chunks as f64) as usize).min(n_chunks - 1);
     let res = &vals[k * per_chunk * ch..((k + 1) * per_chunk).min(frames) * ch];

@@ -63,8 +63,8 @@ fuzz_target!(|data: &[u8]| {
 fn lpc(codes: &[u32], bits: u32, channels: usize) {
     use lmic::mapping::lpc;
     let shift = mapping::detect_shift(codes, bits);
-    let (eff, mid) = (bits - shift, 1i64 << (bits - 1));
-    let x: Vec<i64> = codes.iter().map(|&c| (c as i64 - mid) >> shift).collect();
+    let eff = bits - shift;
+    let x = lpc::to_signed(codes, bits, shift);
     let mut v = x.clone();
     let b = lpc::encode_block(&mut v, channels, eff);
     let d = lpc::narrow_drop(&v);
@@ -75,4 +75,5 @@ fn lpc(codes: &[u32], bits: u32, channels: usize) {
     assert_eq!(res, v);
     lpc::decode_block(&mut res, channels, eff, &b);
     assert_eq!(res, x);
+    assert_eq!(lpc::from_signed(&res, bits, shift), codes);
 }

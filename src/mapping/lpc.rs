@@ -64,6 +64,20 @@ pub struct Block {
     pub channels: Vec<Predictor>,
 }
 
+/// Offset-binary sample codes of `bits` bits as signed values with the
+/// `shift` wasted low bits removed (all zero, see `detect_shift`), so they
+/// fit `bits - shift` bits.
+pub fn to_signed(codes: &[u32], bits: u32, shift: u32) -> Vec<i64> {
+    let mid = 1i64 << (bits - 1);
+    codes.iter().map(|&c| (c as i64 - mid) >> shift).collect()
+}
+
+/// Inverse of [`to_signed`] (any value is masked back to `bits` bits).
+pub fn from_signed(vals: &[i64], bits: u32, shift: u32) -> Vec<u32> {
+    let (mid, mask) = (1i64 << (bits - 1), (1i64 << bits) - 1);
+    vals.iter().map(|&v| (((v << shift) + mid) & mask) as u32).collect()
+}
+
 /// `v` modulo 2^eff as a signed value in [−2^(eff−1), 2^(eff−1)).
 pub fn wrap(v: i64, eff: u32) -> i64 {
     let half = 1i64 << (eff - 1);
@@ -375,6 +389,12 @@ mod tests {
         ) {
             let n = raw.len() / ch * ch;
             let x: Vec<i64> = raw[..n].iter().map(|&v| wrap(v, eff)).collect();
+            // Codes with wasted low bits and back.
+            for s in [0, (32 - eff).min(3)] {
+                let codes = from_signed(&x, eff + s, s);
+                prop_assert!(codes.iter().all(|&c| c.trailing_zeros() >= s));
+                prop_assert_eq!(&to_signed(&codes, eff + s, s), &x);
+            }
             // Encoder's own choice.
             let mut v = x.clone();
             let b = encode_block(&mut v, ch, eff);
