@@ -62,6 +62,55 @@ fn mapping(c: &mut Criterion) {
     g.finish();
 }
 
+/// The lpc mapping, as a frame of 16-bit mono goes through it: analysis and
+/// prediction per 4096-sample block, narrow split per 256-sample chunk; and
+/// back.
+fn lpc_mapping(c: &mut Criterion) {
+    use lmic::mapping::lpc;
+    let codes = codes(1 << 16);
+    let mut g = c.benchmark_group("lpc mapping");
+    g.throughput(Throughput::Bytes(2 * codes.len() as u64));
+    let split = |vals: &[i64], chars: &mut Vec<u8>, dropped: &mut Vec<u32>| {
+        vals.chunks(256)
+            .map(|r| {
+                let d = lpc::narrow_drop(r);
+                lpc::narrow_split(r, d, chars, dropped);
+                d
+            })
+            .collect::<Vec<u32>>()
+    };
+    g.bench_function("analyse+predict+split 16-bit", |b| {
+        let (mut chars, mut dropped) = (Vec::new(), Vec::new());
+        b.iter(|| {
+            let mut v = lpc::to_signed(&codes, 16, 0);
+            for blk in v.chunks_mut(lpc::BLOCK) {
+                black_box(lpc::encode_block(blk, 1, 16));
+            }
+            chars.clear();
+            dropped.clear();
+            black_box(split(&v, &mut chars, &mut dropped));
+        })
+    });
+    let mut v = lpc::to_signed(&codes, 16, 0);
+    let blocks: Vec<lpc::Block> = v.chunks_mut(lpc::BLOCK).map(|b| lpc::encode_block(b, 1, 16)).collect();
+    let (mut chars, mut dropped) = (Vec::new(), Vec::new());
+    let drops = split(&v, &mut chars, &mut dropped);
+    g.bench_function("join+restore 16-bit", |b| {
+        b.iter(|| {
+            let mut res = Vec::with_capacity(chars.len());
+            for (i, &d) in drops.iter().enumerate() {
+                let s = i * 256..((i + 1) * 256).min(chars.len());
+                lpc::narrow_join(&chars[s.clone()], &dropped[s], d, &mut res);
+            }
+            for (blk, p) in res.chunks_mut(lpc::BLOCK).zip(&blocks) {
+                lpc::decode_block(blk, 1, 16, p);
+            }
+            black_box(lpc::from_signed(&res, 16, 0));
+        })
+    });
+    g.finish();
+}
+
 fn logits(vocab: usize, n: usize) -> Vec<Vec<f32>> {
     let mut s = 7;
     (0..n)
@@ -188,5 +237,5 @@ fn forward(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, mapping, probs, coder, forward);
+criterion_group!(benches, mapping, lpc_mapping, probs, coder, forward);
 criterion_main!(benches);

@@ -767,6 +767,40 @@ mod cli {
         model_dir(1).display().to_string()
     }
 
+    /// `--mapping` overrides the model's: the test model has none (classic),
+    /// `--mapping lpc` makes an lpc file with one token per sample, `lmic
+    /// info` names the mapping, and decompression needs no flag.
+    #[test]
+    fn mapping_flag_overrides_the_model() {
+        let d = tempfile::tempdir().unwrap();
+        let wav = d.path().join("a.wav");
+        let w = Wav::pcm(2, 24, 700, 3).bytes();
+        std::fs::write(&wav, &w).unwrap();
+        for (flag, name, tokens) in [(None, "classic", 700 * 2 * 3), (Some("lpc"), "lpc", 700 * 2)] {
+            let lmc = d.path().join(format!("{name}.lmc"));
+            let mut c = lmic();
+            c.args(["compress", "-q", "--force-coded", "--context", "60", "--model", &model_arg()])
+                .arg(&wav)
+                .arg(&lmc);
+            if let Some(f) = flag {
+                c.args(["--mapping", f]);
+            }
+            c.assert().success();
+            let info = lmic().arg("info").arg(&lmc).assert().success();
+            let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
+            assert!(info.contains(&format!("{name} mapping")), "{info}");
+            assert!(info.contains(&format!("{tokens} tokens")), "{info}");
+            let back = lmic().args(["decompress", "-q"]).arg(&lmc).arg("-").assert().success();
+            assert!(back.get_output().stdout == w);
+        }
+        lmic()
+            .args(["compress", "--mapping", "zip"])
+            .arg(&wav)
+            .arg(d.path().join("x.lmc"))
+            .assert()
+            .failure();
+    }
+
     #[test]
     fn files_pipes_and_info() {
         let d = tempfile::tempdir().unwrap();
@@ -1226,7 +1260,7 @@ mod builtin {
     fn default_model_compresses_real_recordings() {
         let d = tempfile::tempdir().unwrap();
         // Bounds a little above what the shipped model measured (README).
-        for (name, bound) in [("drum_cowbell.wav", 0.70), ("perc_swash.wav", 0.85)] {
+        for (name, bound) in [("drum_cowbell.wav", 0.62), ("perc_swash.wav", 0.70)] {
             let wav = sample(name);
             let lmc = d.path().join("a.lmc");
             let back = d.path().join("a.wav");
