@@ -92,7 +92,10 @@ fn lpc_mapping(c: &mut Criterion) {
         })
     });
     let mut v = lpc::to_signed(&codes, 16, 0);
-    let blocks: Vec<lpc::Block> = v.chunks_mut(lpc::BLOCK).map(|b| lpc::encode_block(b, 1, 16)).collect();
+    let blocks: Vec<lpc::Block> = v
+        .chunks_mut(lpc::BLOCK)
+        .map(|b| lpc::encode_block(b, 1, 16))
+        .collect();
     let (mut chars, mut dropped) = (Vec::new(), Vec::new());
     let drops = split(&v, &mut chars, &mut dropped);
     g.bench_function("join+restore 16-bit", |b| {

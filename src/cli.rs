@@ -2,8 +2,8 @@
 //! exit codes, and so tests can drive it in-process.
 
 use crate::container::Layout;
-use crate::mapping::Mode;
 use crate::error::{Error, IoContext, Result};
+use crate::mapping::Mode;
 use crate::model::{builtin, Model};
 use crate::pipeline::{self, Options};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -403,7 +403,11 @@ where
             let model = model.unwrap_or_else(|| builtin::DEFAULT.to_string());
             if speed {
                 let o = Options::default();
-                let s = crate::bench::speed::speed(&Model::load(&model)?, o.batch_tokens, o.decode_group)?;
+                let s = crate::bench::speed::speed(
+                    &Model::load(&model)?,
+                    o.batch_tokens,
+                    o.decode_group,
+                )?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&s).unwrap());
                 } else {

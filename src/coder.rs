@@ -308,7 +308,10 @@ pub fn decode_dropped(data: &[u8], bits: u32, count: usize) -> Vec<u32> {
 
 /// Packs `values` of `bits` bits each MSB-first.
 pub fn pack_bits(values: &[u32], bits: u32) -> Vec<u8> {
-    pack(values.iter().map(|&v| (v, bits)), values.len() * bits as usize)
+    pack(
+        values.iter().map(|&v| (v, bits)),
+        values.len() * bits as usize,
+    )
 }
 
 /// Inverse of [`pack_bits`]; missing bytes read as zeros (the caller's

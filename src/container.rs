@@ -295,7 +295,11 @@ impl FileHeader {
         } else {
             Vec::new()
         };
-        let mapping = if version >= 3 { i.u8()? } else { Mode::Classic as u8 };
+        let mapping = if version >= 3 {
+            i.u8()?
+        } else {
+            Mode::Classic as u8
+        };
         i.check_seal()?;
         let mapping = match Mode::from_u8(mapping) {
             Some(m) => m,
@@ -516,8 +520,7 @@ impl FrameHeader {
             for _ in 0..(frames as usize).div_ceil(lpc::BLOCK) {
                 let stereo = if ch == 2 {
                     let s = i.u8()?;
-                    Stereo::from_u8(s)
-                        .ok_or_else(|| Error::Corrupt(format!("stereo mode {s}")))?
+                    Stereo::from_u8(s).ok_or_else(|| Error::Corrupt(format!("stereo mode {s}")))?
                 } else {
                     Stereo::Independent
                 };
@@ -714,7 +717,10 @@ mod tests {
         assert_eq!(FileHeader::read(&mut r).unwrap(), h);
         let mut tag = [0u8];
         r.read_exact(&mut tag).unwrap();
-        assert_eq!(FrameHeader::read(&mut r, 5000, 64, 2 << 20, &h.format, mapping).unwrap(), f);
+        assert_eq!(
+            FrameHeader::read(&mut r, 5000, 64, 2 << 20, &h.format, mapping).unwrap(),
+            f
+        );
         r.read_exact(&mut tag).unwrap();
         assert_eq!(Trailer::read(&mut r).unwrap(), t);
         // Any flipped bit in the header is caught.

@@ -447,7 +447,12 @@ struct Mapped {
 
 /// Sample codes → characters (classic mapping), the inverse being
 /// [`unmap_classic`].
-fn map_classic(h: &FileHeader, opts: &Options, model: &Model, mut codes: Vec<u32>) -> Result<Mapped> {
+fn map_classic(
+    h: &FileHeader,
+    opts: &Options,
+    model: &Model,
+    mut codes: Vec<u32>,
+) -> Result<Mapped> {
     let f = h.format;
     let ch = f.channels as usize;
     let order = if opts.predictor.unwrap_or(model.predictor) {
@@ -489,7 +494,12 @@ fn map_classic(h: &FileHeader, opts: &Options, model: &Model, mut codes: Vec<u32
 }
 
 /// Inverse of [`map_classic`].
-fn unmap_classic(h: &FileHeader, fh: &FrameHeader, chars: &[u8], dropped_bytes: &[u8]) -> Result<Vec<u32>> {
+fn unmap_classic(
+    h: &FileHeader,
+    fh: &FrameHeader,
+    chars: &[u8],
+    dropped_bytes: &[u8],
+) -> Result<Vec<u32>> {
     let f = h.format;
     let ch = f.channels as usize;
     let n_codes = fh.frames as usize * ch;
@@ -553,7 +563,13 @@ fn map_lpc(h: &FileHeader, codes: Vec<u32>) -> Result<Mapped> {
 }
 
 /// Inverse of [`map_lpc`].
-fn unmap_lpc(h: &FileHeader, fh: &FrameHeader, chars: &[u8], dropped_bytes: &[u8], spans: &[(usize, usize)]) -> Result<Vec<u32>> {
+fn unmap_lpc(
+    h: &FileHeader,
+    fh: &FrameHeader,
+    chars: &[u8],
+    dropped_bytes: &[u8],
+    spans: &[(usize, usize)],
+) -> Result<Vec<u32>> {
     let f = h.format;
     let (ch, bits) = (f.channels as usize, f.bits());
     let shift = fh.shift as u32;
@@ -569,7 +585,12 @@ fn unmap_lpc(h: &FileHeader, fh: &FrameHeader, chars: &[u8], dropped_bytes: &[u8
     let dropped = coder::unpack_bits_var(dropped_bytes, &widths);
     let mut vals = Vec::with_capacity(chars.len());
     for (&(s, n), c) in spans.iter().zip(&fh.chunks) {
-        lpc::narrow_join(&chars[s..s + n], &dropped[s..s + n], c.drop as u32, &mut vals);
+        lpc::narrow_join(
+            &chars[s..s + n],
+            &dropped[s..s + n],
+            c.drop as u32,
+            &mut vals,
+        );
     }
     if h.layout == Layout::Planar {
         vals = from_planar(&vals, ch);
@@ -761,8 +782,7 @@ fn encode_chunks(
                 // least one). Batching never changes a row's bits here.
                 let mut e = b;
                 let mut rows = 0;
-                while e < coded.len() && (e == b || rows + seq(coded[e]).len() <= bt)
-                {
+                while e < coded.len() && (e == b || rows + seq(coded[e]).len() <= bt) {
                     rows += seq(coded[e]).len();
                     e += 1;
                 }

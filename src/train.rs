@@ -716,9 +716,9 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
         // run's f32 checkpoint.
         let w = candle_core::safetensors::load(p, &Device::Cpu)?;
         for (name, var) in vm.data().lock().unwrap().iter() {
-            let t = w.get(name).ok_or_else(|| {
-                Error::Usage(format!("{}: no tensor {name}", p.display()))
-            })?;
+            let t = w
+                .get(name)
+                .ok_or_else(|| Error::Usage(format!("{}: no tensor {name}", p.display())))?;
             var.set(&t.to_dtype(DType::F32)?)?;
         }
         log(&format!("starting from the weights in {}", p.display()));

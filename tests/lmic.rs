@@ -228,12 +228,22 @@ fn lpc_mapping_round_trips() {
         mapping: Some(Mode::Lpc),
         ..o
     };
-    for (tag, bits, valid) in [(1u16, 8u16, 8u16), (1, 16, 16), (1, 24, 20), (1, 32, 32), (3, 32, 32)] {
+    for (tag, bits, valid) in [
+        (1u16, 8u16, 8u16),
+        (1, 16, 16),
+        (1, 24, 20),
+        (1, 32, 32),
+        (3, 32, 32),
+    ] {
         for ch in [1u16, 2, 3] {
             for frames in [0usize, 1, 7, 45, 200] {
                 let w = Wav::signal(tag, ch, bits, valid, frames, frames as u64);
                 let (lmc, st) = round_trip(&w.bytes(), &lpc(opts()));
-                assert_eq!(st.tokens, (frames * ch as usize) as u64, "one token per sample");
+                assert_eq!(
+                    st.tokens,
+                    (frames * ch as usize) as u64,
+                    "one token per sample"
+                );
                 let planar = lpc(Options {
                     layout: Layout::Planar,
                     ..opts()
@@ -283,7 +293,11 @@ fn lpc_dropped_bits_follow_the_residuals() {
     // The noise is about ±800 codes after prediction (10 bits + sign): ~4
     // dropped bits per sample; the floor makes it 8.
     assert!(st.dropped_bytes * 8 < 4000 * 6, "{}", st.dropped_bytes);
-    assert!(floor.dropped_bytes * 8 >= 4000 * 8, "{}", floor.dropped_bytes);
+    assert!(
+        floor.dropped_bytes * 8 >= 4000 * 8,
+        "{}",
+        floor.dropped_bytes
+    );
 }
 
 #[test]
@@ -776,12 +790,23 @@ mod cli {
         let wav = d.path().join("a.wav");
         let w = Wav::pcm(2, 24, 700, 3).bytes();
         std::fs::write(&wav, &w).unwrap();
-        for (flag, name, tokens) in [(None, "classic", 700 * 2 * 3), (Some("lpc"), "lpc", 700 * 2)] {
+        for (flag, name, tokens) in [
+            (None, "classic", 700 * 2 * 3),
+            (Some("lpc"), "lpc", 700 * 2),
+        ] {
             let lmc = d.path().join(format!("{name}.lmc"));
             let mut c = lmic();
-            c.args(["compress", "-q", "--force-coded", "--context", "60", "--model", &model_arg()])
-                .arg(&wav)
-                .arg(&lmc);
+            c.args([
+                "compress",
+                "-q",
+                "--force-coded",
+                "--context",
+                "60",
+                "--model",
+                &model_arg(),
+            ])
+            .arg(&wav)
+            .arg(&lmc);
             if let Some(f) = flag {
                 c.args(["--mapping", f]);
             }
@@ -790,7 +815,12 @@ mod cli {
             let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
             assert!(info.contains(&format!("{name} mapping")), "{info}");
             assert!(info.contains(&format!("{tokens} tokens")), "{info}");
-            let back = lmic().args(["decompress", "-q"]).arg(&lmc).arg("-").assert().success();
+            let back = lmic()
+                .args(["decompress", "-q"])
+                .arg(&lmc)
+                .arg("-")
+                .assert()
+                .success();
             assert!(back.get_output().stdout == w);
         }
         lmic()
@@ -1308,7 +1338,10 @@ mod builtin {
         for k in ["peak_gflops", "encode_gflops", "decode_gflops"] {
             assert!(v[k].as_f64().unwrap() > 0.1, "{k}: {v}");
         }
-        let (t, g) = (v["encode_tokens_per_s"].as_f64().unwrap(), v["encode_gflops"].as_f64().unwrap());
+        let (t, g) = (
+            v["encode_tokens_per_s"].as_f64().unwrap(),
+            v["encode_gflops"].as_f64().unwrap(),
+        );
         assert!((t * want as f64 / 1e9 - g).abs() < 1e-6 * g, "{v}");
     }
 
@@ -1329,7 +1362,10 @@ mod builtin {
         assert_eq!(&wav[..4], b"RIFF");
         let info = lmic().arg("info").arg(&lmc).assert().success();
         let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
-        assert!(info.contains("classic mapping") && info.contains("lmic:audio-v1"), "{info}");
+        assert!(
+            info.contains("classic mapping") && info.contains("lmic:audio-v1"),
+            "{info}"
+        );
     }
 
     #[test]

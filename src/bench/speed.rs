@@ -32,7 +32,8 @@ fn flops_at(model: &Model, pos: usize) -> f64 {
     let c = &model.config;
     let (hs, is) = (c.hidden_size as f64, c.intermediate_size as f64);
     let kvd = (c.kv_heads() * c.head_dim()) as f64;
-    let per_layer = 2.0 * (hs * hs * 2.0 + hs * kvd * 2.0 + 3.0 * hs * is) + 4.0 * hs * (pos + 1) as f64;
+    let per_layer =
+        2.0 * (hs * hs * 2.0 + hs * kvd * 2.0 + 3.0 * hs * is) + 4.0 * hs * (pos + 1) as f64;
     c.num_hidden_layers as f64 * per_layer + 2.0 * hs * c.vocab_size as f64
 }
 

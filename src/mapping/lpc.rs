@@ -75,7 +75,9 @@ pub fn to_signed(codes: &[u32], bits: u32, shift: u32) -> Vec<i64> {
 /// Inverse of [`to_signed`] (any value is masked back to `bits` bits).
 pub fn from_signed(vals: &[i64], bits: u32, shift: u32) -> Vec<u32> {
     let (mid, mask) = (1i64 << (bits - 1), (1i64 << bits) - 1);
-    vals.iter().map(|&v| (((v << shift) + mid) & mask) as u32).collect()
+    vals.iter()
+        .map(|&v| (((v << shift) + mid) & mask) as u32)
+        .collect()
 }
 
 /// `v` modulo 2^eff as a signed value in [−2^(eff−1), 2^(eff−1)).
@@ -237,8 +239,7 @@ fn interleave(chans: &[Vec<i64>], vals: &mut [i64]) {
 /// residuals and returns the parameters that undo it.
 pub fn encode_block(vals: &mut [i64], ch: usize, eff: u32) -> Block {
     let chans = deinterleave(vals, ch);
-    let mut analysed: Vec<(Predictor, Vec<i64>)> =
-        chans.iter().map(|x| analyse(x, eff)).collect();
+    let mut analysed: Vec<(Predictor, Vec<i64>)> = chans.iter().map(|x| analyse(x, eff)).collect();
     let mut stereo = Stereo::Independent;
     if ch == 2 {
         let side: Vec<i64> = chans[0]

@@ -366,7 +366,9 @@ mod tests {
             let x = if i < 1_000_000 {
                 -90.0 + i as f32 * 1.8e-4
             } else {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 f32::from_bits((s >> 32) as u32)
             };
             if x.is_nan() {
@@ -377,7 +379,20 @@ mod tests {
             let y = x.clamp(-200.0, 200.0);
             assert_eq!(floor_small(y), y.floor(), "{y}");
         }
-        for v in [0.0f64, 0.3, 1.0, 7.999, 65535.9, 65536.0, 1e9, -0.5, -3.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+        for v in [
+            0.0f64,
+            0.3,
+            1.0,
+            7.999,
+            65535.9,
+            65536.0,
+            1e9,
+            -0.5,
+            -3.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ] {
             let budget = 65536.0f64;
             assert_eq!(v.min(budget) as u32, v.floor().min(budget) as u32, "{v}");
         }
