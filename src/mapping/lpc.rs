@@ -258,12 +258,9 @@ pub fn encode_block(vals: &mut [i64], ch: usize, eff: u32) -> Block {
             analysed[0] = s;
         }
     }
-    let res: Vec<Vec<i64>> = analysed.iter().map(|a| a.1.clone()).collect();
+    let (channels, res): (Vec<Predictor>, Vec<Vec<i64>>) = analysed.into_iter().unzip();
     interleave(&res, vals);
-    Block {
-        stereo,
-        channels: analysed.into_iter().map(|a| a.0).collect(),
-    }
+    Block { stereo, channels }
 }
 
 /// Inverse of [`encode_block`].
