@@ -12,8 +12,7 @@ use crate::error::{Error, Result};
 
 /// How a file's samples become characters (a file header field; the model
 /// says which one it was trained on).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// [`Mapping`]: every sample split into `ceil((bits - drop) / 7)`
     /// characters, optionally after fixed predictors.
