@@ -48,7 +48,7 @@ sox "$src" -r 16000 -b "$bits" -c 1 "$tmp/in.wav" repeat "$reps" trim 0 "${sampl
 echo "input: $(stat -c %s "$tmp/in.wav") bytes, $samples $bits-bit samples ($secs s at 16 kHz), model ${MODEL:-default}"
 want=$(sha256sum < "$tmp/in.wav" | cut -d' ' -f1)
 
-sample_rss() { # name pattern of the process to watch
+sample_rss() { # pgrep -f pattern matching only the lmic process to watch
   local pid start=$SECONDS
   for _ in $(seq 50); do pid=$(pgrep -n -f "$1" || true); [ -n "$pid" ] && break; sleep 0.1; done
   [ -n "$pid" ] || return 0
@@ -64,13 +64,13 @@ report() { # label, GNU time output file
     printf "%s: wall %s, peak RSS %.1f MiB\n", l, e, m/1024}' "$2"
 }
 
-sample_rss "lmic compress" &
+sample_rss "^$lmic compress .*$tmp/big.lmc" &
 cat "$tmp/in.wav" | /usr/bin/time -v -o "$tmp/c.time" "$lmic" compress -q -f "${model_args[@]}" - "$tmp/big.lmc"
 wait
 report "compress (stdin pipe -> file)" "$tmp/c.time"
 echo "compressed: $(stat -c %s "$tmp/big.lmc") bytes"
 
-sample_rss "lmic decompress" &
+sample_rss "^$lmic decompress .*$tmp/big.lmc" &
 got=$( { /usr/bin/time -v -o "$tmp/d.time" "$lmic" decompress -q "${model_args[@]}" "$tmp/big.lmc" - | sha256sum | cut -d' ' -f1; } )
 wait
 report "decompress (file -> stdout pipe)" "$tmp/d.time"
