@@ -6,8 +6,9 @@
 //! ideal code length. Decoding never panics on garbage: it produces garbage
 //! symbols that the container's checksums reject.
 
-/// Bits of the total frequency the coder accepts.
-pub const MAX_TOTAL_BITS: u32 = 16;
+/// Bits of the total frequency the coder accepts; `probs` quantises to
+/// exactly this total, and a file records it.
+pub const TOTAL_BITS: u32 = 16;
 const TOP: u32 = 1 << 24;
 /// Trailing zero bytes the encoder may leave out; the decoder supplies them.
 /// A valid stream is read exactly to its unshortened length, never further.
@@ -44,7 +45,7 @@ impl Encoder {
     /// Codes the interval `[cum, cum + freq)` of `total`.
     #[inline]
     pub fn encode(&mut self, cum: u32, freq: u32, total: u32) {
-        debug_assert!(freq > 0 && cum + freq <= total && total <= 1 << MAX_TOTAL_BITS);
+        debug_assert!(freq > 0 && cum + freq <= total && total <= 1 << TOTAL_BITS);
         let r = self.range / total;
         self.low += r as u64 * cum as u64;
         // The last interval also takes the remainder of the division, so the

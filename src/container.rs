@@ -21,8 +21,9 @@
 //! anything is allocated.
 
 use crate::error::{Error, Result};
+use crate::mapping::classic::{self, DroppedMode};
 use crate::mapping::lpc::{self, Predictor, Stereo};
-use crate::mapping::Mode;
+use crate::mapping::{FrameParams, Kind, Layout};
 use crate::wav::{Format, SampleKind};
 use std::io::Read;
 
@@ -93,14 +94,14 @@ impl Out {
 }
 
 /// Reads from a stream with a running CRC32 and a name for error messages.
-pub struct In<'a, R: Read> {
+pub struct In<'a, R: Read + ?Sized> {
     r: &'a mut R,
     crc: crc32fast::Hasher,
     what: &'static str,
     pub consumed: u64,
 }
 
-impl<'a, R: Read> In<'a, R> {
+impl<'a, R: Read + ?Sized> In<'a, R> {
     pub fn new(r: &'a mut R, what: &'static str) -> Self {
         In {
             r,
@@ -185,24 +186,14 @@ pub fn crc_matches(stored: u32, computed: u32) -> bool {
     cfg!(fuzzing) || stored == computed
 }
 
-pub fn read_exact<R: Read>(r: &mut R, b: &mut [u8], what: &str) -> Result<()> {
-    let mut got = 0;
-    while got < b.len() {
-        match r.read(&mut b[got..]) {
-            Ok(0) => return Err(Error::Corrupt(format!("truncated {what}"))),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("reading .lmc", e)),
-        }
+/// Fills `b` or fails naming `what` as truncated.
+pub fn read_exact<R: Read + ?Sized>(r: &mut R, b: &mut [u8], what: &str) -> Result<()> {
+    if crate::io::read_full(r, b, ".lmc")? < b.len() {
+        return Err(Error::Corrupt(format!("truncated {what}")));
     }
     Ok(())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    Interleaved,
-    Planar,
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileHeader {
@@ -225,7 +216,7 @@ pub struct FileHeader {
     /// With `FORWARD_DEVICE`: the device family (`cuda`, `candle-cpu`).
     pub device: String,
     /// How samples become characters (version 2 files: classic).
-    pub mapping: Mode,
+    pub mapping: Kind,
 }
 
 impl FileHeader {
@@ -258,7 +249,7 @@ impl FileHeader {
         o.seal();
     }
 
-    pub fn read<R: Read>(r: &mut R) -> Result<FileHeader> {
+    pub fn read<R: Read + ?Sized>(r: &mut R) -> Result<FileHeader> {
         let mut i = In::new(r, "file header");
         let mut magic = [0u8; 8];
         read_exact(i.r, &mut magic, "file header")
@@ -298,10 +289,10 @@ impl FileHeader {
         let mapping = if version >= 3 {
             i.u8()?
         } else {
-            Mode::Classic as u8
+            Kind::Classic as u8
         };
         i.check_seal()?;
-        let mapping = match Mode::from_u8(mapping) {
+        let mapping = match Kind::from_u8(mapping) {
             Some(m) => m,
             None => {
                 return Err(Error::Container(format!(
@@ -328,7 +319,7 @@ impl FileHeader {
         if frame_chunks == 0 || frame_chunks > MAX_FRAME_CHUNKS {
             return bad(format!("{frame_chunks} chunks per frame"));
         }
-        if freq_bits as u32 != crate::probs::FREQ_BITS {
+        if freq_bits as u32 != crate::coder::TOTAL_BITS {
             return bad(format!("coder precision {freq_bits}"));
         }
         if forward_mode != FORWARD_ROWWISE_F32 && forward_mode != FORWARD_DEVICE {
@@ -378,31 +369,31 @@ pub enum ChunkKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkEntry {
     pub kind: ChunkKind,
+    /// Tokens of a coded chunk ([`ONE_PER_CHAR`]: as many as characters).
     pub tokens: u32,
+    /// Payload bytes.
     pub len: u32,
-    /// Low bits of each residual stored outside the model (lpc mapping;
-    /// always 0 with the classic one, whose frames carry `drop`).
-    pub drop: u8,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DroppedMode {
-    Raw,
-    Adaptive,
+/// Token count stored for a coded chunk with one token per character (every
+/// chunk of a character-level model): the decoder knows the character count.
+pub const ONE_PER_CHAR: u32 = 0;
+
+/// Caps on what one frame header may declare, derived from the file header
+/// before anything is allocated.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameLimits {
+    pub sample_frames: u32,
+    pub chunks: u32,
+    pub chunk_bytes: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FrameHeader {
     /// Sample frames (one sample per channel) in this frame.
-    pub frames: u32,
-    pub shift: u8,
-    pub drop: u8,
-    /// Fixed predictor order applied before the mapping (0: none; classic
-    /// mapping only).
-    pub predictor: u8,
-    /// Linear predictors, one per `lpc::BLOCK` sample frames (lpc mapping).
-    pub blocks: Vec<lpc::Block>,
-    pub dropped_mode: DroppedMode,
+    pub sample_frames: u32,
+    /// The mapping's parameters; the variant is the file's mapping.
+    pub params: FrameParams,
     pub dropped_len: u32,
     pub dropped_crc: u32,
     /// CRC32 of all chunk payloads, in order.
@@ -414,35 +405,38 @@ pub const TAG_FRAME: u8 = 1;
 pub const TAG_END: u8 = 0;
 
 impl FrameHeader {
-    pub fn write(&self, o: &mut Out, mapping: Mode) {
+    pub fn write(&self, o: &mut Out) {
+        // The fields of both mappings have fixed places (version 3's
+        // layout): a mapping without them writes zeros.
+        let (shift, drop, predictor, mode) = match &self.params {
+            FrameParams::Classic(p) => (p.shift, p.drop, p.predictor, p.dropped_mode.to_u8()),
+            FrameParams::Lpc(p) => (p.shift, 0, 0, DroppedMode::Raw.to_u8()),
+        };
         o.u8(TAG_FRAME);
-        o.u32(self.frames);
-        o.u8(self.shift);
-        o.u8(self.drop);
-        o.u8(self.predictor);
-        o.u8(match self.dropped_mode {
-            DroppedMode::Raw => 0,
-            DroppedMode::Adaptive => 1,
-        });
+        o.u32(self.sample_frames);
+        o.u8(shift);
+        o.u8(drop);
+        o.u8(predictor);
+        o.u8(mode);
         o.u32(self.dropped_len);
         o.u32(self.dropped_crc);
         o.u32(self.payload_crc);
         o.u32(self.chunks.len() as u32);
         // Entries are a few bytes each: with short contexts fixed-width
         // fields and a CRC per chunk cost several per cent of the output.
-        for c in &self.chunks {
+        for (i, c) in self.chunks.iter().enumerate() {
             let kind = match c.kind {
                 ChunkKind::Coded => 0,
                 ChunkKind::Verbatim => 1,
             };
             o.varint(c.tokens << 1 | kind);
             o.varint(c.len);
-            if mapping == Mode::Lpc {
-                o.u8(c.drop);
+            if let FrameParams::Lpc(p) = &self.params {
+                o.u8(p.chunk_drops[i]);
             }
         }
-        if mapping == Mode::Lpc {
-            for b in &self.blocks {
+        if let FrameParams::Lpc(p) = &self.params {
+            for b in &p.blocks {
                 if b.channels.len() == 2 {
                     o.u8(b.stereo as u8);
                 }
@@ -460,20 +454,17 @@ impl FrameHeader {
         o.seal();
     }
 
-    /// Reads a frame header after its tag. `max_frames` and `max_chunks`
-    /// come from the file header; `max_chunk_len` bounds one payload.
-    pub fn read<R: Read>(
+    /// Reads a frame header after its tag.
+    pub fn read<R: Read + ?Sized>(
         r: &mut R,
-        max_frames: u32,
-        max_chunks: u32,
-        max_chunk_len: u32,
+        limits: &FrameLimits,
         format: &Format,
-        mapping: Mode,
+        mapping: Kind,
     ) -> Result<FrameHeader> {
         let bits = format.bits();
         let mut i = In::new(r, "frame header");
         i.crc.update(&[TAG_FRAME]);
-        let frames = i.u32()?;
+        let sample_frames = i.u32()?;
         let shift = i.u8()?;
         let drop = i.u8()?;
         let predictor = i.u8()?;
@@ -482,13 +473,16 @@ impl FrameHeader {
         let dropped_crc = i.u32()?;
         let payload_crc = i.u32()?;
         let n = i.u32()?;
-        if frames == 0 || frames > max_frames {
-            return Err(Error::Corrupt(format!("frame of {frames} sample frames")));
+        if sample_frames == 0 || sample_frames > limits.sample_frames {
+            return Err(Error::Corrupt(format!(
+                "frame of {sample_frames} sample frames"
+            )));
         }
-        if n > max_chunks {
+        if n > limits.chunks {
             return Err(Error::Corrupt(format!("frame of {n} chunks")));
         }
         let mut chunks = Vec::with_capacity(n as usize);
+        let mut chunk_drops = Vec::new();
         for _ in 0..n {
             let v = i.varint()?;
             let kind = if v & 1 == 0 {
@@ -498,90 +492,107 @@ impl FrameHeader {
             };
             let tokens = v >> 1;
             let len = i.varint()?;
-            if len > max_chunk_len || tokens > max_chunk_len * 8 {
+            if len > limits.chunk_bytes || tokens > limits.chunk_bytes * 8 {
                 return Err(Error::Corrupt(format!(
                     "chunk of {len} bytes, {tokens} tokens"
                 )));
             }
-            let drop = if mapping == Mode::Lpc { i.u8()? } else { 0 };
-            if drop as u32 >= bits {
-                return Err(Error::Corrupt(format!("chunk drops {drop} bits")));
+            if mapping == Kind::Lpc {
+                let drop = i.u8()?;
+                if drop as u32 >= bits {
+                    return Err(Error::Corrupt(format!("chunk drops {drop} bits")));
+                }
+                chunk_drops.push(drop);
             }
-            chunks.push(ChunkEntry {
-                kind,
-                tokens,
-                len,
-                drop,
-            });
+            chunks.push(ChunkEntry { kind, tokens, len });
         }
         let mut blocks = Vec::new();
-        if mapping == Mode::Lpc {
+        if mapping == Kind::Lpc {
             let ch = format.channels as usize;
-            for _ in 0..(frames as usize).div_ceil(lpc::BLOCK) {
-                let stereo = if ch == 2 {
-                    let s = i.u8()?;
-                    Stereo::from_u8(s).ok_or_else(|| Error::Corrupt(format!("stereo mode {s}")))?
-                } else {
-                    Stereo::Independent
-                };
-                let mut channels = Vec::with_capacity(ch);
-                for _ in 0..ch {
-                    let order = i.u8()? as usize;
-                    if order > lpc::MAX_ORDER {
-                        return Err(Error::Corrupt(format!("prediction order {order}")));
-                    }
-                    let mut p = Predictor::default();
-                    if order > 0 {
-                        p.shift = i.u8()?;
-                        if p.shift > lpc::MAX_SHIFT {
-                            return Err(Error::Corrupt(format!("coefficient shift {}", p.shift)));
-                        }
-                        for _ in 0..order {
-                            let z = i.varint()?;
-                            let c = (z >> 1) as i32 ^ -((z & 1) as i32);
-                            if c.unsigned_abs() > 1 << 16 {
-                                return Err(Error::Corrupt(format!("coefficient {c}")));
-                            }
-                            p.coefs.push(c);
-                        }
-                    }
-                    channels.push(p);
-                }
-                blocks.push(lpc::Block { stereo, channels });
+            for _ in 0..(sample_frames as usize).div_ceil(lpc::BLOCK) {
+                blocks.push(read_block(&mut i, ch)?);
             }
         }
         i.check_seal()?;
-        let dropped_mode = match mode {
-            0 => DroppedMode::Raw,
-            1 => DroppedMode::Adaptive,
-            m => return Err(Error::Corrupt(format!("dropped-bit mode {m}"))),
-        };
+        let dropped_mode = DroppedMode::from_u8(mode)
+            .ok_or_else(|| Error::Corrupt(format!("dropped-bit mode {mode}")))?;
         if shift as u32 >= bits || drop as u32 >= bits {
             return Err(Error::Corrupt(format!("shift {shift}, drop {drop}")));
         }
-        if predictor as u32 > crate::mapping::MAX_ORDER {
+        if predictor as u32 > classic::MAX_ORDER {
             return Err(Error::Corrupt(format!("predictor order {predictor}")));
         }
         // Raw size is the bound: adaptive coding is used only when smaller.
-        let max_dropped = (frames as u64 * max_chunks as u64 * 4).min(u32::MAX as u64);
+        let max_dropped = (sample_frames as u64 * limits.chunks as u64 * 4).min(u32::MAX as u64);
         if dropped_len as u64 > max_dropped + 16 {
             return Err(Error::Corrupt(format!(
                 "dropped-bit stream of {dropped_len} bytes"
             )));
         }
+        let params = match mapping {
+            Kind::Classic => FrameParams::Classic(classic::Params {
+                shift,
+                drop,
+                predictor,
+                dropped_mode,
+            }),
+            Kind::Lpc => {
+                if drop != 0 || predictor != 0 || dropped_mode != DroppedMode::Raw {
+                    return Err(Error::Corrupt(
+                        "lpc frame with classic-mapping parameters".into(),
+                    ));
+                }
+                FrameParams::Lpc(lpc::Params {
+                    shift,
+                    chunk_drops,
+                    blocks,
+                })
+            }
+        };
         Ok(FrameHeader {
-            frames,
-            shift,
-            drop,
-            predictor,
-            blocks,
-            dropped_mode,
+            sample_frames,
+            params,
             dropped_len,
             dropped_crc,
             payload_crc,
             chunks,
         })
     }
+}
+
+/// One lpc predictor block: the stereo mode (stereo only), then per channel
+/// the order, coefficient shift and zigzag-LEB128 coefficients.
+fn read_block<R: Read + ?Sized>(i: &mut In<'_, R>, ch: usize) -> Result<lpc::Block> {
+    let stereo = if ch == 2 {
+        let s = i.u8()?;
+        Stereo::from_u8(s).ok_or_else(|| Error::Corrupt(format!("stereo mode {s}")))?
+    } else {
+        Stereo::Independent
+    };
+    let mut channels = Vec::with_capacity(ch);
+    for _ in 0..ch {
+        let order = i.u8()? as usize;
+        if order > lpc::MAX_ORDER {
+            return Err(Error::Corrupt(format!("prediction order {order}")));
+        }
+        let mut p = Predictor::default();
+        if order > 0 {
+            p.shift = i.u8()?;
+            if p.shift > lpc::MAX_SHIFT {
+                return Err(Error::Corrupt(format!("coefficient shift {}", p.shift)));
+            }
+            for _ in 0..order {
+                let z = i.varint()?;
+                let c = (z >> 1) as i32 ^ -((z & 1) as i32);
+                if c.unsigned_abs() > 1 << 16 {
+                    return Err(Error::Corrupt(format!("coefficient {c}")));
+                }
+                p.coefs.push(c);
+            }
+        }
+        channels.push(p);
+    }
+    Ok(lpc::Block { stereo, channels })
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -602,7 +613,7 @@ impl Trailer {
         o.seal();
     }
 
-    pub fn read<R: Read>(r: &mut R) -> Result<Trailer> {
+    pub fn read<R: Read + ?Sized>(r: &mut R) -> Result<Trailer> {
         let mut i = In::new(r, "trailer");
         i.crc.update(&[TAG_END]);
         let partial = i.blob(256, "partial frame")?;
@@ -643,31 +654,34 @@ mod tests {
             model_spec: "models/x".into(),
             fingerprint: [7; 32],
             start_token: 1,
-            mapping: Mode::Classic,
+            mapping: Kind::Classic,
         }
     }
 
     #[test]
     fn structures_round_trip() {
-        for mapping in [Mode::Classic, Mode::Lpc] {
+        for mapping in Kind::ALL {
             round_trip(mapping);
         }
     }
 
-    fn round_trip(mapping: Mode) {
+    fn round_trip(mapping: Kind) {
         let h = FileHeader {
             mapping,
             ..header()
         };
-        let lpc = mapping == Mode::Lpc;
         let p = |coefs: Vec<i32>| Predictor { shift: 13, coefs };
-        let f = FrameHeader {
-            frames: 5000,
-            shift: 1,
-            drop: if lpc { 0 } else { 2 },
-            predictor: if lpc { 0 } else { 2 },
-            blocks: if lpc {
-                vec![
+        let params = match mapping {
+            Kind::Classic => FrameParams::Classic(classic::Params {
+                shift: 1,
+                drop: 2,
+                predictor: 2,
+                dropped_mode: DroppedMode::Adaptive,
+            }),
+            Kind::Lpc => FrameParams::Lpc(lpc::Params {
+                shift: 1,
+                chunk_drops: vec![0, 9],
+                blocks: vec![
                     lpc::Block {
                         stereo: Stereo::LeftSide,
                         channels: vec![p(vec![-16384, 16383, 0]), Predictor::default()],
@@ -676,11 +690,12 @@ mod tests {
                         stereo: Stereo::Independent,
                         channels: vec![p(vec![1; 32]), p(vec![-7])],
                     },
-                ]
-            } else {
-                vec![]
-            },
-            dropped_mode: DroppedMode::Adaptive,
+                ],
+            }),
+        };
+        let f = FrameHeader {
+            sample_frames: 5000,
+            params,
             dropped_len: 9,
             dropped_crc: 5,
             payload_crc: 6,
@@ -689,13 +704,11 @@ mod tests {
                     kind: ChunkKind::Verbatim,
                     tokens: 0,
                     len: 4,
-                    drop: 0,
                 },
                 ChunkEntry {
                     kind: ChunkKind::Coded,
                     tokens: 300,
                     len: 1 << 20,
-                    drop: if lpc { 9 } else { 0 },
                 },
             ],
         };
@@ -707,7 +720,7 @@ mod tests {
         let mut o = Out::default();
         h.write(&mut o);
         let mut o2 = Out::default();
-        f.write(&mut o2, mapping);
+        f.write(&mut o2);
         let mut o3 = Out::default();
         t.write(&mut o3);
         let mut all = o.buf.clone();
@@ -718,7 +731,17 @@ mod tests {
         let mut tag = [0u8];
         r.read_exact(&mut tag).unwrap();
         assert_eq!(
-            FrameHeader::read(&mut r, 5000, 64, 2 << 20, &h.format, mapping).unwrap(),
+            FrameHeader::read(
+                &mut r,
+                &FrameLimits {
+                    sample_frames: 5000,
+                    chunks: 64,
+                    chunk_bytes: 2 << 20
+                },
+                &h.format,
+                mapping
+            )
+            .unwrap(),
             f
         );
         r.read_exact(&mut tag).unwrap();

@@ -23,8 +23,13 @@ pub enum Error {
     ModelMismatch { file: String, loaded: String },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// Options or arguments that cannot work (caught before any output).
     #[error("invalid argument: {0}")]
     Usage(String),
+    /// Valid input this build or machine cannot handle (a file made on a
+    /// device that is absent here).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("checksum mismatch: decoded audio differs from the original (expected sha256 {expected}, got {actual})")]
     Checksum { expected: String, actual: String },
 }

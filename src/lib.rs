@@ -1,20 +1,19 @@
 //! lmic: lossless audio compression with a language model.
 //!
 //! Pipeline order: [`wav`] → [`mapping`] → [`tokens`] → [`model`] → [`probs`]
-//! → [`coder`] → [`container`]; [`pipeline`] ties them together and is the
-//! only module that knows them all.
+//! → [`coder`] → [`container`]; [`codec`] ties them together and is the
+//! only module that knows them all (see ARCHITECTURE.md).
 
-pub mod bench;
-pub mod cli;
+pub mod codec;
 pub mod coder;
 pub mod container;
 pub mod error;
+mod io;
 pub mod mapping;
 pub mod model;
-pub mod pipeline;
 pub mod probs;
 pub mod tokens;
-pub mod train;
 pub mod wav;
 
+pub use codec::{compress, info, DecodeOptions, Decompressor, Info, Options, Stats};
 pub use error::{Error, Result};

@@ -3,12 +3,11 @@
 //! quantisation. Everything here is a pure function of the logits' bits, so
 //! bit-identical logits give bit-identical frequencies on both sides.
 
-use crate::coder::{cost_bits, Decoder, Encoder};
+use crate::coder::{cost_bits, Decoder, Encoder, TOTAL_BITS};
 use crate::model::kernels::exp_slice;
 
-/// Total of the quantised frequencies (the coder's precision).
-pub const FREQ_BITS: u32 = 16;
-const TOTAL: u32 = 1 << FREQ_BITS;
+/// Total of the quantised frequencies: the coder's precision.
+const TOTAL: u32 = 1 << TOTAL_BITS;
 
 /// The coding distribution of one position.
 #[derive(Debug, Clone, Default)]

@@ -70,20 +70,12 @@ pub struct Header {
 const MAX_HEAD: usize = 64 << 20;
 
 fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], what: &str) -> Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => {
-                return Err(Error::Wav(format!(
-                    "truncated {what} ({} of {} bytes)",
-                    got,
-                    buf.len()
-                )))
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("reading WAV", e)),
-        }
+    let got = crate::io::read_full(r, buf, "WAV")?;
+    if got < buf.len() {
+        return Err(Error::Wav(format!(
+            "truncated {what} ({got} of {} bytes)",
+            buf.len()
+        )));
     }
     Ok(())
 }
@@ -232,19 +224,6 @@ pub fn read_header<R: Read>(r: &mut R) -> Result<Header> {
     }
 }
 
-/// Reads up to `buf.len()` bytes, short only at end of input.
-pub fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("reading input", e)),
-        }
-    }
-    Ok(got)
-}
 
 /// Checks that the RIFF size field is consistent with what was read; a file
 /// shorter than it claims is truncated. Longer (trailing junk) is kept verbatim.

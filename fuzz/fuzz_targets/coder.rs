@@ -39,7 +39,7 @@ fn intervals(b: &mut Bytes) {
             let (Some(t), Some(c), Some(f)) = (b.u16(), b.u16(), b.u16()) else {
                 break;
             };
-            let total = 1 + t as u32 % (1 << coder::MAX_TOTAL_BITS);
+            let total = 1 + t as u32 % (1 << coder::TOTAL_BITS);
             let cum = c as u32 % total;
             let freq = 1 + f as u32 % (total - cum);
             ops.push(Op::Interval { cum, freq, total });

@@ -1,64 +1,239 @@
-//! Bit-depth-aware ASCII mapping: each sample code is split MSB-first into
-//! 7-bit characters for the language model, and its least significant
-//! "dropped" bits go to a separate stream.
+//! How a frame's samples become the characters the model reads, and back.
 //!
-//! The 7-bit alphabet is the paper's: a text model only sees ASCII. Splitting
-//! MSB-first puts the predictable high bits first so the model can condition
-//! the low characters on them.
+//! A mapping is one [`Kind`] (a file header field; the model says which one
+//! it was trained on), one file of its own with `map` and `unmap` side by
+//! side, and one [`FrameParams`] variant: what a frame stores so that the
+//! decoder can undo it. [`map`] and [`unmap`] are the only dispatch points,
+//! and compression, decompression and training all go through them.
+//!
+//! Adding a mapping: its file here, a variant of `Kind` and of
+//! `FrameParams`, a line in `map`/`unmap`/`chars_per_sample`, and its
+//! `FrameParams` serialisation in `container::FrameHeader` (see
+//! ARCHITECTURE.md).
 
+pub mod classic;
 pub mod lpc;
 
 use crate::error::{Error, Result};
+use crate::wav::Format;
+use std::str::FromStr;
 
-/// How a file's samples become characters (a file header field; the model
-/// says which one it was trained on).
+/// How a file's samples become characters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// [`Mapping`]: every sample split into `ceil((bits - drop) / 7)`
+pub enum Kind {
+    /// [`classic`]: every sample split into `ceil((bits - drop) / 7)`
     /// characters, optionally after fixed predictors.
     Classic = 1,
     /// [`lpc`]: linear prediction, then one character per sample.
     Lpc = 2,
 }
 
-impl Mode {
-    pub fn from_u8(v: u8) -> Option<Mode> {
-        match v {
-            1 => Some(Mode::Classic),
-            2 => Some(Mode::Lpc),
-            _ => None,
-        }
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Classic, Kind::Lpc];
+
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| *k as u8 == v)
     }
     pub fn name(self) -> &'static str {
         match self {
-            Mode::Classic => "classic",
-            Mode::Lpc => "lpc",
+            Kind::Classic => "classic",
+            Kind::Lpc => "lpc",
         }
     }
 }
 
-/// Parameters of one frame's mapping. All of them are either stored in the
-/// file or derived from stored values, so the decoder rebuilds the same one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mapping {
-    /// Always-zero low bits removed before anything else (FLAC's "wasted bits").
-    pub shift: u32,
-    /// Low bits sent to the dropped-bit stream.
-    pub drop: u32,
-    /// Characters per sample.
-    pub chars: usize,
-    /// Bits carried by the first character (the rest carry 7 each).
-    pub first_bits: u32,
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
-/// The default number of dropped bits for `eff` significant bits: the bits
-/// that do not fill a whole 7-bit character (1, 2, 3, 4 for 8, 16, 24, 32).
-pub fn default_drop(eff: u32) -> u32 {
-    if eff <= 7 {
-        0
-    } else {
-        eff % 7
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
+}
+
+impl FromStr for Kind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| Error::Usage(format!("unknown mapping {s:?} (classic or lpc)")))
+    }
+}
+
+/// How channels are laid out in the model's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Frame by frame, the channels of one instant side by side.
+    #[default]
+    Interleaved,
+    /// Channel by channel: each chunk holds one channel.
+    Planar,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Interleaved => "interleaved",
+            Layout::Planar => "planar",
+        }
+    }
+}
+
+impl FromStr for Layout {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Layout> {
+        match s {
+            "interleaved" => Ok(Layout::Interleaved),
+            "planar" => Ok(Layout::Planar),
+            _ => Err(Error::Usage(format!(
+                "unknown channel layout {s:?} (interleaved or planar)"
+            ))),
+        }
+    }
+}
+
+/// What a frame stores, per mapping, so that the decoder can undo it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameParams {
+    Classic(classic::Params),
+    Lpc(lpc::Params),
+}
+
+impl FrameParams {
+    pub fn kind(&self) -> Kind {
+        match self {
+            FrameParams::Classic(_) => Kind::Classic,
+            FrameParams::Lpc(_) => Kind::Lpc,
+        }
+    }
+}
+
+/// Everything a mapping needs to know besides the samples: file-level
+/// choices, the same on both sides.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    pub format: Format,
+    pub layout: Layout,
+    /// Characters per chunk at most.
+    pub context: u32,
+    /// The user's dropped bits (classic: exactly; lpc: at least).
+    pub drop_bits: Option<u8>,
+    /// Classic only: apply fixed predictors (lpc always predicts).
+    pub predictor: bool,
+}
+
+/// A frame's samples as characters, with what the decoder needs besides the
+/// characters to undo the mapping.
+#[derive(Debug)]
+pub struct Mapped {
+    pub chars: Vec<u8>,
+    /// Where each chunk's characters lie in `chars` (start, length).
+    pub spans: Vec<(usize, usize)>,
+    pub params: FrameParams,
+    /// The dropped-bit stream, stored after the chunk payloads.
+    pub dropped: Vec<u8>,
+}
+
+/// Interleaved sample codes → characters.
+pub fn map(kind: Kind, s: &Setup, codes: Vec<u32>) -> Result<Mapped> {
+    match kind {
+        Kind::Classic => classic::map(s, codes),
+        Kind::Lpc => lpc::map(s, codes),
+    }
+}
+
+/// Inverse of [`map`]: `chars` are the frame's characters, chunk after chunk
+/// as `spans` lays them out.
+pub fn unmap(
+    s: &Setup,
+    p: &FrameParams,
+    chars: &[u8],
+    dropped: &[u8],
+    spans: &[(usize, usize)],
+) -> Result<Vec<u32>> {
+    match p {
+        FrameParams::Classic(p) => classic::unmap(s, p, chars, dropped),
+        FrameParams::Lpc(p) => lpc::unmap(s, p, chars, dropped, spans),
+    }
+}
+
+/// Characters per sample in a frame with these parameters.
+pub fn chars_per_sample(p: &FrameParams, bits: u32) -> Result<usize> {
+    Ok(match p {
+        FrameParams::Classic(p) => p.digits(bits)?.chars,
+        FrameParams::Lpc(_) => 1,
+    })
+}
+
+/// The most characters per sample any frame of this kind can have: what
+/// sizes a container frame.
+pub fn widest(kind: Kind, bits: u32, drop_bits: Option<u8>) -> Result<usize> {
+    Ok(match kind {
+        Kind::Classic => classic::Digits::new(bits, 0, drop_bits.map(u32::from))?.chars,
+        Kind::Lpc => 1,
+    })
+}
+
+/// Where each chunk's characters lie in a frame's character stream.
+pub fn chunk_spans(
+    samples: usize,
+    per_sample: usize,
+    f: &Format,
+    layout: Layout,
+    context: u32,
+) -> Result<Vec<(usize, usize)>> {
+    let ch = f.channels as usize;
+    // A chunk never splits a sample; interleaved ones never split a frame,
+    // planar ones never cross from one channel to the next.
+    let (unit, run) = match layout {
+        Layout::Interleaved => (per_sample * ch, samples),
+        Layout::Planar => (per_sample, samples / ch),
+    };
+    let per_chunk = context as usize / unit * unit / per_sample;
+    if per_chunk == 0 {
+        return Err(Error::Usage(format!(
+            "context {context} is smaller than one {} of {} characters",
+            if layout == Layout::Interleaved {
+                "frame"
+            } else {
+                "sample"
+            },
+            unit
+        )));
+    }
+    let mut spans = Vec::new();
+    let mut start = 0;
+    while start < samples {
+        let run_end = (start / run.max(1) + 1) * run.max(1);
+        let end = (start + per_chunk).min(run_end).min(samples);
+        spans.push((start * per_sample, (end - start) * per_sample));
+        start = end;
+    }
+    Ok(spans)
+}
+
+/// Channel-major order for planar layout (and its inverse).
+pub(crate) fn to_planar<T: Copy>(codes: &[T], ch: usize) -> Vec<T> {
+    let n = codes.len() / ch;
+    let mut out = Vec::with_capacity(codes.len());
+    for c in 0..ch {
+        out.extend((0..n).map(|i| codes[i * ch + c]));
+    }
+    out
+}
+pub(crate) fn from_planar<T: Copy + Default>(codes: &[T], ch: usize) -> Vec<T> {
+    let n = codes.len() / ch;
+    let mut out = vec![T::default(); codes.len()];
+    for c in 0..ch {
+        for i in 0..n {
+            out[i * ch + c] = codes[c * n + i];
+        }
+    }
+    out
 }
 
 /// Trailing bits that are zero in every code, capped so one bit remains.
@@ -67,136 +242,7 @@ pub fn detect_shift(codes: &[u32], bits: u32) -> u32 {
     or.trailing_zeros().min(bits - 1)
 }
 
-impl Mapping {
-    /// `drop` is the user's request (None: default); it is clamped so at least
-    /// one bit is modelled, because a frame's shift can leave fewer bits than
-    /// the container has.
-    pub fn new(bits: u32, shift: u32, drop: Option<u32>) -> Result<Self> {
-        if shift >= bits {
-            return Err(Error::Corrupt(format!(
-                "shift {shift} for {bits}-bit samples"
-            )));
-        }
-        let eff = bits - shift;
-        let drop = drop.unwrap_or_else(|| default_drop(eff)).min(eff - 1);
-        let modelled = eff - drop;
-        let chars = modelled.div_ceil(7) as usize;
-        let first_bits = modelled - 7 * (chars as u32 - 1);
-        Ok(Mapping {
-            shift,
-            drop,
-            chars,
-            first_bits,
-        })
-    }
-
-    /// Appends the characters and dropped values of `codes`.
-    pub fn split(&self, codes: &[u32], chars: &mut Vec<u8>, dropped: &mut Vec<u32>) {
-        let mask = low_mask(self.drop);
-        for &c in codes {
-            let v = c >> self.shift;
-            dropped.push(v & mask);
-            let hi = v >> self.drop;
-            for j in (0..self.chars).rev() {
-                chars.push(((hi >> (7 * j)) & 0x7F) as u8);
-            }
-        }
-    }
-
-    /// Inverse of [`split`](Self::split): `chars.len()` must be
-    /// `dropped.len() * self.chars`. Characters beyond the first's bit width
-    /// (possible only in a corrupt stream) are rejected by the caller's checksum.
-    pub fn join(&self, chars: &[u8], dropped: &[u32], codes: &mut Vec<u32>) {
-        debug_assert_eq!(chars.len(), dropped.len() * self.chars);
-        for (cs, &d) in chars.chunks_exact(self.chars).zip(dropped) {
-            let mut hi = 0u64;
-            for &ch in cs {
-                hi = (hi << 7) | (ch & 0x7F) as u64;
-            }
-            let v = ((hi << self.drop) as u32) | (d & low_mask(self.drop));
-            codes.push(v << self.shift);
-        }
-    }
-}
-
-/// Highest order of the fixed predictors below.
-pub const MAX_ORDER: u32 = 2;
-
-/// FLAC's fixed polynomial predictors: order 0 keeps the codes, 1 codes the
-/// difference from the previous sample of the channel, 2 the second
-/// difference. The residual is taken modulo 2^bits around the middle code, so
-/// it is again a `bits`-bit code and the transform is exactly invertible. A
-/// small model reads residuals far more easily than raw high-rate audio,
-/// whose fine detail is mostly linear extrapolation.
-/// The prediction for the `i`-th sample of a channel: a channel's first
-/// samples use the orders their history allows (order 0 predicts the middle).
-fn fixed(order: u32, i: usize, x1: i64, x2: i64, mid: i64) -> i64 {
-    match order.min(i as u32) {
-        0 => mid,
-        1 => x1,
-        _ => 2 * x1 - x2,
-    }
-}
-
-/// The order whose residuals have the smallest sum of magnitudes (the lowest
-/// order on ties), as FLAC chooses between its fixed predictors.
-pub fn choose_order(codes: &[u32], bits: u32, channels: usize) -> u32 {
-    let mid = 1i64 << (bits - 1);
-    let mut cost = [0u64; MAX_ORDER as usize + 1];
-    for c in 0..channels {
-        let (mut x1, mut x2) = (mid, mid);
-        for (i, &x) in codes.iter().skip(c).step_by(channels).enumerate() {
-            let x = x as i64;
-            for (o, k) in cost.iter_mut().enumerate() {
-                *k += (x - fixed(o as u32, i, x1, x2, mid)).unsigned_abs();
-            }
-            x2 = x1;
-            x1 = x;
-        }
-    }
-    (0..=MAX_ORDER)
-        .min_by_key(|&o| (cost[o as usize], o))
-        .unwrap_or(0)
-}
-
-/// Replaces interleaved `codes` by their residuals under predictor `order`.
-pub fn predict(codes: &mut [u32], bits: u32, channels: usize, order: u32) {
-    walk_predictor(codes, bits, channels, order, true);
-}
-
-/// Inverse of [`predict`].
-pub fn unpredict(codes: &mut [u32], bits: u32, channels: usize, order: u32) {
-    walk_predictor(codes, bits, channels, order, false);
-}
-
-/// Both directions in one loop, so encoder and decoder cannot drift apart:
-/// the prediction always comes from the original samples, which `forward`
-/// reads before overwriting and the inverse writes before moving on.
-fn walk_predictor(codes: &mut [u32], bits: u32, channels: usize, order: u32, forward: bool) {
-    if order == 0 {
-        return;
-    }
-    let (mid, mask) = (1i64 << (bits - 1), low_mask(bits) as i64);
-    for c in 0..channels {
-        let (mut x1, mut x2) = (mid, mid);
-        for (i, v) in codes.iter_mut().skip(c).step_by(channels).enumerate() {
-            let pred = fixed(order, i, x1, x2, mid);
-            let x = if forward {
-                let x = *v as i64;
-                *v = ((x - pred + mid) & mask) as u32;
-                x
-            } else {
-                let x = (*v as i64 + pred - mid) & mask;
-                *v = x as u32;
-                x
-            };
-            x2 = x1;
-            x1 = x;
-        }
-    }
-}
-
-fn low_mask(bits: u32) -> u32 {
+pub(crate) fn low_mask(bits: u32) -> u32 {
     if bits >= 32 {
         u32::MAX
     } else {
@@ -209,75 +255,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_match_the_paper() {
-        for (bits, drop, chars) in [(8, 1, 1), (16, 2, 2), (24, 3, 3), (32, 4, 4)] {
-            let m = Mapping::new(bits, 0, None).unwrap();
-            assert_eq!((m.drop, m.chars, m.first_bits), (drop, chars, 7), "{bits}");
-        }
-        // 20 valid bits in a 24-bit container: 4 zero bits are shifted out.
-        let m = Mapping::new(24, 4, None).unwrap();
-        assert_eq!((m.drop, m.chars), (6, 2));
-    }
-
-    #[test]
-    fn split_join_round_trip_all_parameters() {
-        let codes: Vec<u32> = (0..500u32).map(|i| i.wrapping_mul(2654435761)).collect();
-        for bits in [8u32, 16, 24, 32] {
-            for shift in [0u32, 1, 3] {
-                for drop in [None, Some(0), Some(1), Some(5), Some(40)] {
-                    let c: Vec<u32> = codes
-                        .iter()
-                        .map(|&x| ((x as u64 & ((1u64 << bits) - 1)) as u32) >> shift << shift)
-                        .collect();
-                    let m = Mapping::new(bits, shift, drop).unwrap();
-                    let (mut ch, mut dr, mut back) = (vec![], vec![], vec![]);
-                    m.split(&c, &mut ch, &mut dr);
-                    assert!(ch.iter().all(|&x| x < 128));
-                    assert_eq!(ch.len(), c.len() * m.chars);
-                    m.join(&ch, &dr, &mut back);
-                    assert_eq!(back, c, "bits {bits} shift {shift} drop {drop:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn predictors_invert_and_choose_sensibly() {
-        for bits in [1u32, 8, 16, 24, 32] {
-            let mask = ((1u64 << bits) - 1) as u32;
-            let codes: Vec<u32> = (0..300u32)
-                .map(|i| i.wrapping_mul(2654435761) & mask)
-                .collect();
-            for ch in [1usize, 2, 3] {
-                for order in 0..=MAX_ORDER {
-                    let mut c = codes.clone();
-                    predict(&mut c, bits, ch, order);
-                    assert!(c.iter().all(|&x| x & !mask == 0));
-                    unpredict(&mut c, bits, ch, order);
-                    assert_eq!(c, codes, "bits {bits} channels {ch} order {order}");
-                }
-            }
-        }
-        // A random walk is best predicted by the first difference, a
-        // parabola by the second, noise around the middle by neither.
-        let mut x = 30000i64;
-        let walk: Vec<u32> = (0..100i64)
-            .map(|i| {
-                x += (i * 7919) % 41 - 20;
-                x as u32
-            })
-            .collect();
-        assert_eq!(choose_order(&walk, 16, 1), 1);
-        let para: Vec<u32> = (0..100).map(|i| 1000 + i * i).collect();
-        assert_eq!(choose_order(&para, 16, 1), 2);
-        let noise: Vec<u32> = (0..100u32).map(|i| 32768 - 50 + (i * 7919) % 100).collect();
-        assert_eq!(choose_order(&noise, 16, 1), 0);
-    }
-
-    #[test]
     fn shift_detection() {
         assert_eq!(detect_shift(&[0x100, 0x300, 0], 24), 8);
         assert_eq!(detect_shift(&[0, 0], 16), 15);
         assert_eq!(detect_shift(&[1, 2], 16), 0);
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for k in Kind::ALL {
+            assert_eq!(k.name().parse::<Kind>().unwrap(), k);
+            assert_eq!(Kind::from_u8(k as u8), Some(k));
+        }
+        for l in [Layout::Interleaved, Layout::Planar] {
+            assert_eq!(l.name().parse::<Layout>().unwrap(), l);
+        }
+        assert!("flac".parse::<Kind>().is_err());
+        assert_eq!(Kind::from_u8(0), None);
     }
 }

@@ -12,6 +12,7 @@
 //! the encoder's bits. The cost is one full pass per position when decoding,
 //! which a GPU absorbs by batching a frame's chunks (hundreds per pass).
 
+use super::candle_llama::{CandleLlama, Ops};
 use super::Model;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -81,32 +82,11 @@ impl DeviceSpec {
     }
 }
 
-struct DeviceLayer {
-    attn_norm: Tensor,
-    /// Projection weights transposed to `[in, out]`, contiguous.
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
-    wo: Tensor,
-    mlp_norm: Tensor,
-    w_gate: Tensor,
-    w_up: Tensor,
-    w_down: Tensor,
-}
-
-/// A model's weights uploaded to a device, with the forward pass in candle ops.
+/// A model's weights uploaded to a device, with the forward pass of
+/// [`CandleLlama`] in its fused (inference) form.
 pub struct DeviceNet {
+    net: CandleLlama,
     device: Device,
-    embed: Tensor,
-    layers: Vec<DeviceLayer>,
-    norm: Tensor,
-    head: Tensor,
-    cos: Tensor,
-    sin: Tensor,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    eps: f32,
     vocab: usize,
 }
 
@@ -118,39 +98,55 @@ impl DeviceNet {
     pub fn new(model: &Model, spec: &DeviceSpec) -> Result<DeviceNet> {
         let device = spec.device()?;
         let c = &model.config;
-        let hs = c.hidden_size;
-        let vec = |v: &[f32], shape: (usize, usize)| Tensor::from_slice(v, shape, &device);
-        let lin = |l: &super::kernels::Linear| -> candle_core::Result<Tensor> {
-            vec(&l.unpack(), (l.n, l.k))?.t()?.contiguous()
-        };
-        let row = |v: &[f32]| Tensor::from_slice(v, v.len(), &device);
-        let build = || -> candle_core::Result<DeviceNet> {
-            let mut layers = Vec::new();
-            for l in &model.layers {
-                layers.push(DeviceLayer {
-                    attn_norm: row(&l.attn_norm)?,
-                    wq: lin(&l.wq)?,
-                    wk: lin(&l.wk)?,
-                    wv: lin(&l.wv)?,
-                    wo: lin(&l.wo)?,
-                    mlp_norm: row(&l.mlp_norm)?,
-                    w_gate: lin(&l.w_gate)?,
-                    w_up: lin(&l.w_up)?,
-                    w_down: lin(&l.w_down)?,
-                });
+        // lmic's kernels hold the weights packed; unpack them by name.
+        let by_name = |name: &str| -> Option<Vec<f32>> {
+            let lin = |l: &super::kernels::Linear| Some(l.unpack());
+            if name == "model.embed_tokens.weight" {
+                return Some(model.embed.clone());
             }
+            if name == "lm_head.weight" {
+                return lin(&model.lm_head);
+            }
+            let rest = name.strip_prefix("model.layers.")?;
+            let (i, field) = rest.split_once('.')?;
+            let l = model.layers.get(i.parse::<usize>().ok()?)?;
+            match field {
+                "self_attn.q_proj.weight" => lin(&l.wq),
+                "self_attn.k_proj.weight" => lin(&l.wk),
+                "self_attn.v_proj.weight" => lin(&l.wv),
+                "self_attn.o_proj.weight" => lin(&l.wo),
+                "mlp.gate_proj.weight" => lin(&l.w_gate),
+                "mlp.up_proj.weight" => lin(&l.w_up),
+                "mlp.down_proj.weight" => lin(&l.w_down),
+                "input_layernorm.weight" => Some(l.attn_norm.clone()),
+                "post_attention_layernorm.weight" => Some(l.mlp_norm.clone()),
+                _ => None,
+            }
+        };
+        let missing = |name: &str| candle_core::Error::Msg(format!("no tensor {name}"));
+        let build = || -> candle_core::Result<DeviceNet> {
             let (cos, sin, positions, half) = model.rope.tables();
+            let net = CandleLlama::new(
+                c,
+                Ops::Fused,
+                Tensor::from_slice(cos, (positions, half), &device)?,
+                Tensor::from_slice(sin, (positions, half), &device)?,
+                |name, shape| {
+                    let v = by_name(name).ok_or_else(|| missing(name))?;
+                    Tensor::from_vec(v, shape, &device)
+                },
+                |name, n| {
+                    let v = if name == "model.norm.weight" {
+                        model.norm.clone()
+                    } else {
+                        by_name(name).ok_or_else(|| missing(name))?
+                    };
+                    Tensor::from_vec(v, n, &device)
+                },
+                |w| w.t()?.contiguous(),
+            )?;
             Ok(DeviceNet {
-                embed: vec(&model.embed, (model.embed.len() / hs, hs))?,
-                layers,
-                norm: row(&model.norm)?,
-                head: lin(&model.lm_head)?,
-                cos: vec(cos, (positions, half))?,
-                sin: vec(sin, (positions, half))?,
-                heads: c.num_attention_heads,
-                kv_heads: c.kv_heads(),
-                head_dim: c.head_dim(),
-                eps: c.rms_norm_eps as f32,
+                net,
                 vocab: model.lm_head.n,
                 device: device.clone(),
             })
@@ -161,59 +157,16 @@ impl DeviceNet {
     /// The final hidden states `[b, t, hidden]` (on the device) for `ids` of
     /// `b` rows of `t` tokens (row `i` at position `i`); see [`Hidden::logits`].
     pub fn hidden(&self, ids: &[u32], b: usize, t: usize) -> Result<Hidden<'_>> {
+        let f = || -> candle_core::Result<Tensor> {
+            let ids = Tensor::from_slice(ids, b * t, &self.device)?;
+            let x = self.net.hidden(&ids, b, t)?;
+            let h = x.dim(1)?;
+            x.reshape((b, t, h))
+        };
         Ok(Hidden {
             net: self,
-            x: self.forward(ids, b, t).map_err(ce)?,
+            x: f().map_err(ce)?,
         })
-    }
-
-    fn forward(&self, ids: &[u32], b: usize, t: usize) -> candle_core::Result<Tensor> {
-        let dev = &self.device;
-        let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let ids = Tensor::from_slice(ids, b * t, dev)?;
-        let mut x = self.embed.index_select(&ids, 0)?; // [b*t, h]
-        let h = x.dim(1)?;
-        let mask: Vec<f32> = (0..t)
-            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, t), dev)?;
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        for l in &self.layers {
-            let a = candle_nn::ops::rms_norm(&x, &l.attn_norm, self.eps)?;
-            let heads = |w: &Tensor, n: usize| -> candle_core::Result<Tensor> {
-                a.matmul(w)?
-                    .reshape((b, t, n, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let q = candle_nn::rotary_emb::rope(&heads(&l.wq, nh)?, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope(&heads(&l.wk, nkv)?, &cos, &sin)?;
-            let v = heads(&l.wv, nkv)?;
-            // Grouped-query attention: each key/value head serves nh/nkv heads.
-            let rep = |x: Tensor| -> candle_core::Result<Tensor> {
-                if nh == nkv {
-                    return Ok(x);
-                }
-                x.unsqueeze(2)?
-                    .expand((b, nkv, nh / nkv, t, hd))?
-                    .reshape((b, nh, t, hd))
-            };
-            let (k, v) = (rep(k)?, rep(v)?);
-            let s = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
-            let p = candle_nn::ops::softmax_last_dim(&s)?;
-            let y = p
-                .matmul(&v.contiguous()?)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b * t, h))?;
-            x = (x + y.matmul(&l.wo)?)?;
-            let m = candle_nn::ops::rms_norm(&x, &l.mlp_norm, self.eps)?;
-            let g = candle_nn::ops::silu(&m.matmul(&l.w_gate)?)?;
-            x = (x + (g * m.matmul(&l.w_up)?)?.matmul(&l.w_down)?)?;
-        }
-        candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?.reshape((b, t, h))
     }
 }
 
@@ -232,7 +185,7 @@ impl Hidden<'_> {
         let f = || -> candle_core::Result<Vec<f32>> {
             let (b, _, h) = self.x.dims3()?;
             let rows = self.x.narrow(1, t, 1)?.reshape((b, h))?;
-            let l = rows.matmul(&self.net.head)?;
+            let l = rows.matmul(&self.net.net.head)?;
             debug_assert_eq!(l.dim(D::Minus1)?, self.net.vocab);
             l.to_dtype(DType::F32)?
                 .to_device(&Device::Cpu)?

@@ -19,7 +19,7 @@ pub struct Row {
     pub token: u32,
 }
 
-pub(crate) struct Rope {
+pub struct Rope {
     half: usize,
     max_pos: usize,
     cos: Vec<f32>,
@@ -28,11 +28,11 @@ pub(crate) struct Rope {
 
 impl Rope {
     /// (cos, sin, positions, half head dim): `positions × half` tables.
-    pub(crate) fn tables(&self) -> (&[f32], &[f32], usize, usize) {
+    pub fn tables(&self) -> (&[f32], &[f32], usize, usize) {
         (&self.cos, &self.sin, self.max_pos, self.half)
     }
 
-    pub(crate) fn new(c: &Config) -> Rope {
+    pub fn new(c: &Config) -> Rope {
         let half = c.head_dim() / 2;
         let max_pos = c.max_position_embeddings.max(1);
         let mut cos = Vec::with_capacity(max_pos * half);

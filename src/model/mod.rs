@@ -7,6 +7,8 @@
 //! (decoder), see [`kernels`].
 
 pub mod builtin;
+pub mod backend;
+pub mod candle_llama;
 pub mod device;
 pub mod forward;
 pub mod gguf;
@@ -130,7 +132,7 @@ pub struct Model {
     /// Compress through fixed predictors by default (see `Config::lmic_predictor`).
     pub predictor: bool,
     /// The mapping compression uses by default (see `Config::lmic_mapping`).
-    pub mapping: crate::mapping::Mode,
+    pub mapping: crate::mapping::Kind,
     pub(crate) rope: forward::Rope,
 }
 
@@ -341,13 +343,12 @@ impl Model {
         let rope = forward::Rope::new(c);
         let predictor = c.lmic_predictor;
         let mapping = match c.lmic_mapping.as_deref() {
-            None | Some("classic") => crate::mapping::Mode::Classic,
-            Some("lpc") => crate::mapping::Mode::Lpc,
-            Some(m) => {
-                return Err(Error::Model(format!(
+            None => crate::mapping::Kind::Classic,
+            Some(m) => m.parse().map_err(|_| {
+                Error::Model(format!(
                     "config.json: unknown lmic_mapping {m:?} (this lmic knows classic and lpc)"
-                )))
-            }
+                ))
+            })?,
         };
         Ok(Model {
             config,

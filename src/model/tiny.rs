@@ -136,7 +136,7 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> Result<()> {
 
 /// Writes `config.json` and the character-level `tokenizer.json` of a model
 /// directory (tiny random models and trained ones share them).
-pub(crate) fn write_char_level_files(dir: &Path, config: &serde_json::Value) -> Result<()> {
+pub fn write_char_level_files(dir: &Path, config: &serde_json::Value) -> Result<()> {
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_vec_pretty(config).unwrap(),

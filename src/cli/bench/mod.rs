@@ -8,7 +8,9 @@ pub mod paper;
 pub mod plot;
 pub mod speed;
 
-use crate::error::{Error, IoContext, Result};
+use lmic::error::{Error, IoContext, Result};
+use lmic::model::Model;
+use std::io::IsTerminal;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -154,7 +156,7 @@ pub(crate) fn run(cmd: &str) -> Result<(f64, u64, bool)> {
 fn pcm(path: &Path) -> Option<Vec<u8>> {
     let bytes = std::fs::read(path).ok()?;
     let mut r = &bytes[..];
-    let h = crate::wav::read_header(&mut r).ok()?;
+    let h = lmic::wav::read_header(&mut r).ok()?;
     Some(r[..(h.data_len as usize).min(r.len())].to_vec())
 }
 
@@ -196,7 +198,7 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
     let mut rows = vec![];
     for f in files {
         let bytes = std::fs::read(f).ctx(|| format!("reading {}", f.display()))?;
-        let h = crate::wav::read_header(&mut &bytes[..])
+        let h = lmic::wav::read_header(&mut &bytes[..])
             .map_err(|e| Error::Usage(format!("{}: {e}", f.display())))?;
         let samples = h.data_len / h.format.bytes as u64;
         let secs = samples as f64 / h.format.channels as f64 / h.format.sample_rate.max(1) as f64;
@@ -381,6 +383,107 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     s
+}
+
+/// What `lmic bench` was asked for.
+pub struct Request {
+    pub inputs: Vec<PathBuf>,
+    pub model: String,
+    pub context: Option<u32>,
+    pub top_k: u32,
+    pub json: bool,
+    pub plot: Option<PathBuf>,
+    pub paper: bool,
+    pub chunks: usize,
+    pub speed: bool,
+}
+
+/// Runs `lmic bench` and prints its report on stdout.
+pub fn report(r: Request) -> anyhow::Result<()> {
+    let Request {
+        inputs,
+        model,
+        context,
+        top_k,
+        json,
+        plot,
+        paper,
+        chunks,
+        speed,
+    } = r;
+    if speed {
+        let s = speed::speed(
+            &Model::load(&model)?,
+            lmic::Options::default().batch_tokens,
+            lmic::DecodeOptions::default().decode_group,
+        )?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&s).unwrap());
+        } else {
+            print!("{}", speed::table(&s));
+        }
+        return Ok(());
+    }
+    let files = collect_files(&inputs)?;
+    let context = match context {
+        Some(c) => c,
+        None => lmic::codec::default_context(&Model::load(&model)?),
+    };
+    let o = BenchOptions {
+        model,
+        context,
+        top_k,
+    };
+    let say = |s: &str| {
+        if std::io::stderr().is_terminal() {
+            eprintln!("bench: {s}");
+        }
+    };
+    if paper {
+        let rep = paper::paper(&files, &o, chunks, &say)?;
+        if json {
+            let v = serde_json::json!({ "chunks": rep.chunks, "rows": rep.rows });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        } else {
+            print!("{}", paper::table(&rep));
+        }
+        if rep.rows.iter().any(|r| !r.ok) {
+            anyhow::bail!("a round trip FAILED (see the table)");
+        }
+        return Ok(());
+    }
+    let rows = bench(&files, &o, &say)?;
+    let totals = totals(&rows);
+    if let Some(p) = &plot {
+        plot::draw(&totals, p)?;
+    }
+    if json {
+        let v = serde_json::json!({ "files": rows, "totals": totals });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    } else {
+        print!("{}", table(&rows));
+        println!();
+        print!("{}", table(&totals));
+        for t in &totals {
+            if let (Some(i), Some(sz)) = (t.ideal_bytes, t.size) {
+                println!(
+                    "{}: ideal code length of coded chunks {:.0} bytes; file {sz} bytes",
+                    t.codec, i
+                );
+            }
+        }
+        let esc: Vec<f64> = rows.iter().filter_map(|r| r.escape_share).collect();
+        if !esc.is_empty() {
+            println!(
+                "lmic escapes: {:.2}% of coded tokens (mean over files)",
+                100.0 * esc.iter().sum::<f64>() / esc.len() as f64
+            );
+        }
+    }
+    if rows.iter().any(|r| r.note == "FAILED") {
+        anyhow::bail!("a round trip FAILED (see the table)");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! because people choose a compressor by looking at that trade-off.
 
 use super::Row;
-use crate::error::{Error, Result};
+use lmic::error::{Error, Result};
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -10,7 +10,7 @@ use std::sync::Once;
 /// DejaVu Sans cut down to ASCII and a few symbols (26 KB; licence in
 /// assets/DejaVuSans-LICENSE.txt): plotters' ab_glyph backend needs the font
 /// bytes, and a fresh machine may have no fonts at all.
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
+static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans-subset.ttf");
 
 fn register_font() {
     static ONCE: Once = Once::new();

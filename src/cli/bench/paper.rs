@@ -12,11 +12,10 @@
 //! lmic as (7r + 100%)/8.
 
 use super::{installed, pcm, BenchOptions, BASELINES};
-use crate::container::Layout;
-use crate::error::{Error, IoContext, Result};
-use crate::model::Model;
-use crate::pipeline::{self, Options};
-use crate::wav::{self, SampleKind};
+use lmic::error::{Error, IoContext, Result};
+use lmic::model::Model;
+use lmic::{DecodeOptions, Decompressor, Options};
+use lmic::wav::{self, SampleKind};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -125,20 +124,18 @@ fn external(c: &super::Codec, chunks: &[(u32, &[u8])], dir: &Path) -> Result<(u6
 /// of arithmetic code plus stored dropped bits, all verified).
 fn lmic(model: &Model, o: &BenchOptions, chunks: &[(u32, &[u8])]) -> Result<(u64, u64, bool)> {
     let opts = Options {
-        context: o.context,
+        context: Some(o.context),
         top_k: o.top_k,
-        layout: Layout::Interleaved,
         ..Options::default()
     };
     let (mut file, mut code, mut ok) = (0u64, 0u64, true);
     for &(rate, bytes) in chunks {
         let w = wav::pcm_wav(1, rate, 8, bytes);
         let mut lmc = Vec::new();
-        let st = pipeline::compress(model, &mut &w[..], &mut lmc, &opts, &|_, _| {})?;
-        let mut r = &lmc[..];
-        let h = pipeline::read_header(&mut r)?;
+        let st = lmic::compress(model, &mut &w[..], &mut lmc, &opts, &|_, _| {})?;
         let mut back = Vec::new();
-        let res = pipeline::decompress(model, &h, &mut r, &mut back, &opts, &|_, _| {});
+        let res = Decompressor::open(&lmc[..], |_| Ok(model))
+            .and_then(|d| d.decompress(&mut back, &DecodeOptions::default(), &|_, _| {}));
         ok &= res.is_ok() && back == w;
         file += lmc.len() as u64;
         code += st.coded_bytes + st.verbatim_bytes + st.dropped_bytes;

@@ -5,9 +5,9 @@
 //! The end-to-end real-time factors come from `lmic bench FILE` (child
 //! processes, verified round trips); this measures the kernels alone.
 
-use crate::error::Result;
-use crate::model::kernels::Linear;
-use crate::model::{KvCache, Model, Row};
+use lmic::error::Result;
+use lmic::model::kernels::Linear;
+use lmic::model::{KvCache, Model, Row};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;

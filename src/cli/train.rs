@@ -5,15 +5,16 @@
 //! Training runs on candle's autograd (its own matmuls, not lmic's
 //! deterministic kernels: training needs no bit-exactness). The result is a
 //! plain Hugging Face directory (`config.json`, `tokenizer.json`,
-//! `model.safetensors`) that [`Model::load_dir`](crate::model::Model::load_dir)
+//! `model.safetensors`) that [`Model::load_dir`](lmic::model::Model::load_dir)
 //! reads like any other checkpoint.
 
-use crate::error::{Error, IoContext, Result};
-use crate::mapping::{self, lpc, Mapping, Mode};
-use crate::tokens::{char_level_tokenizer, TokenCodec};
-use crate::wav::{self, Format, SampleKind};
+use lmic::error::{Error, IoContext, Result};
+use lmic::mapping::{self, classic, lpc, Kind, Layout, Setup};
+use lmic::model::candle_llama::{CandleLlama, Ops};
+use lmic::tokens::{char_level_tokenizer, TokenCodec};
+use lmic::wav::{self, Format, SampleKind};
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{Embedding, Init, Linear, Module, Optimizer, VarBuilder, VarMap};
+use candle_nn::{Init, Optimizer, VarBuilder, VarMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -46,7 +47,7 @@ pub struct TrainOptions {
     /// records it and compression then applies them too.
     pub predictor: bool,
     /// The mapping trained on (and recorded for compression).
-    pub mapping: Mode,
+    pub mapping: Kind,
     pub resume: bool,
     /// Start from these weights (another run's `checkpoint.safetensors`)
     /// with a fresh schedule.
@@ -75,7 +76,7 @@ impl Default for TrainOptions {
             val_chunks: 96,
             aug_8bit: 0.15,
             predictor: false,
-            mapping: Mode::Classic,
+            mapping: Kind::Lpc,
             resume: false,
             init: None,
             max_seconds: None,
@@ -218,10 +219,10 @@ struct Example {
     samples: usize,
 }
 
-/// The chunk compression would make from `codes` at `bits` bits: classic
-/// mapping: predictor order (if any) and shift chosen on the chunk, default
-/// dropped bits; lpc mapping: `codes` is one predictor block, and `pick`
-/// (0..1) chooses which of its chunks.
+/// A chunk compression would make from `codes` (one training window) at
+/// `bits` bits, through the same mapping code: classic: the window's first
+/// chunk; lpc: `codes` is one predictor block, and `pick` (0..1) chooses
+/// which of its chunks.
 fn make_example(
     codec: &TokenCodec,
     codes: &[u32],
@@ -230,70 +231,49 @@ fn make_example(
     o: &TrainOptions,
     pick: f64,
 ) -> Result<Option<Example>> {
-    if o.mapping == Mode::Lpc {
-        return make_lpc_example(codec, codes, bits, channels, o, pick);
-    }
-    let context = o.context;
-    let mut codes = codes.to_vec();
-    if o.predictor {
-        let order = mapping::choose_order(&codes, bits, channels);
-        mapping::predict(&mut codes, bits, channels, order);
-    }
-    let codes = &codes[..];
-    let shift = mapping::detect_shift(codes, bits);
-    let m = Mapping::new(bits, shift, None)?;
-    let unit = m.chars * channels;
-    let frames = (context / unit).min(codes.len() / channels);
-    if frames == 0 {
+    let frames = codes.len() / channels;
+    if frames == 0 || o.context < channels {
         return Ok(None);
     }
-    let codes = &codes[..frames * channels];
-    let (mut chars, mut dropped) = (Vec::new(), Vec::new());
-    m.split(codes, &mut chars, &mut dropped);
-    Ok(codec.encode(&chars)?.map(|tokens| Example {
+    let setup = Setup {
+        format: Format {
+            channels: channels as u16,
+            sample_rate: 0,
+            bytes: (bits / 8) as u16,
+            kind: SampleKind::Signed,
+        },
+        layout: Layout::Interleaved,
+        context: o.context as u32,
+        drop_bits: None,
+        predictor: o.predictor,
+    };
+    let mp = match mapping::map(o.mapping, &setup, codes[..frames * channels].to_vec()) {
+        Ok(mp) => mp,
+        // A window too short for one chunk (classic, wide samples).
+        Err(lmic::Error::Usage(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let n = mp.spans.len();
+    let k = match o.mapping {
+        Kind::Classic => 0,
+        Kind::Lpc => ((pick * n as f64) as usize).min(n - 1),
+    };
+    let (s, len) = mp.spans[k];
+    let per_sample = mapping::chars_per_sample(&mp.params, bits)?;
+    Ok(codec.encode(&mp.chars[s..s + len])?.map(|tokens| Example {
         tokens,
-        samples: codes.len(),
-    }))
-}
-
-/// As `pipeline::map_lpc` does for a frame: shift, predictor block, then
-/// one chunk of narrow characters.
-fn make_lpc_example(
-    codec: &TokenCodec,
-    codes: &[u32],
-    bits: u32,
-    ch: usize,
-    o: &TrainOptions,
-    pick: f64,
-) -> Result<Option<Example>> {
-    let per_chunk = o.context / ch;
-    let frames = codes.len() / ch;
-    if per_chunk == 0 || frames == 0 {
-        return Ok(None);
-    }
-    let codes = &codes[..frames * ch];
-    let shift = mapping::detect_shift(codes, bits);
-    let mut vals = lpc::to_signed(codes, bits, shift);
-    lpc::encode_block(&mut vals, ch, bits - shift);
-    let n_chunks = frames.div_ceil(per_chunk);
-    let k = ((pick * n_chunks as f64) as usize).min(n_chunks - 1);
-    let res = &vals[k * per_chunk * ch..((k + 1) * per_chunk).min(frames) * ch];
-    let (mut chars, mut dropped) = (Vec::new(), Vec::new());
-    lpc::narrow_split(res, lpc::narrow_drop(res), &mut chars, &mut dropped);
-    Ok(codec.encode(&chars)?.map(|tokens| Example {
-        tokens,
-        samples: res.len(),
+        samples: len / per_sample,
     }))
 }
 
 /// Frames a training window covers: a chunk at this format's widest classic
 /// mapping (shift 0), or one lpc predictor block.
 fn window_frames(bits: u32, channels: usize, o: &TrainOptions) -> usize {
-    if o.mapping == Mode::Lpc {
+    if o.mapping == Kind::Lpc {
         return lpc::BLOCK;
     }
     let context = o.context;
-    let m = Mapping::new(bits, 0, None).expect("valid bit depth");
+    let m = classic::Digits::new(bits, 0, None).expect("valid bit depth");
     (context / (m.chars * channels)).max(1)
 }
 
@@ -358,134 +338,40 @@ fn validation_set(clips: &[Clip], codec: &TokenCodec, o: &TrainOptions) -> Resul
     Ok(out)
 }
 
-struct Block {
-    attn_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    mlp_norm: Tensor,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-}
-
-/// The Llama of [`crate::model::forward`], written with candle ops so it can
-/// be differentiated. Same parameter names as Hugging Face checkpoints.
-struct Net {
-    embed: Embedding,
-    blocks: Vec<Block>,
-    norm: Tensor,
-    head: Linear,
-    heads: usize,
-    cos: Tensor,
-    sin: Tensor,
-}
+/// The training network: [`CandleLlama`] with differentiable ops over the
+/// variables of a `VarMap` (the Hugging Face names it is saved under).
+struct Net(CandleLlama);
 
 const EPS: f64 = 1e-5;
 const THETA: f64 = 10000.0;
 
-fn rms_norm(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(ms + EPS)?.sqrt()?)?.broadcast_mul(w)
+/// The configuration training writes and lmic later loads.
+fn config(o: &TrainOptions) -> lmic::model::Config {
+    serde_json::from_value(config_json(o)).expect("a complete configuration")
 }
 
 impl Net {
     fn new(vb: VarBuilder, o: &TrainOptions) -> candle_core::Result<Net> {
-        let (h, i) = (o.hidden, o.intermediate);
-        let lin = |fi, fo, vb: VarBuilder| candle_nn::linear_no_bias(fi, fo, vb);
-        let ones = |vb: VarBuilder| vb.get_with_hints(h, "weight", Init::Const(1.0));
-        let embed = candle_nn::embedding(VOCAB, h, vb.pp("model.embed_tokens"))?;
-        let mut blocks = Vec::new();
-        for l in 0..o.layers {
-            let p = vb.pp(format!("model.layers.{l}"));
-            let a = p.pp("self_attn");
-            let m = p.pp("mlp");
-            blocks.push(Block {
-                attn_norm: ones(p.pp("input_layernorm"))?,
-                q: lin(h, h, a.pp("q_proj"))?,
-                k: lin(h, h, a.pp("k_proj"))?,
-                v: lin(h, h, a.pp("v_proj"))?,
-                o: lin(h, h, a.pp("o_proj"))?,
-                mlp_norm: ones(p.pp("post_attention_layernorm"))?,
-                gate: lin(h, i, m.pp("gate_proj"))?,
-                up: lin(h, i, m.pp("up_proj"))?,
-                down: lin(i, h, m.pp("down_proj"))?,
-            });
-        }
-        let norm = ones(vb.pp("model.norm"))?;
-        let head = lin(h, VOCAB, vb.pp("lm_head"))?;
-        let half = h / o.heads / 2;
-        let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        for p in 0..o.context {
-            for j in 0..half {
-                let inv = 1.0 / THETA.powf((2 * j) as f64 / (2 * half) as f64);
-                let a = p as f64 * inv;
-                cos.push(a.cos() as f32);
-                sin.push(a.sin() as f32);
-            }
-        }
+        let c = config(o);
+        let rope = lmic::model::forward::Rope::new(&c);
+        let (cos, sin, positions, half) = rope.tables();
         let dev = &Device::Cpu;
-        let cos = Tensor::from_vec(cos, (o.context, half), dev)?;
-        let sin = Tensor::from_vec(sin, (o.context, half), dev)?;
-        Ok(Net {
-            embed,
-            blocks,
-            norm,
-            head,
-            heads: o.heads,
-            cos: Tensor::cat(&[&cos, &cos], 1)?,
-            sin: Tensor::cat(&[&sin, &sin], 1)?,
-        })
+        let net = CandleLlama::new(
+            &c,
+            Ops::Differentiable,
+            Tensor::from_slice(cos, (positions, half), dev)?,
+            Tensor::from_slice(sin, (positions, half), dev)?,
+            |name, shape| vb.get_with_hints(shape, name, candle_nn::init::DEFAULT_KAIMING_NORMAL),
+            |name, n| vb.get_with_hints(n, name, Init::Const(1.0)),
+            |w| w.t(),
+        )?;
+        Ok(Net(net))
     }
 
-    fn rope(&self, x: &Tensor, t: usize) -> candle_core::Result<Tensor> {
-        let hd = x.dim(D::Minus1)?;
-        let half = hd / 2;
-        let x1 = x.narrow(D::Minus1, 0, half)?;
-        let x2 = x.narrow(D::Minus1, half, half)?;
-        let rot = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
-        x.broadcast_mul(&cos)? + rot.broadcast_mul(&sin)?
-    }
-
-    /// Logits `[b, t, vocab]` for input ids `[b, t]`.
+    /// Logits `[b * t, vocab]` for input ids `[b, t]`.
     fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let mut x = self.embed.forward(ids)?;
-        let h = x.dim(2)?;
-        let nh = self.heads;
-        let hd = h / nh;
-        let mask: Vec<f32> = (0..t)
-            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, t), ids.device())?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        for blk in &self.blocks {
-            let a = rms_norm(&x, &blk.attn_norm)?;
-            let heads = |l: &Linear| -> candle_core::Result<Tensor> {
-                l.forward(&a)?
-                    .reshape((b, t, nh, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let q = self.rope(&heads(&blk.q)?, t)?;
-            let k = self.rope(&heads(&blk.k)?, t)?;
-            let v = heads(&blk.v)?;
-            let s = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
-            let p = candle_nn::ops::softmax(&s, D::Minus1)?;
-            let y = p
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b, t, h))?;
-            x = (x + blk.o.forward(&y)?)?;
-            let m = rms_norm(&x, &blk.mlp_norm)?;
-            let g = candle_nn::ops::silu(&blk.gate.forward(&m)?)?;
-            x = (x + blk.down.forward(&(g * blk.up.forward(&m)?)?)?)?;
-        }
-        self.head.forward(&rms_norm(&x, &self.norm)?)
+        self.0.hidden(ids, b, t)?.matmul(&self.0.head)
     }
 }
 
@@ -601,9 +487,9 @@ struct State {
     seconds: f64,
 }
 
-/// Writes `config.json` and `tokenizer.json` for a trained model directory.
-fn write_config(dir: &Path, o: &TrainOptions) -> Result<()> {
-    let config = serde_json::json!({
+/// A trained model's `config.json`.
+fn config_json(o: &TrainOptions) -> serde_json::Value {
+    serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "hidden_size": o.hidden,
@@ -619,8 +505,12 @@ fn write_config(dir: &Path, o: &TrainOptions) -> Result<()> {
         "bos_token_id": START,
         "lmic_predictor": o.predictor,
         "lmic_mapping": o.mapping.name(),
-    });
-    crate::model::tiny::write_char_level_files(dir, &config)
+    })
+}
+
+/// Writes `config.json` and `tokenizer.json` for a trained model directory.
+fn write_config(dir: &Path, o: &TrainOptions) -> Result<()> {
+    lmic::model::tiny::write_char_level_files(dir, &config_json(o))
 }
 
 /// Saves the weights as f16 safetensors (what lmic ships) next to the f32
@@ -802,7 +692,7 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{KvCache, Model, Row};
+    use lmic::model::{KvCache, Model, Row};
 
     /// The network training optimises must be the one compression runs:
     /// same parameter names, norms, rotary layout, attention and MLP. Random

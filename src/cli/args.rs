@@ -1,0 +1,200 @@
+//! The command line's definitions. Every default comes from the library's
+//! option types (`Options`, `DecodeOptions`, `TrainOptions`), so the two
+//! cannot disagree.
+
+use super::train::TrainOptions;
+use clap::{Parser, Subcommand};
+use lmic::mapping::{Kind, Layout};
+use lmic::model::device::DeviceSpec;
+use lmic::Options;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lmic",
+    version,
+    about = "Lossless audio compression with a language model"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Common {
+    /// Worker threads (default: all cores). Results never depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Overwrite the output file if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// No progress or messages on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Where the model runs: cpu (lmic's own kernels, files decode on any
+    /// CPU), cuda[:N] (a build with --features cuda; such files decode only
+    /// with CUDA), or candle-cpu (the CUDA code path on the CPU, for tests).
+    /// Decompression follows the file; this only picks the CUDA ordinal.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compress a WAV file (IN/OUT may be - for stdin/stdout).
+    Compress {
+        input: PathBuf,
+        output: PathBuf,
+        /// Model: a Hugging Face Llama directory, a .gguf file, a Hub id
+        /// org/name[@revision] (from the local cache, downloaded if missing),
+        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v2.
+        #[arg(long)]
+        model: Option<String>,
+        /// Characters per chunk (default: the model's context, at most 2048).
+        #[arg(long)]
+        context: Option<u32>,
+        /// Tokens coded explicitly per position; the rest go through an escape.
+        #[arg(long, default_value_t = Options::default().top_k)]
+        top_k: u32,
+        /// Least significant bits per sample stored outside the model
+        /// (classic mapping; default 1, 2, 3, 4 for 8, 16, 24, 32-bit audio).
+        /// With the lpc mapping: at least this many (each chunk drops what
+        /// its residuals need).
+        #[arg(long)]
+        drop_bits: Option<u8>,
+        /// How channels are laid out in the model's text: interleaved or
+        /// planar.
+        #[arg(long, value_name = "LAYOUT", default_value_t = Options::default().layout)]
+        channels: Layout,
+        /// How samples become characters: classic (each sample split into
+        /// 7-bit characters) or lpc (linear prediction, one character per
+        /// sample). Default: what the model was trained on.
+        #[arg(long)]
+        mapping: Option<Kind>,
+        /// Code every chunk even where storing it verbatim is smaller (tests).
+        #[arg(long, hide = true)]
+        force_coded: bool,
+        /// Write compression statistics as JSON to this file (for `lmic bench`).
+        #[arg(long, hide = true)]
+        stats_json: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Decompress an .lmc file back to the original WAV, byte for byte.
+    Decompress {
+        input: PathBuf,
+        /// Output WAV (omit with --test).
+        output: Option<PathBuf>,
+        /// Use this model instead of the one recorded in the file (its
+        /// fingerprint must match).
+        #[arg(long)]
+        model: Option<String>,
+        /// Decode and verify the checksum without writing anything.
+        #[arg(short, long)]
+        test: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Compare lmic with flac, wavpack, xz, zstd and gzip on WAV files.
+    Bench {
+        /// WAV files or directories of them.
+        #[arg(required_unless_present = "speed")]
+        inputs: Vec<PathBuf>,
+        /// Model spec as for compress (default: the built-in model).
+        #[arg(long)]
+        model: Option<String>,
+        /// Characters per chunk (default: the model's context, at most 2048).
+        #[arg(long)]
+        context: Option<u32>,
+        #[arg(long, default_value_t = Options::default().top_k)]
+        top_k: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also draw compressed size against speed per codec into this PNG.
+        #[arg(long, value_name = "PNG")]
+        plot: Option<PathBuf>,
+        /// The protocol of the paper's Table 1 instead: 8-bit mono, independent
+        /// 2048-byte chunks, headers counted once.
+        #[arg(long)]
+        paper: bool,
+        /// With --paper: use at most this many chunks, spread evenly over the
+        /// input (0: all).
+        #[arg(long, default_value_t = 200, requires = "paper")]
+        chunks: usize,
+        /// Instead: the forward pass's FLOP/s in compression's and
+        /// decompression's shapes against a large matmul's (the peak).
+        #[arg(long, conflicts_with_all = ["paper", "plot"])]
+        speed: bool,
+        /// Worker threads for --speed (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Describe an .lmc file (no model needed).
+    Info { input: PathBuf },
+    /// Write a GGUF model as a Hugging Face directory (f32 safetensors).
+    ExportModel { gguf: PathBuf, dir: PathBuf },
+    /// Train a small Llama on WAV/FLAC files (the default model is made so).
+    Train {
+        /// WAV/FLAC files or directories of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output model directory (also holds the checkpoint for --resume).
+        #[arg(short, long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = TrainOptions::default().hidden)]
+        hidden: usize,
+        #[arg(long, default_value_t = TrainOptions::default().layers)]
+        layers: usize,
+        #[arg(long, default_value_t = TrainOptions::default().heads)]
+        heads: usize,
+        #[arg(long, default_value_t = TrainOptions::default().intermediate)]
+        intermediate: usize,
+        /// Characters per chunk: the model's context.
+        #[arg(long, default_value_t = TrainOptions::default().context)]
+        context: usize,
+        #[arg(long, default_value_t = TrainOptions::default().batch)]
+        batch: usize,
+        #[arg(long, default_value_t = TrainOptions::default().steps)]
+        steps: usize,
+        #[arg(long, default_value_t = TrainOptions::default().lr)]
+        lr: f64,
+        #[arg(long, default_value_t = TrainOptions::default().warmup)]
+        warmup: usize,
+        #[arg(long, default_value_t = TrainOptions::default().seed)]
+        seed: u64,
+        #[arg(long, default_value_t = TrainOptions::default().eval_every)]
+        eval_every: usize,
+        /// Hold out every n-th file of each directory for validation.
+        #[arg(long, default_value_t = TrainOptions::default().val_every)]
+        val_every: usize,
+        /// Share of 16-bit chunks reduced to 8 bits (augmentation).
+        #[arg(long, default_value_t = TrainOptions::default().aug_8bit)]
+        aug_8bit: f64,
+        /// Train on fixed-predictor residuals (classic mapping; compression
+        /// then uses them).
+        #[arg(long)]
+        predictor: bool,
+        /// The mapping to train on (recorded in the model for compression).
+        #[arg(long, default_value_t = TrainOptions::default().mapping)]
+        mapping: Kind,
+        /// Continue from the checkpoint in --out.
+        #[arg(long)]
+        resume: bool,
+        /// Start from another run's weights (its checkpoint.safetensors).
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Stop and save after this many minutes.
+        #[arg(long)]
+        minutes: Option<f64>,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Write a small random Llama model directory, for trying lmic and tests.
+    MakeTinyModel {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+

@@ -1,0 +1,131 @@
+//! Inputs and outputs of the command line: `-` for stdin/stdout, and outputs
+//! that appear only when complete.
+
+use lmic::error::{Error, IoContext, Result};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub fn is_std(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+pub fn open_input(p: &Path) -> Result<Box<dyn Read>> {
+    if is_std(p) {
+        return Ok(Box::new(BufReader::with_capacity(1 << 20, io::stdin())));
+    }
+    let f = File::open(p).ctx(|| format!("{}", p.display()))?;
+    if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(Error::Usage(format!("{} is a directory", p.display())));
+    }
+    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+}
+
+pub fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
+    if quiet || !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap(),
+    );
+    Some(bar)
+}
+
+/// The output: stdout, or a temporary file next to the target that is renamed
+/// over it only when everything succeeded, so no partial file is ever left.
+pub enum Sink {
+    Stdout,
+    File {
+        tmp: tempfile::NamedTempFile,
+        target: PathBuf,
+        force: bool,
+    },
+}
+
+impl Sink {
+    pub fn create(p: &Path, force: bool) -> Result<Sink> {
+        if is_std(p) {
+            return Ok(Sink::Stdout);
+        }
+        if p.exists() && !force {
+            return Err(Error::Usage(format!(
+                "{} already exists (use --force to overwrite)",
+                p.display()
+            )));
+        }
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".lmic-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .ctx(|| format!("creating a temporary file in {}", dir.display()))?;
+        interrupt::guard(tmp.path());
+        Ok(Sink::File {
+            tmp,
+            target: p.to_path_buf(),
+            force,
+        })
+    }
+
+    pub fn writer(&self) -> Box<dyn Write + '_> {
+        match self {
+            Sink::Stdout => Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())),
+            Sink::File { tmp, .. } => Box::new(BufWriter::with_capacity(1 << 20, tmp.as_file())),
+        }
+    }
+
+    pub fn finish(self) -> Result<()> {
+        match self {
+            Sink::Stdout => io::stdout().flush().ctx(|| "writing stdout".into()),
+            Sink::File { tmp, target, force } => {
+                tmp.as_file()
+                    .sync_all()
+                    .ctx(|| format!("writing {}", target.display()))?;
+                let r = if force {
+                    tmp.persist(&target).map(|_| ())
+                } else {
+                    tmp.persist_noclobber(&target).map(|_| ())
+                };
+                interrupt::release();
+                r.map_err(|e| Error::io(format!("writing {}", target.display()), e.error))
+            }
+        }
+    }
+}
+
+/// SIGINT/SIGTERM end the process without running destructors, so the
+/// temporary output file is removed here instead: an interrupted run leaves
+/// neither a partial output nor a temporary file.
+mod interrupt {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, Once};
+
+    static PATH: Mutex<Option<PathBuf>> = Mutex::new(None);
+    static INSTALL: Once = Once::new();
+
+    pub fn guard(p: &Path) {
+        *PATH.lock().unwrap() = Some(p.to_path_buf());
+        INSTALL.call_once(|| {
+            let _ = ctrlc::set_handler(|| {
+                if let Ok(mut g) = PATH.lock() {
+                    if let Some(p) = g.take() {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+                eprintln!("lmic: interrupted");
+                std::process::exit(130);
+            });
+        });
+    }
+
+    pub fn release() {
+        *PATH.lock().unwrap() = None;
+    }
+}

@@ -1,0 +1,452 @@
+//! Chunks through the model: tokens, one forward pass per batch of chunks
+//! when encoding and token-by-token steps when decoding, the arithmetic
+//! coder, and the verbatim fallback. How chunks are grouped into passes is
+//! decided here and only here, for each [`Backend`]; grouping changes speed
+//! and memory, never results.
+
+use super::frames::Payload;
+use super::{verbatim_len, Stats};
+use crate::coder::{self, Decoder, Encoder};
+use crate::container::{ChunkKind, FileHeader};
+use crate::error::{Error, Result};
+use crate::model::backend::Backend;
+use crate::model::device::DeviceNet;
+use crate::model::{KvCache, Model, Row};
+use crate::probs::{Dist, Scratch};
+use rayon::prelude::*;
+
+/// A coded chunk before it is written: payload, ideal code length in bits,
+/// escapes.
+type Coded = (Vec<u8>, f64, u64);
+
+/// Knobs that change how work is split, never the bits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Schedule {
+    pub batch_tokens: usize,
+    pub decode_group: usize,
+}
+/// A chunk's tokens, or None where it must be stored verbatim (the
+/// tokenizer cannot reproduce it, or it exceeds the model's context). The
+/// decoder calls this on verbatim chunks too, to rebuild device batches.
+pub(crate) fn chunk_tokens(model: &Model, text: &[u8]) -> Result<Option<Vec<u32>>> {
+    let max_tokens = model.config.max_position_embeddings - 1;
+    Ok(model
+        .codec
+        .encode(text)?
+        .filter(|v| !v.is_empty() && v.len() <= max_tokens))
+}
+
+/// Codes each chunk's characters: tokens through one full forward pass per
+/// batch of chunks, then the arithmetic coder. Falls back to verbatim where
+/// that is smaller or the tokenizer cannot reproduce the text.
+pub(crate) fn encode_chunks(
+    model: &Model,
+    backend: &Backend,
+    h: &FileHeader,
+    texts: &[&[u8]],
+    force_coded: bool,
+    sched: Schedule,
+    stats: &mut Stats,
+) -> Result<Vec<Payload>> {
+    let top_k = h.top_k as usize;
+    let toks: Vec<Option<Vec<u32>>> = texts
+        .iter()
+        .map(|t| chunk_tokens(model, t))
+        .collect::<Result<_>>()?;
+    let coded: Vec<usize> = (0..texts.len()).filter(|&i| toks[i].is_some()).collect();
+    let seq = |i: usize| toks[i].as_deref().unwrap();
+    let mut results = Vec::with_capacity(coded.len());
+    match backend {
+        Backend::RowWise => {
+            let bt = sched.batch_tokens;
+            let mut batches = Vec::new();
+            let mut b = 0;
+            while b < coded.len() {
+                // A batch: as many whole chunks as fit in `batch_tokens` (at
+                // least one). Batching never changes a row's bits here.
+                let mut e = b;
+                let mut rows = 0;
+                while e < coded.len() && (e == b || rows + seq(coded[e]).len() <= bt) {
+                    rows += seq(coded[e]).len();
+                    e += 1;
+                }
+                batches.push(coded[b..e].iter().map(|&i| seq(i)).collect::<Vec<_>>());
+                b = e;
+            }
+            // Batches run in parallel, each on one thread: as in decoding,
+            // no synchronisation inside a pass and cache-sized working sets.
+            let done: Vec<Result<Vec<_>>> = batches
+                .into_par_iter()
+                .map(|batch| encode_batch(model, batch, top_k))
+                .collect();
+            for r in done {
+                results.extend(r?);
+            }
+        }
+        Backend::Device(net) => {
+            for group in coded.chunks(device_group(model, h)) {
+                let batch = group.iter().map(|&i| seq(i)).collect();
+                results.extend(encode_device(model, net, batch, top_k)?);
+            }
+        }
+    }
+    let mut out: Vec<Option<Payload>> = vec![None; texts.len()];
+    for (&i, (payload, ideal, escapes)) in coded.iter().zip(results) {
+        let n = seq(i).len();
+        if force_coded || payload.len() < verbatim_len(texts[i].len()) {
+            stats.ideal_bits += ideal;
+            stats.escapes += escapes;
+            stats.tokens += n as u64;
+            stats.coded_bytes += payload.len() as u64;
+            out[i] = Some(Payload {
+                kind: ChunkKind::Coded,
+                tokens: n as u32,
+                bytes: payload,
+            });
+        }
+    }
+    stats.chunks += texts.len() as u64;
+    Ok(out
+        .into_iter()
+        .zip(texts)
+        .map(|(p, t)| {
+            p.unwrap_or_else(|| {
+                stats.verbatim_chunks += 1;
+                let raw = coder::pack_bits(&t.iter().map(|&c| c as u32).collect::<Vec<_>>(), 7);
+                stats.verbatim_bytes += raw.len() as u64;
+                Payload {
+                    kind: ChunkKind::Verbatim,
+                    tokens: 0,
+                    bytes: raw,
+                }
+            })
+        })
+        .collect())
+}
+
+/// Chunks per device pass: as many as a 4 GiB working set allows (hidden
+/// states and attention scores, with room for intermediates), from the
+/// header and the model only, so that both sides form the same batches.
+fn device_group(model: &Model, h: &FileHeader) -> usize {
+    let c = &model.config;
+    let t = (h.context as usize).min(c.max_position_embeddings - 1);
+    let per_chunk = 16 * t * (c.hidden_size + c.intermediate_size + c.num_attention_heads * t);
+    ((4usize << 30) / per_chunk.max(1)).max(1)
+}
+
+/// A device pass's token grid: row `s` holds the start token then the
+/// chunk's tokens but the last, padded with the start token to `t` columns.
+fn device_grid(start: u32, seqs: &[&[u32]], t: usize) -> Vec<u32> {
+    let mut ids = vec![start; seqs.len() * t];
+    for (s, toks) in seqs.iter().enumerate() {
+        // Unknown rows (chunks still to decode) are empty here.
+        if let Some((_, init)) = toks.split_last() {
+            ids[s * t + 1..s * t + toks.len()].copy_from_slice(init);
+        }
+    }
+    ids
+}
+
+/// The device counterpart of [`encode_batch`]: one pass over the batch's
+/// grid, then the logits of each position as the decoder will take them.
+fn encode_device(
+    model: &Model,
+    net: &DeviceNet,
+    chunks: Vec<&[u32]>,
+    top_k: usize,
+) -> Result<Vec<Coded>> {
+    let t = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+    let grid = device_grid(model.start_token, &chunks, t);
+    let hidden = net.hidden(&grid, chunks.len(), t)?;
+    let v = model.vocab_size();
+    let mut encs: Vec<(Encoder, f64, u64)> =
+        chunks.iter().map(|_| (Encoder::new(), 0.0, 0)).collect();
+    let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
+    for pos in 0..t {
+        let logits = hidden.logits(pos)?;
+        for (s, toks) in chunks.iter().enumerate() {
+            if pos < toks.len() {
+                Dist::from_logits(&logits[s * v..(s + 1) * v], top_k, &mut scratch, &mut dist);
+                let (bits, esc) = dist.encode(&mut encs[s].0, toks[pos]);
+                encs[s].1 += bits;
+                encs[s].2 += esc as u64;
+            }
+        }
+    }
+    Ok(encs
+        .into_iter()
+        .map(|(e, i, x)| (e.finish(), i, x))
+        .collect())
+}
+
+/// Rows of a chunk: the start token at position 0, then every token but the
+/// last; row i predicts token i.
+fn chunk_rows(seq: usize, start: u32, toks: &[u32], rows: &mut Vec<Row>) {
+    for (pos, &token) in std::iter::once(&start)
+        .chain(&toks[..toks.len() - 1])
+        .enumerate()
+    {
+        rows.push(Row { seq, pos, token });
+    }
+}
+
+/// Logit rows processed at once when turning hidden states into codes; bounds
+/// memory for large vocabularies.
+const LOGIT_BLOCK: usize = 64;
+
+fn encode_batch(
+    model: &Model,
+    chunks: Vec<&[u32]>,
+    top_k: usize,
+) -> Result<Vec<Coded>> {
+    let max_len = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+    let mut rows = Vec::new();
+    for (s, c) in chunks.iter().enumerate() {
+        chunk_rows(s, model.start_token, c, &mut rows);
+    }
+    let mut cache = KvCache::for_full_pass(model, chunks.len(), max_len);
+    let hidden = model.forward(&mut cache, &rows)?;
+    let hs = model.config.hidden_size;
+    let mut offsets = vec![0usize];
+    for c in &chunks {
+        offsets.push(offsets.last().unwrap() + c.len());
+    }
+    Ok(chunks
+        .par_iter()
+        .enumerate()
+        .map(|(s, toks)| {
+            let mut enc = Encoder::new();
+            let (mut ideal, mut escapes) = (0f64, 0u64);
+            let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
+            let v = model.vocab_size();
+            for b0 in (0..toks.len()).step_by(LOGIT_BLOCK) {
+                let n = (toks.len() - b0).min(LOGIT_BLOCK);
+                let r0 = offsets[s] + b0;
+                let logits = model.logits(&hidden[r0 * hs..(r0 + n) * hs], n);
+                for i in 0..n {
+                    Dist::from_logits(&logits[i * v..(i + 1) * v], top_k, &mut scratch, &mut dist);
+                    let (bits, esc) = dist.encode(&mut enc, toks[b0 + i]);
+                    ideal += bits;
+                    escapes += esc as u64;
+                }
+            }
+            (enc.finish(), ideal, escapes)
+        })
+        .collect())
+}
+
+/// The mirror of [`encode_chunks`]: coded chunks are stepped token by token,
+/// a group of chunks in lockstep, through the same forward function.
+pub(crate) fn decode_chunks(
+    model: &Model,
+    backend: &Backend,
+    h: &FileHeader,
+    payloads: &[Payload],
+    lens: &[usize],
+    sched: Schedule,
+    stats: &mut Stats,
+) -> Result<Vec<Vec<u8>>> {
+    let top_k = h.top_k as usize;
+    let max_tokens = model.config.max_position_embeddings - 1;
+    let mut out: Vec<Vec<u8>> = vec![Vec::new(); payloads.len()];
+    let coded: Vec<usize> = (0..payloads.len())
+        .filter(|&i| payloads[i].kind == ChunkKind::Coded)
+        .collect();
+    for (i, p) in payloads.iter().enumerate() {
+        let tokens = p.tokens;
+        if p.kind == ChunkKind::Coded && (tokens == 0 || tokens as usize > max_tokens) {
+            return Err(Error::Corrupt(format!("chunk {i} claims {tokens} tokens")));
+        }
+        if p.kind == ChunkKind::Verbatim {
+            out[i] = coder::unpack_bits(&p.bytes, 7, lens[i])
+                .into_iter()
+                .map(|c| c as u8)
+                .collect();
+            stats.verbatim_chunks += 1;
+        }
+    }
+    let mut decoded: Vec<(usize, Vec<u32>)> = Vec::with_capacity(coded.len());
+    match backend {
+        Backend::RowWise => {
+            // Chunks stepped together share one KV cache: bound it (1 GiB),
+            // since grouping changes speed and memory, never results.
+            let longest = coded
+                .iter()
+                .map(|&i| payloads[i].tokens as usize)
+                .max()
+                .unwrap_or(1);
+            let per_seq = KvCache::step_bytes_per_seq(model, longest).max(1);
+            // One group per thread, each stepped start to finish on its own:
+            // no synchronisation inside a step, and each thread's caches
+            // stay in its share of the CPU caches.
+            let per_thread = coded.len().div_ceil(rayon::current_num_threads()).max(1);
+            let group = sched
+                .decode_group
+                .min(per_thread)
+                .min((1usize << 30) / per_seq)
+                .max(1);
+            let groups: Vec<Result<Vec<Vec<u32>>>> = coded
+                .par_chunks(group)
+                .map(|group| {
+                    let counts: Vec<usize> =
+                        group.iter().map(|&i| payloads[i].tokens as usize).collect();
+                    decode_group(
+                        model,
+                        group.iter().map(|&i| &payloads[i].bytes[..]).collect(),
+                        &counts,
+                        top_k,
+                    )
+                })
+                .collect();
+            for (group, ids) in coded.chunks(group).zip(groups) {
+                decoded.extend(group.iter().copied().zip(ids?));
+            }
+        }
+        Backend::Device(net) => {
+            // The encoder's batches: every chunk it could tokenize, those it
+            // then stored verbatim included (their tokens are known here).
+            let mut members = Vec::new();
+            for i in 0..payloads.len() {
+                let known = match payloads[i].kind {
+                    ChunkKind::Coded => None,
+                    ChunkKind::Verbatim => match chunk_tokens(model, &out[i])? {
+                        Some(t) => Some(t),
+                        None => continue,
+                    },
+                };
+                members.push((i, known));
+            }
+            for group in members.chunks(device_group(model, h)) {
+                let ids = decode_device(model, net, payloads, group, top_k)?;
+                decoded.extend(ids);
+            }
+        }
+    }
+    {
+        for (i, ids) in decoded {
+            let chars = model.codec.decode(&ids)?;
+            if chars.len() != lens[i] {
+                return Err(Error::Corrupt(format!(
+                    "chunk {i} decoded to {} characters, expected {}",
+                    chars.len(),
+                    lens[i]
+                )));
+            }
+            stats.tokens += ids.len() as u64;
+            out[i] = chars;
+        }
+    }
+    stats.chunks += payloads.len() as u64;
+    Ok(out)
+}
+
+/// The mirror of [`encode_device`]: `group` lists the batch's chunks with
+/// their tokens where known (verbatim chunks). One pass of the same grid
+/// shape per position; a position's decoded token goes into the grid before
+/// the next pass, and positions not yet known hold the start token, as
+/// padding does in the encoder (causal masking keeps them out of row `pos`).
+fn decode_device(
+    model: &Model,
+    net: &DeviceNet,
+    payloads: &[Payload],
+    group: &[(usize, Option<Vec<u32>>)],
+    top_k: usize,
+) -> Result<Vec<(usize, Vec<u32>)>> {
+    let counts: Vec<usize> = group
+        .iter()
+        .map(|(i, known)| known.as_ref().map_or(payloads[*i].tokens as usize, |k| k.len()))
+        .collect();
+    let t = counts.iter().copied().max().unwrap_or(0);
+    let known: Vec<&[u32]> = group
+        .iter()
+        .map(|(_, k)| k.as_deref().unwrap_or(&[]))
+        .collect();
+    let mut grid = device_grid(model.start_token, &known, t.max(1));
+    let mut decs: Vec<Option<Decoder>> = group
+        .iter()
+        .map(|(i, k)| k.is_none().then(|| Decoder::new(&payloads[*i].bytes)))
+        .collect();
+    let mut ids: Vec<Vec<u32>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
+    let v = model.vocab_size();
+    let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
+    let last = (0..group.len())
+        .filter(|&s| decs[s].is_some())
+        .map(|s| counts[s])
+        .max()
+        .unwrap_or(0);
+    for pos in 0..last {
+        let hidden = net.hidden(&grid, group.len(), t)?;
+        let logits = hidden.logits(pos)?;
+        for s in 0..group.len() {
+            let Some(d) = decs[s].as_mut().filter(|_| pos < counts[s]) else {
+                continue;
+            };
+            Dist::from_logits(&logits[s * v..(s + 1) * v], top_k, &mut scratch, &mut dist);
+            let token = dist.decode(d);
+            if d.overran() {
+                return Err(Error::Corrupt("a chunk payload ended early".into()));
+            }
+            ids[s].push(token);
+            if pos + 1 < t {
+                grid[s * t + pos + 1] = token;
+            }
+        }
+    }
+    Ok(group
+        .iter()
+        .zip(ids)
+        .filter(|((_, k), _)| k.is_none())
+        .map(|((i, _), ids)| (*i, ids))
+        .collect())
+}
+
+fn decode_group(
+    model: &Model,
+    payloads: Vec<&[u8]>,
+    counts: &[usize],
+    top_k: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let n = payloads.len();
+    let max_len = counts.iter().copied().max().unwrap_or(0);
+    let mut cache = KvCache::for_steps(model, n, max_len);
+    let mut decs: Vec<Decoder> = payloads.iter().map(|p| Decoder::new(p)).collect();
+    let mut ids: Vec<Vec<u32>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
+    let v = model.vocab_size();
+    for pos in 0..max_len {
+        let active: Vec<usize> = (0..n).filter(|&s| pos < counts[s]).collect();
+        let rows: Vec<Row> = active
+            .iter()
+            .map(|&s| Row {
+                seq: s,
+                pos,
+                token: if pos == 0 {
+                    model.start_token
+                } else {
+                    ids[s][pos - 1]
+                },
+            })
+            .collect();
+        let hidden = model.forward(&mut cache, &rows)?;
+        let logits = model.logits(&hidden, rows.len());
+        // Each active chunk owns its decoder: decode them in parallel.
+        let mut work: Vec<(&mut Decoder, &mut Vec<u32>, &[f32])> = Vec::with_capacity(active.len());
+        let mut di = decs.iter_mut().zip(ids.iter_mut()).enumerate();
+        for (r, &s) in active.iter().enumerate() {
+            let (_, (d, id)) = di.by_ref().find(|(i, _)| *i == s).unwrap();
+            work.push((d, id, &logits[r * v..(r + 1) * v]));
+        }
+        work.into_par_iter().for_each_init(
+            || (Dist::default(), Scratch::default()),
+            |(dist, scratch), (d, id, l)| {
+                Dist::from_logits(l, top_k, scratch, dist);
+                id.push(dist.decode(d));
+            },
+        );
+        // A payload that ran out is corrupt: stop now rather than run the
+        // model for every token the chunk table claims.
+        if decs.iter().any(|d| d.overran()) {
+            return Err(Error::Corrupt("a chunk payload ended early".into()));
+        }
+    }
+    Ok(ids)
+}

@@ -1,0 +1,174 @@
+//! Reading an `.lmc` file section by section: the file header, then frames,
+//! then the trailer. Decompression and [`info`](super::info) share this, so
+//! the two cannot disagree on what a valid file is.
+
+use super::{frame_len, max_payload, verbatim_len};
+use crate::container::{
+    self, ChunkKind, FileHeader, FrameHeader, FrameLimits, Trailer, ONE_PER_CHAR, TAG_END,
+    TAG_FRAME,
+};
+use crate::error::{Error, Result};
+use crate::mapping;
+use std::io::Read;
+
+/// One section after the file header.
+#[derive(Debug)]
+pub enum Section {
+    Frame(FrameHeader),
+    /// The end: nothing follows the trailer.
+    End(Trailer),
+}
+
+/// A chunk as stored: how it is coded, its token count (resolved: never
+/// [`ONE_PER_CHAR`]) and its payload.
+#[derive(Clone, Debug)]
+pub(crate) struct Payload {
+    pub kind: ChunkKind,
+    pub tokens: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// What follows a frame header: its chunks, their characters' places in the
+/// frame, and the dropped-bit stream, all checksummed.
+pub(crate) struct FrameBody {
+    pub payloads: Vec<Payload>,
+    pub spans: Vec<(usize, usize)>,
+    pub dropped: Vec<u8>,
+}
+
+/// Reads sections in order; every length is capped by the file header
+/// before anything is allocated.
+pub struct FrameReader<R: Read> {
+    input: Counting<R>,
+    header: FileHeader,
+    limits: FrameLimits,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Reads and checks the file header.
+    pub fn open(input: R) -> Result<Self> {
+        let mut input = Counting { r: input, n: 0 };
+        let header = FileHeader::read(&mut input)?;
+        let limits = FrameLimits {
+            sample_frames: frame_len(&header)? as u32,
+            chunks: header.frame_chunks * header.format.channels as u32,
+            chunk_bytes: max_payload(header.context),
+        };
+        Ok(FrameReader {
+            input,
+            header,
+            limits,
+        })
+    }
+
+    pub fn header(&self) -> &FileHeader {
+        &self.header
+    }
+
+    /// Bytes read so far.
+    pub fn position(&self) -> u64 {
+        self.input.n
+    }
+
+    /// The next frame header, or the trailer.
+    pub fn next_section(&mut self) -> Result<Section> {
+        let mut tag = [0u8];
+        container::read_exact(&mut self.input, &mut tag, "frame")?;
+        match tag[0] {
+            TAG_FRAME => Ok(Section::Frame(FrameHeader::read(
+                &mut self.input,
+                &self.limits,
+                &self.header.format,
+                self.header.mapping,
+            )?)),
+            TAG_END => Ok(Section::End(Trailer::read(&mut self.input)?)),
+            t => Err(Error::Corrupt(format!("unknown section tag {t}"))),
+        }
+    }
+
+    /// Where each chunk's characters lie in the frame, checked against its
+    /// chunk table.
+    pub(crate) fn spans(&self, fh: &FrameHeader) -> Result<Vec<(usize, usize)>> {
+        let h = &self.header;
+        let per_sample = mapping::chars_per_sample(&fh.params, h.format.bits())?;
+        let n_codes = fh.sample_frames as usize * h.format.channels as usize;
+        let spans = mapping::chunk_spans(n_codes, per_sample, &h.format, h.layout, h.context)?;
+        if spans.len() != fh.chunks.len() {
+            return Err(Error::Corrupt(format!(
+                "frame has {} chunks, its size implies {}",
+                fh.chunks.len(),
+                spans.len()
+            )));
+        }
+        Ok(spans)
+    }
+
+    /// Reads the frame's chunk payloads and dropped-bit stream and checks
+    /// their CRCs.
+    pub(crate) fn body(&mut self, fh: &FrameHeader) -> Result<FrameBody> {
+        let spans = self.spans(fh)?;
+        let mut payloads = Vec::with_capacity(spans.len());
+        let mut crc = crc32fast::Hasher::new();
+        for (i, (e, &(_, n))) in fh.chunks.iter().zip(&spans).enumerate() {
+            if e.kind == ChunkKind::Verbatim && e.len as usize != verbatim_len(n) {
+                return Err(Error::Corrupt(format!(
+                    "verbatim chunk {i} has the wrong length"
+                )));
+            }
+            let mut bytes = vec![0u8; e.len as usize];
+            container::read_exact(&mut self.input, &mut bytes, "chunk payload")?;
+            crc.update(&bytes);
+            let tokens = if e.kind == ChunkKind::Coded && e.tokens == ONE_PER_CHAR {
+                n as u32
+            } else {
+                e.tokens
+            };
+            payloads.push(Payload {
+                kind: e.kind,
+                tokens,
+                bytes,
+            });
+        }
+        if !container::crc_matches(fh.payload_crc, crc.finalize()) {
+            return Err(Error::Corrupt("chunk payload checksum mismatch".into()));
+        }
+        let mut dropped = vec![0u8; fh.dropped_len as usize];
+        container::read_exact(&mut self.input, &mut dropped, "dropped-bit stream")?;
+        if !container::crc_matches(fh.dropped_crc, crc32fast::hash(&dropped)) {
+            return Err(Error::Corrupt(
+                "dropped-bit stream checksum mismatch".into(),
+            ));
+        }
+        Ok(FrameBody {
+            payloads,
+            spans,
+            dropped,
+        })
+    }
+
+    /// Skips the frame's payloads unread (their CRCs are not checked).
+    pub fn skip_body(&mut self, fh: &FrameHeader) -> Result<()> {
+        let skip: u64 =
+            fh.chunks.iter().map(|c| c.len as u64).sum::<u64>() + fh.dropped_len as u64;
+        let copied = std::io::copy(&mut (&mut self.input).take(skip), &mut std::io::sink())
+            .map_err(|e| Error::io("reading .lmc", e))?;
+        if copied != skip {
+            return Err(Error::Corrupt("truncated frame".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Counts what is read, so sizes need no re-serialising.
+struct Counting<R: Read> {
+    r: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.r.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+}

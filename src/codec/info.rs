@@ -1,0 +1,120 @@
+//! `lmic info`: a summary of an `.lmc` file, read without the model.
+
+use super::frames::{FrameReader, Section};
+use crate::container::{ChunkKind, FileHeader, ONE_PER_CHAR};
+use crate::error::Result;
+use std::io::Read;
+
+/// A summary of an `.lmc` file.
+#[derive(Clone, Debug)]
+pub struct Info {
+    pub header: FileHeader,
+    pub file_bytes: u64,
+    pub original_bytes: u64,
+    /// Container frames (each holds up to `frame_chunks` chunks per channel).
+    pub frames: u64,
+    pub chunks: u64,
+    pub verbatim_chunks: u64,
+    pub tokens: u64,
+    pub payload_bytes: u64,
+    pub dropped_bytes: u64,
+    pub sha256: [u8; 32],
+}
+
+/// Reads every section header and skips the payloads.
+pub fn info<R: Read>(input: R) -> Result<Info> {
+    let mut r = FrameReader::open(input)?;
+    let (mut frames, mut chunks, mut verbatim, mut tokens, mut payload, mut dropped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let trailer = loop {
+        let fh = match r.next_section()? {
+            Section::Frame(fh) => fh,
+            Section::End(t) => break t,
+        };
+        frames += 1;
+        let spans = r.spans(&fh)?;
+        for (c, &(_, n)) in fh.chunks.iter().zip(&spans) {
+            chunks += 1;
+            tokens += match (c.kind, c.tokens) {
+                (ChunkKind::Coded, ONE_PER_CHAR) => n as u64,
+                (_, t) => t as u64,
+            };
+            payload += c.len as u64;
+            verbatim += (c.kind == ChunkKind::Verbatim) as u64;
+        }
+        dropped += fh.dropped_len as u64;
+        r.skip_body(&fh)?;
+    };
+    let h = r.header().clone();
+    Ok(Info {
+        original_bytes: h.wav_head.len() as u64 + h.data_len + trailer.wav_tail.len() as u64,
+        header: h,
+        file_bytes: r.position(),
+        frames,
+        chunks,
+        verbatim_chunks: verbatim,
+        tokens,
+        payload_bytes: payload,
+        dropped_bytes: dropped,
+        sha256: trailer.sha256,
+    })
+}
+
+impl std::fmt::Display for Info {
+    /// What `lmic info` prints.
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = self;
+    let h = &i.header;
+    let f = h.format;
+    let samples = h.data_len / f.bytes as u64;
+    let secs = samples as f64 / f.channels as f64 / f.sample_rate.max(1) as f64;
+    let kind = match f.kind {
+        crate::wav::SampleKind::Unsigned => "unsigned",
+        crate::wav::SampleKind::Signed => "signed",
+        crate::wav::SampleKind::Float => "float",
+    };
+    write!(
+        out,
+        "format:          lmic .lmc, {} mapping\n\
+         audio:           {} Hz, {} channel(s), {}-bit {kind} PCM, {:.3} s, {} samples\n\
+         original size:   {} bytes\n\
+         compressed size: {} bytes ({:.2}% of original)\n\
+         bits per sample: {:.3}\n\
+         model:           {}\n\
+         fingerprint:     {}\n\
+         forward pass:    {}\n\
+         parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
+         chunks:          {} in {} frames ({} verbatim), {} tokens\n\
+         payload:         {} bytes of chunks, {} bytes of dropped bits\n\
+         sha256:          {}\n",
+        h.mapping.name(),
+        f.sample_rate,
+        f.channels,
+        f.bits(),
+        secs,
+        samples,
+        i.original_bytes,
+        i.file_bytes,
+        100.0 * i.file_bytes as f64 / i.original_bytes.max(1) as f64,
+        i.file_bytes as f64 * 8.0 / samples.max(1) as f64,
+        h.model_spec,
+        crate::model::hex(&h.fingerprint),
+        match h.forward_mode {
+            crate::container::FORWARD_DEVICE => format!("device {} (decodes only there)", h.device),
+            _ => "cpu (row-wise kernels, any CPU decodes)".to_string(),
+        },
+        h.context,
+        h.top_k,
+        h.drop_bits.map_or("default".to_string(), |d| d.to_string()),
+        h.layout.name(),
+        h.start_token,
+        i.chunks,
+        i.frames,
+        i.verbatim_chunks,
+        i.tokens,
+        i.payload_bytes,
+        i.dropped_bytes,
+        crate::model::hex(&i.sha256),
+    )
+}
+}

@@ -1,0 +1,194 @@
+//! Compression and decompression: the only module that knows every stage.
+//!
+//! [`compress`] (in `encode.rs`) and [`Decompressor`] (in `decode.rs`) are
+//! written as mirrors: each step of one has its inverse at the same place in
+//! the other. Both go frame by frame; `frames.rs` reads the container's
+//! sections for decompression and [`info`] alike, and `chunks.rs` is the one
+//! place that decides how chunks are scheduled on a model backend.
+
+mod chunks;
+mod decode;
+mod encode;
+mod frames;
+mod info;
+
+pub use decode::Decompressor;
+pub use encode::compress;
+pub use frames::{FrameReader, Section};
+pub use info::{info, Info};
+
+use crate::container::FileHeader;
+use crate::error::{Error, Result};
+use crate::mapping::{self, Kind, Layout, Setup};
+use crate::model::device::DeviceSpec;
+use std::io::Write;
+
+/// Characters per chunk when a model allows more (long contexts cost time
+/// quadratically and gain little).
+pub const MAX_DEFAULT_CONTEXT: u32 = 2048;
+
+/// Compression choices. Every default lives here; the command line takes
+/// its defaults from this.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Characters per chunk at most (None: the model's context, at most
+    /// [`MAX_DEFAULT_CONTEXT`], see [`default_context`]).
+    pub context: Option<u32>,
+    /// Tokens coded explicitly per position; the rest go through an escape.
+    pub top_k: u32,
+    /// Low bits per sample stored outside the model (classic mapping:
+    /// exactly this many, default by bit depth; lpc: at least this many).
+    pub drop_bits: Option<u8>,
+    pub layout: Layout,
+    /// Chunks per frame: the unit of streaming (None: 64 on the CPU, 512 on
+    /// a device, which wants hundreds of chunks per pass).
+    pub frame_chunks: Option<u32>,
+    /// Tokens per forward pass; batches run in parallel, one per thread.
+    /// Changes speed and memory, never results.
+    pub batch_tokens: usize,
+    /// Apply fixed predictors before the classic mapping (None: as the
+    /// model was trained, see `Model::predictor`).
+    pub predictor: Option<bool>,
+    /// The mapping (None: the one the model was trained on, see
+    /// `Model::mapping`).
+    pub mapping: Option<Kind>,
+    /// Code every chunk even where verbatim storage would be smaller. For
+    /// tests and diagnostics (a random test model never beats verbatim).
+    pub force_coded: bool,
+    /// Where the forward pass runs: anything but `Cpu` makes a file that
+    /// decodes only on the same device family.
+    pub device: DeviceSpec,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            context: None,
+            top_k: 100,
+            drop_bits: None,
+            layout: Layout::Interleaved,
+            frame_chunks: None,
+            // Measured on 16 kHz speech with the built-in model (README,
+            // Speed): small batches whose caches stay in a core's L2 beat
+            // big ones that share the cores op by op, 1.4x encoding.
+            batch_tokens: 512,
+            predictor: None,
+            mapping: None,
+            force_coded: false,
+            device: DeviceSpec::Cpu,
+        }
+    }
+}
+
+/// Decompression choices; the file decides everything else.
+#[derive(Clone, Debug)]
+pub struct DecodeOptions {
+    /// Chunks stepped together; groups run in parallel, one per thread.
+    /// Changes speed and memory, never results.
+    pub decode_group: usize,
+    /// Files made on a device decode only on that device family; this picks
+    /// the CUDA ordinal.
+    pub device: DeviceSpec,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            // Measured with the built-in model (README, Speed): 2.4x faster
+            // than one group spread op by op over the cores.
+            decode_group: 4,
+            device: DeviceSpec::Cpu,
+        }
+    }
+}
+
+/// Chunks per frame by default: 64 on the CPU; 512 on a device, since a GPU
+/// wants hundreds of chunks per pass and a frame is the most the encoder
+/// batches (a pass is still capped at a 4 GiB working set).
+pub fn default_frame_chunks(device: &DeviceSpec) -> u32 {
+    match device {
+        DeviceSpec::Cpu => 64,
+        _ => 512,
+    }
+}
+
+/// The context a model was made for: its positions less the start token,
+/// capped at [`MAX_DEFAULT_CONTEXT`].
+pub fn default_context(model: &crate::model::Model) -> u32 {
+    (model.config.max_position_embeddings.saturating_sub(1)).clamp(1, MAX_DEFAULT_CONTEXT as usize)
+        as u32
+}
+
+/// What happened, for `lmic info`, benchmarks and tests.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Stats {
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    pub samples: u64,
+    pub chunks: u64,
+    pub verbatim_chunks: u64,
+    pub tokens: u64,
+    pub escapes: u64,
+    /// Sum of −log2 p over the quantised frequencies of coded chunks.
+    pub ideal_bits: f64,
+    /// Payload bytes of coded chunks (compare with `ideal_bits / 8`).
+    pub coded_bytes: u64,
+    pub verbatim_bytes: u64,
+    pub dropped_bytes: u64,
+}
+
+/// Progress callback: bytes of WAV sample data done so far, and in all.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Counts bytes written so `Stats` can report the output size.
+struct Counted<'a, W: Write + ?Sized> {
+    w: &'a mut W,
+    n: u64,
+}
+
+impl<W: Write + ?Sized> Counted<'_, W> {
+    fn put(&mut self, b: &[u8]) -> Result<()> {
+        self.n += b.len() as u64;
+        self.w
+            .write_all(b)
+            .map_err(|e| Error::io("writing output", e))
+    }
+}
+
+/// The mapping setup a file header implies, the same on both sides.
+fn setup(h: &FileHeader, predictor: bool) -> Setup {
+    Setup {
+        format: h.format,
+        layout: h.layout,
+        context: h.context,
+        drop_bits: h.drop_bits,
+        predictor,
+    }
+}
+
+/// Packed size of a verbatim chunk of `chars` 7-bit characters.
+fn verbatim_len(chars: usize) -> usize {
+    (chars * 7).div_ceil(8)
+}
+
+/// Bound on one chunk's payload. Coded chunks are normally smaller than
+/// verbatim ones; forced coding (tests) can cost at most 16 bits per
+/// explicit token or 16 + 32 per escaped one, times 4 tokens per character.
+fn max_payload(context: u32) -> u32 {
+    (context as u64 * 4 * 6 + 16).min(u32::MAX as u64) as u32
+}
+
+/// Sample frames per container frame, chosen so a frame holds
+/// `frame_chunks` full chunks at the widest mapping this format can have.
+fn frame_len(h: &FileHeader) -> Result<usize> {
+    let widest = mapping::widest(h.mapping, h.format.bits(), h.drop_bits)?;
+    let unit = widest * h.format.channels as usize;
+    let per_chunk = h.context as usize / unit;
+    if per_chunk == 0 {
+        return Err(Error::Usage(format!(
+            "--context {} is smaller than one sample frame ({unit} characters)",
+            h.context
+        )));
+    }
+    Ok(per_chunk * h.frame_chunks as usize)
+}
