@@ -194,7 +194,6 @@ pub fn read_exact<R: Read + ?Sized>(r: &mut R, b: &mut [u8], what: &str) -> Resu
     Ok(())
 }
 
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileHeader {
     /// WAV bytes before the sample data, verbatim.

@@ -224,7 +224,6 @@ pub fn read_header<R: Read>(r: &mut R) -> Result<Header> {
     }
 }
 
-
 /// Checks that the RIFF size field is consistent with what was read; a file
 /// shorter than it claims is truncated. Longer (trailing junk) is kept verbatim.
 pub fn check_riff_size(head: &[u8], total_len: u64) -> Result<()> {

@@ -197,4 +197,3 @@ pub enum Command {
         seed: u64,
     },
 }
-

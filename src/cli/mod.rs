@@ -63,7 +63,14 @@ where
                 device: common.device.clone(),
                 ..Options::default()
             };
-            compress(&input, &output, model.as_deref(), &opts, &common, stats_json)?;
+            compress(
+                &input,
+                &output,
+                model.as_deref(),
+                &opts,
+                &common,
+                stats_json,
+            )?;
         }
         Command::Decompress {
             input,

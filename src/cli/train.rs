@@ -8,13 +8,13 @@
 //! `model.safetensors`) that [`Model::load_dir`](lmic::model::Model::load_dir)
 //! reads like any other checkpoint.
 
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Init, Optimizer, VarBuilder, VarMap};
 use lmic::error::{Error, IoContext, Result};
 use lmic::mapping::{self, classic, lpc, Kind, Layout, Setup};
 use lmic::model::candle_llama::{CandleLlama, Ops};
 use lmic::tokens::{char_level_tokenizer, TokenCodec};
 use lmic::wav::{self, Format, SampleKind};
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{Init, Optimizer, VarBuilder, VarMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -194,11 +194,7 @@ fn chunk_rows(seq: usize, start: u32, toks: &[u32], rows: &mut Vec<Row>) {
 /// memory for large vocabularies.
 const LOGIT_BLOCK: usize = 64;
 
-fn encode_batch(
-    model: &Model,
-    chunks: Vec<&[u32]>,
-    top_k: usize,
-) -> Result<Vec<Coded>> {
+fn encode_batch(model: &Model, chunks: Vec<&[u32]>, top_k: usize) -> Result<Vec<Coded>> {
     let max_len = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
     let mut rows = Vec::new();
     for (s, c) in chunks.iter().enumerate() {
@@ -354,7 +350,11 @@ fn decode_device(
 ) -> Result<Vec<(usize, Vec<u32>)>> {
     let counts: Vec<usize> = group
         .iter()
-        .map(|(i, known)| known.as_ref().map_or(payloads[*i].tokens as usize, |k| k.len()))
+        .map(|(i, known)| {
+            known
+                .as_ref()
+                .map_or(payloads[*i].tokens as usize, |k| k.len())
+        })
         .collect();
     let t = counts.iter().copied().max().unwrap_or(0);
     let known: Vec<&[u32]> = group

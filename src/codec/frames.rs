@@ -148,8 +148,7 @@ impl<R: Read> FrameReader<R> {
 
     /// Skips the frame's payloads unread (their CRCs are not checked).
     pub fn skip_body(&mut self, fh: &FrameHeader) -> Result<()> {
-        let skip: u64 =
-            fh.chunks.iter().map(|c| c.len as u64).sum::<u64>() + fh.dropped_len as u64;
+        let skip: u64 = fh.chunks.iter().map(|c| c.len as u64).sum::<u64>() + fh.dropped_len as u64;
         let copied = std::io::copy(&mut (&mut self.input).take(skip), &mut std::io::sink())
             .map_err(|e| Error::io("reading .lmc", e))?;
         if copied != skip {

@@ -64,18 +64,18 @@ impl std::fmt::Display for Info {
     /// What `lmic info` prints.
     fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let i = self;
-    let h = &i.header;
-    let f = h.format;
-    let samples = h.data_len / f.bytes as u64;
-    let secs = samples as f64 / f.channels as f64 / f.sample_rate.max(1) as f64;
-    let kind = match f.kind {
-        crate::wav::SampleKind::Unsigned => "unsigned",
-        crate::wav::SampleKind::Signed => "signed",
-        crate::wav::SampleKind::Float => "float",
-    };
-    write!(
-        out,
-        "format:          lmic .lmc, {} mapping\n\
+        let h = &i.header;
+        let f = h.format;
+        let samples = h.data_len / f.bytes as u64;
+        let secs = samples as f64 / f.channels as f64 / f.sample_rate.max(1) as f64;
+        let kind = match f.kind {
+            crate::wav::SampleKind::Unsigned => "unsigned",
+            crate::wav::SampleKind::Signed => "signed",
+            crate::wav::SampleKind::Float => "float",
+        };
+        write!(
+            out,
+            "format:          lmic .lmc, {} mapping\n\
          audio:           {} Hz, {} channel(s), {}-bit {kind} PCM, {:.3} s, {} samples\n\
          original size:   {} bytes\n\
          compressed size: {} bytes ({:.2}% of original)\n\
@@ -87,34 +87,35 @@ impl std::fmt::Display for Info {
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
          payload:         {} bytes of chunks, {} bytes of dropped bits\n\
          sha256:          {}\n",
-        h.mapping.name(),
-        f.sample_rate,
-        f.channels,
-        f.bits(),
-        secs,
-        samples,
-        i.original_bytes,
-        i.file_bytes,
-        100.0 * i.file_bytes as f64 / i.original_bytes.max(1) as f64,
-        i.file_bytes as f64 * 8.0 / samples.max(1) as f64,
-        h.model_spec,
-        crate::model::hex(&h.fingerprint),
-        match h.forward_mode {
-            crate::container::FORWARD_DEVICE => format!("device {} (decodes only there)", h.device),
-            _ => "cpu (row-wise kernels, any CPU decodes)".to_string(),
-        },
-        h.context,
-        h.top_k,
-        h.drop_bits.map_or("default".to_string(), |d| d.to_string()),
-        h.layout.name(),
-        h.start_token,
-        i.chunks,
-        i.frames,
-        i.verbatim_chunks,
-        i.tokens,
-        i.payload_bytes,
-        i.dropped_bytes,
-        crate::model::hex(&i.sha256),
-    )
-}
+            h.mapping.name(),
+            f.sample_rate,
+            f.channels,
+            f.bits(),
+            secs,
+            samples,
+            i.original_bytes,
+            i.file_bytes,
+            100.0 * i.file_bytes as f64 / i.original_bytes.max(1) as f64,
+            i.file_bytes as f64 * 8.0 / samples.max(1) as f64,
+            h.model_spec,
+            crate::model::hex(&h.fingerprint),
+            match h.forward_mode {
+                crate::container::FORWARD_DEVICE =>
+                    format!("device {} (decodes only there)", h.device),
+                _ => "cpu (row-wise kernels, any CPU decodes)".to_string(),
+            },
+            h.context,
+            h.top_k,
+            h.drop_bits.map_or("default".to_string(), |d| d.to_string()),
+            h.layout.name(),
+            h.start_token,
+            i.chunks,
+            i.frames,
+            i.verbatim_chunks,
+            i.tokens,
+            i.payload_bytes,
+            i.dropped_bytes,
+            crate::model::hex(&i.sha256),
+        )
+    }
 }

@@ -7,7 +7,9 @@
 //! MSB-first puts the predictable high bits first so the model can condition
 //! the low characters on them.
 
-use super::{chunk_spans, detect_shift, from_planar, low_mask, to_planar, FrameParams, Layout, Mapped, Setup};
+use super::{
+    chunk_spans, detect_shift, from_planar, low_mask, to_planar, FrameParams, Layout, Mapped, Setup,
+};
 use crate::coder;
 use crate::error::{Error, Result};
 
@@ -347,5 +349,4 @@ mod tests {
         let noise: Vec<u32> = (0..100u32).map(|i| 32768 - 50 + (i * 7919) % 100).collect();
         assert_eq!(choose_order(&noise, 16, 1), 0);
     }
-
 }

@@ -16,7 +16,9 @@
 //! coefficients, and a corrupt file can yield wrong samples (caught by the
 //! checksum) but never an overflow.
 
-use super::{chunk_spans, detect_shift, from_planar, to_planar, FrameParams, Layout, Mapped, Setup};
+use super::{
+    chunk_spans, detect_shift, from_planar, to_planar, FrameParams, Layout, Mapped, Setup,
+};
 use crate::coder;
 use crate::error::Result;
 

@@ -50,11 +50,13 @@ impl Backend {
                 )))
             }
         };
-        DeviceNet::new(model, &spec).map(Backend::Device).map_err(|e| {
-            Error::Unsupported(format!(
-                "this file was compressed with --device {} and decodes only there: {e}",
-                h.device
-            ))
-        })
+        DeviceNet::new(model, &spec)
+            .map(Backend::Device)
+            .map_err(|e| {
+                Error::Unsupported(format!(
+                    "this file was compressed with --device {} and decodes only there: {e}",
+                    h.device
+                ))
+            })
     }
 }

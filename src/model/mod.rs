@@ -6,8 +6,8 @@
 //! way whether a chunk is processed whole (encoder) or one token at a time
 //! (decoder), see [`kernels`].
 
-pub mod builtin;
 pub mod backend;
+pub mod builtin;
 pub mod candle_llama;
 pub mod device;
 pub mod forward;

@@ -10,8 +10,8 @@ pub mod speed;
 
 use lmic::error::{Error, IoContext, Result};
 use lmic::model::Model;
-use std::io::IsTerminal;
 use serde::Serialize;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;

@@ -14,8 +14,8 @@
 use super::{installed, pcm, BenchOptions, BASELINES};
 use lmic::error::{Error, IoContext, Result};
 use lmic::model::Model;
-use lmic::{DecodeOptions, Decompressor, Options};
 use lmic::wav::{self, SampleKind};
+use lmic::{DecodeOptions, Decompressor, Options};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

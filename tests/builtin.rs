@@ -1,0 +1,252 @@
+//! The built-in model, `lmic train`, and Hub ids resolved from an offline cache.
+
+mod common;
+
+use common::*;
+use lmic::model::Model;
+use lmic::Options;
+use std::path::PathBuf;
+
+/// No --model: the embedded model compresses the shipped real recordings
+/// (16-bit mono, 24-bit stereo) to well under their size, the file names
+/// it, and decompression finds it by itself.
+#[test]
+fn default_model_compresses_real_recordings() {
+    let d = tempfile::tempdir().unwrap();
+    // Bounds a little above what the shipped model measured (README).
+    for (name, bound) in [("drum_cowbell.wav", 0.62), ("perc_swash.wav", 0.70)] {
+        let wav = sample(name);
+        let lmc = d.path().join("a.lmc");
+        let back = d.path().join("a.wav");
+        lmic()
+            .args(["compress", "-f", "-q"])
+            .arg(&wav)
+            .arg(&lmc)
+            .assert()
+            .success()
+            .stdout("");
+        lmic()
+            .args(["decompress", "-f", "-q"])
+            .arg(&lmc)
+            .arg(&back)
+            .assert()
+            .success();
+        let (orig, packed) = (std::fs::read(&wav).unwrap(), std::fs::read(&lmc).unwrap());
+        assert!(std::fs::read(&back).unwrap() == orig, "{name} round trip");
+        let rate = packed.len() as f64 / orig.len() as f64;
+        assert!(rate < bound, "{name}: {:.1}% of the original", 100.0 * rate);
+        let info = lmic().arg("info").arg(&lmc).assert().success();
+        let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
+        assert!(info.contains(lmic::model::builtin::DEFAULT), "{info}");
+    }
+}
+
+/// `lmic bench --speed`: FLOP/s of the built-in model's forward pass in
+/// both pipeline shapes against a large product's; the FLOP count is the
+/// architecture's (4 layers, hidden 128, MLP 384, vocabulary 130, mean
+/// attention span 128.5 of 256 positions).
+#[test]
+fn bench_speed_counts_flops() {
+    let out = lmic()
+        .args(["bench", "--speed", "--json", "--threads", "1"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let per_layer = 2 * (128 * 128 * 4 + 3 * 128 * 384) as u64 + 4 * 128 * 257 / 2;
+    let want = 4 * per_layer + 2 * 128 * 130;
+    assert_eq!(v["flops_per_token"].as_f64().unwrap(), want as f64, "{v}");
+    assert_eq!(v["threads"], 1);
+    for k in ["peak_gflops", "encode_gflops", "decode_gflops"] {
+        assert!(v[k].as_f64().unwrap() > 0.1, "{k}: {v}");
+    }
+    let (t, g) = (
+        v["encode_tokens_per_s"].as_f64().unwrap(),
+        v["encode_gflops"].as_f64().unwrap(),
+    );
+    assert!((t * want as f64 / 1e9 - g).abs() < 1e-6 * g, "{v}");
+}
+
+/// A version 2 file (classic mapping, made by lmic:audio-v1 before the
+/// lpc mapping existed: a 24-bit clip from the fuzz seeds) still decodes
+/// and verifies with this lmic.
+#[test]
+fn version_2_files_still_decode() {
+    let lmc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2-audio-v1.lmc");
+    let out = lmic()
+        .args(["decompress", "-q"])
+        .arg(&lmc)
+        .arg("-")
+        .assert()
+        .success();
+    let wav = &out.get_output().stdout;
+    assert_eq!(wav.len(), 656);
+    assert_eq!(&wav[..4], b"RIFF");
+    let info = lmic().arg("info").arg(&lmc).assert().success();
+    let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
+    assert!(
+        info.contains("classic mapping") && info.contains("lmic:audio-v1"),
+        "{info}"
+    );
+}
+
+#[test]
+fn unknown_builtin_names_the_ones_there_are() {
+    let e = Model::load("lmic:nope").err().unwrap().to_string();
+    assert!(
+        e.contains("lmic:nope") && e.contains("lmic:audio-v1") && e.contains("lmic:audio-v2"),
+        "{e}"
+    );
+}
+
+/// `lmic train` on generated recordings: a few steps, a resume, and the
+/// resulting directory works as a model for a bit-exact round trip.
+#[test]
+fn train_resume_and_use_the_model() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for (i, (ch, bits)) in [(1, 16), (2, 16), (1, 24), (1, 8)].iter().enumerate() {
+        std::fs::write(
+            data.join(format!("{i}.wav")),
+            Wav::pcm(*ch, *bits, 4000, i as u64).bytes(),
+        )
+        .unwrap();
+    }
+    let out = d.path().join("model");
+    let train = |extra: &[&str]| {
+        let a = lmic()
+            .arg("train")
+            .arg(&data)
+            .arg("-o")
+            .arg(&out)
+            .args([
+                "--hidden",
+                "16",
+                "--layers",
+                "1",
+                "--heads",
+                "2",
+                "--intermediate",
+                "32",
+                "--context",
+                "64",
+                "--batch",
+                "2",
+                "--eval-every",
+                "2",
+                "--val-every",
+                "4",
+            ])
+            .args(extra)
+            .assert()
+            .success()
+            .stdout("");
+        String::from_utf8(a.get_output().stderr.clone()).unwrap()
+    };
+    let log = train(&["--steps", "2"]);
+    assert!(log.contains("step      2") && log.contains("val"), "{log}");
+    let state = |k: &str| {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("train-state.json")).unwrap()).unwrap();
+        v[k].as_u64().unwrap()
+    };
+    assert_eq!(state("step"), 2);
+    let log = train(&["--steps", "4", "--resume"]);
+    assert!(log.contains("resumed at step 2"), "{log}");
+    assert_eq!(state("step"), 4);
+
+    let m = Model::load_dir(&out).unwrap();
+    assert_eq!(m.config.max_position_embeddings, 65);
+    let w = Wav::pcm(2, 16, 700, 9).bytes();
+    let o = Options {
+        context: Some(64),
+        force_coded: true,
+        ..opts()
+    };
+    let (lmc, stats) = compress_with(&m, &w, &o).unwrap();
+    assert!(stats.verbatim_chunks == 0 && stats.chunks > 4);
+    assert!(decompress_with(&m, &lmc).unwrap() == w);
+}
+
+// ---------- Hugging Face Hub ids, offline ----------
+
+/// A Hugging Face cache holding the tiny model as `lmic-test/tiny`.
+fn fake_hub_cache() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let base = home.path().join("hub/models--lmic-test--tiny");
+    std::fs::create_dir_all(base.join("refs")).unwrap();
+    std::fs::write(base.join("refs/main"), commit).unwrap();
+    let snap = base.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(model_dir(1).join(f), snap.join(f)).unwrap();
+    }
+    home
+}
+
+#[test]
+fn hub_ids_resolve_from_the_cache_offline() {
+    let home = fake_hub_cache();
+    let cache = home.path().join("hub");
+    let m = Model::load_with_cache("lmic-test/tiny", &cache).unwrap();
+    assert_eq!(
+        m.spec,
+        "hf:lmic-test/tiny@0123456789abcdef0123456789abcdef01234567"
+    );
+    // The recorded spec resolves to the same model, by commit.
+    let again = Model::load_with_cache(&m.spec, &cache).unwrap();
+    assert_eq!(again.fingerprint, m.fingerprint);
+    assert_eq!(m.fingerprint, model().fingerprint);
+}
+
+#[test]
+fn hub_cli_round_trip_and_missing_model_error() {
+    use assert_cmd::Command;
+    let home = fake_hub_cache();
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    let w = Wav::pcm(1, 16, 500, 3).bytes();
+    std::fs::write(&wav, &w).unwrap();
+    let lmc = d.path().join("a.lmc");
+    let run = |args: &[&str]| {
+        let mut c = Command::cargo_bin("lmic").unwrap();
+        c.env("HF_HOME", home.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .env_remove("HF_HUB_CACHE");
+        c.args(args).assert()
+    };
+    run(&[
+        "compress",
+        wav.to_str().unwrap(),
+        lmc.to_str().unwrap(),
+        "--model",
+        "lmic-test/tiny",
+    ])
+    .success();
+    let out = run(&["decompress", lmc.to_str().unwrap(), "-"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(out == w);
+    let a = run(&[
+        "compress",
+        wav.to_str().unwrap(),
+        "x.lmc",
+        "--model",
+        "lmic-test/absent@v2",
+    ])
+    .failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("lmic-test/absent@v2")
+            && err.contains("HF_HOME")
+            && err.contains(home.path().to_str().unwrap()),
+        "{err}"
+    );
+}

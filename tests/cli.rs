@@ -1,0 +1,495 @@
+//! The command line: files, pipes, refusing to overwrite, no partial outputs, signals, the table of broken files, one-line errors, `bench`.
+
+mod common;
+
+use common::*;
+use lmic::model::Model;
+use lmic::Options;
+
+/// `--mapping` overrides the model's: the test model has none (classic),
+/// `--mapping lpc` makes an lpc file with one token per sample, `lmic
+/// info` names the mapping, and decompression needs no flag.
+#[test]
+fn mapping_flag_overrides_the_model() {
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    let w = Wav::pcm(2, 24, 700, 3).bytes();
+    std::fs::write(&wav, &w).unwrap();
+    for (flag, name, tokens) in [
+        (None, "classic", 700 * 2 * 3),
+        (Some("lpc"), "lpc", 700 * 2),
+    ] {
+        let lmc = d.path().join(format!("{name}.lmc"));
+        let mut c = lmic();
+        c.args([
+            "compress",
+            "-q",
+            "--force-coded",
+            "--context",
+            "60",
+            "--model",
+            &model_arg(),
+        ])
+        .arg(&wav)
+        .arg(&lmc);
+        if let Some(f) = flag {
+            c.args(["--mapping", f]);
+        }
+        c.assert().success();
+        let info = lmic().arg("info").arg(&lmc).assert().success();
+        let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
+        assert!(info.contains(&format!("{name} mapping")), "{info}");
+        assert!(info.contains(&format!("{tokens} tokens")), "{info}");
+        let back = lmic()
+            .args(["decompress", "-q"])
+            .arg(&lmc)
+            .arg("-")
+            .assert()
+            .success();
+        assert!(back.get_output().stdout == w);
+    }
+    lmic()
+        .args(["compress", "--mapping", "zip"])
+        .arg(&wav)
+        .arg(d.path().join("x.lmc"))
+        .assert()
+        .failure();
+}
+
+#[test]
+fn files_pipes_and_info() {
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    let w = Wav::pcm(2, 16, 3000, 1).bytes();
+    std::fs::write(&wav, &w).unwrap();
+    let lmc = d.path().join("a.lmc");
+    let back = d.path().join("back.wav");
+    lmic()
+        .args([
+            "compress",
+            wav.to_str().unwrap(),
+            lmc.to_str().unwrap(),
+            "--model",
+            &model_arg(),
+        ])
+        .assert()
+        .success()
+        .stdout("");
+    lmic()
+        .args(["decompress", lmc.to_str().unwrap(), back.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout("");
+    assert!(std::fs::read(&back).unwrap() == w);
+    // Pipes: stdin to stdout both ways.
+    let out = lmic()
+        .args([
+            "compress",
+            "-",
+            "-",
+            "--model",
+            &model_arg(),
+            "--threads",
+            "1",
+        ])
+        .write_stdin(w.clone())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        out == std::fs::read(&lmc).unwrap(),
+        "same bytes from pipes and files"
+    );
+    let out = lmic()
+        .args(["decompress", "-", "-"])
+        .write_stdin(out)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(out == w);
+    lmic()
+        .args(["decompress", "--test", lmc.to_str().unwrap()])
+        .assert()
+        .success();
+    let info = lmic()
+        .args(["info", lmc.to_str().unwrap()])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let info = String::from_utf8(info).unwrap();
+    assert!(
+        info.contains("16000 Hz") && info.contains("fingerprint"),
+        "{info}"
+    );
+}
+
+#[test]
+fn refuses_to_overwrite_and_leaves_no_partial_output() {
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    std::fs::write(&wav, Wav::pcm(1, 16, 100, 1).bytes()).unwrap();
+    let out = d.path().join("a.lmc");
+    std::fs::write(&out, b"precious").unwrap();
+    let a = lmic()
+        .args([
+            "compress",
+            wav.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--model",
+            &model_arg(),
+        ])
+        .assert()
+        .failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("already exists") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    lmic()
+        .args([
+            "compress",
+            wav.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--model",
+            &model_arg(),
+            "--force",
+        ])
+        .assert()
+        .success();
+    // A bad input leaves nothing behind, not even a temporary file.
+    let bad = d.path().join("bad.wav");
+    std::fs::write(&bad, b"RIFF\x10\0\0\0WAVEfmt ").unwrap();
+    let target = d.path().join("bad.lmc");
+    let a = lmic()
+        .args([
+            "compress",
+            bad.to_str().unwrap(),
+            target.to_str().unwrap(),
+            "--model",
+            &model_arg(),
+        ])
+        .assert()
+        .failure()
+        .stdout("");
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not a supported WAV"), "{err}");
+    let mut left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a.lmc", "a.wav", "bad.wav"]);
+}
+
+#[test]
+fn corrupt_file_removes_output() {
+    let d = tempfile::tempdir().unwrap();
+    let w = Wav::pcm(1, 16, 400, 1).bytes();
+    let (mut lmc, _) = compress_with(model(), &w, &opts()).unwrap();
+    let n = lmc.len();
+    lmc[n - 20] ^= 0x40; // inside the trailer's checksum
+    let f = d.path().join("x.lmc");
+    std::fs::write(&f, &lmc).unwrap();
+    let out = d.path().join("x.wav");
+    let a = lmic()
+        .args([
+            "decompress",
+            f.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--model",
+            &model_arg(),
+        ])
+        .assert()
+        .failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+}
+
+/// Issue 7's table: every kind of broken .lmc gives one line naming the
+/// problem, a non-zero exit, nothing on stdout and no output file.
+#[test]
+fn broken_files_table() {
+    let d = tempfile::tempdir().unwrap();
+    let w = Wav::pcm(1, 16, 600, 3).bytes();
+    let one_frame = Options {
+        frame_chunks: Some(64),
+        ..opts()
+    };
+    let (lmc, st) = compress_with(model(), &w, &one_frame).unwrap();
+    assert_eq!(lmic::info(&lmc[..]).unwrap().frames, 1);
+    let mut r = &lmc[..];
+    lmic::container::FileHeader::read(&mut r).unwrap();
+    let head = lmc.len() - r.len();
+    // One frame: header, frame tag and 24 bytes of frame fields, chunk
+    // table, payloads, dropped bits, then the 45-byte trailer (end tag,
+    // two empty blobs, sha256, CRC).
+    let trailer = lmc.len() - 45;
+    let dropped = trailer - st.dropped_bytes as usize;
+    let flip = |at: usize| {
+        let mut b = lmc.clone();
+        b[at] ^= 0x10;
+        b
+    };
+    let mut future = lmc.clone();
+    future[8..10].copy_from_slice(&(lmic::container::VERSION + 1).to_le_bytes());
+    let other = {
+        let m = Model::load_dir(&model_dir(2)).unwrap();
+        compress_with(&m, &w, &opts()).unwrap().0
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "too short"),
+        (
+            "random bytes",
+            b"\x7fELF\x02\x01\x01 not audio at all".to_vec(),
+            "not an .lmc",
+        ),
+        ("truncated header", lmc[..head / 2].to_vec(), "truncated"),
+        (
+            "truncated chunk table",
+            lmc[..head + 27].to_vec(),
+            "truncated",
+        ),
+        (
+            "truncated payload",
+            lmc[..(head + dropped) / 2].to_vec(),
+            "truncated",
+        ),
+        (
+            "truncated trailer",
+            lmc[..lmc.len() - 10].to_vec(),
+            "truncated",
+        ),
+        ("flipped file header", flip(head - 6), "checksum"),
+        (
+            "flipped frame header",
+            flip(head + 3),
+            "corrupt .lmc file: frame of",
+        ),
+        ("flipped chunk table", flip(head + 26), "checksum"),
+        (
+            "flipped payload",
+            flip((head + dropped) / 2 + 20),
+            "payload checksum",
+        ),
+        (
+            "flipped dropped bits",
+            flip(dropped + 1),
+            "dropped-bit stream checksum",
+        ),
+        ("flipped trailer", flip(lmc.len() - 20), "checksum"),
+        ("flipped trailer CRC", flip(lmc.len() - 1), "checksum"),
+        ("future version", future, "version"),
+        ("another model", other, "model"),
+    ];
+    for (name, bytes, needle) in cases {
+        let f = d.path().join("in.lmc");
+        std::fs::write(&f, &bytes).unwrap();
+        let out = d.path().join("out.wav");
+        let a = lmic()
+            .args(["decompress", f.to_str().unwrap(), out.to_str().unwrap()])
+            .args(["--model", &model_arg()])
+            .assert()
+            .failure();
+        let o = a.get_output();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(o.stdout.is_empty(), "{name}");
+        assert!(!out.exists(), "{name}");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "{name}");
+        // `lmic decompress --test` refuses it too.
+        lmic()
+            .args([
+                "decompress",
+                "--test",
+                f.to_str().unwrap(),
+                "--model",
+                &model_arg(),
+            ])
+            .assert()
+            .failure();
+    }
+}
+
+/// Runs `lmic ARGS --json` with the test model and parses its output.
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let out = lmic()
+        .args(args)
+        .args(["--json", "--model", &model_arg(), "--context", "256"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// `lmic bench --json`: every codec present round-trips, missing ones name
+/// their package, sizes and rates add up.
+#[test]
+fn bench_json() {
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    let w = Wav::pcm(1, 16, 3000, 1).bytes();
+    std::fs::write(&wav, &w).unwrap();
+    let v = run_json(&["bench", wav.to_str().unwrap()]);
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 6);
+    for r in files {
+        let note = r["note"].as_str().unwrap();
+        assert!(
+            note.is_empty() || note.starts_with("missing (apt-get install"),
+            "{r}"
+        );
+        if note.is_empty() {
+            assert_eq!(r["ok"], true);
+            assert!(r["size"].as_u64().unwrap() > 0);
+            assert_eq!(r["raw_bytes"].as_u64().unwrap(), w.len() as u64);
+        }
+    }
+    assert_eq!(files[0]["codec"], "lmic");
+    assert_eq!(files[0]["ok"], true);
+    assert_eq!(v["totals"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn bench_plot_and_paper_protocol() {
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    std::fs::write(&wav, Wav::pcm(2, 16, 3 * 2048 + 100, 4).bytes()).unwrap();
+    let png = d.path().join("p.png");
+    lmic()
+        .args(["bench", wav.to_str().unwrap(), "--model", &model_arg()])
+        .args(["--context", "256", "--plot", png.to_str().unwrap()])
+        .assert()
+        .success();
+    let p = std::fs::read(&png).unwrap();
+    assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
+    let (w, h) = (
+        u32::from_be_bytes(p[16..20].try_into().unwrap()),
+        u32::from_be_bytes(p[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (960, 640));
+
+    let v = run_json(&["bench", "--paper", "--chunks", "0", wav.to_str().unwrap()]);
+    // 6244 frames give 3 whole chunks of 2048 one-byte samples.
+    assert_eq!(v["chunks"], 3);
+    let rows = v["rows"].as_array().unwrap();
+    let lmic_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r["codec"].as_str().unwrap().starts_with("lmic"))
+        .collect();
+    assert_eq!(lmic_rows.len(), 2);
+    for r in rows {
+        let note = r["note"].as_str().unwrap();
+        if note.starts_with("missing") {
+            continue;
+        }
+        assert_eq!(r["ok"], true, "{r}");
+        let (total, header, raw) = (
+            r["total_bytes"].as_f64().unwrap(),
+            r["header_bytes"].as_f64().unwrap(),
+            r["raw_bytes"].as_f64().unwrap(),
+        );
+        let want = if r["chunk"] == "2048" {
+            assert_eq!(raw, 3.0 * 2048.0, "{r}");
+            100.0 * (total - 2.0 * header) / raw
+        } else {
+            assert_eq!(raw, 6244.0, "{r}");
+            100.0 * total / raw
+        };
+        assert!((r["rate"].as_f64().unwrap() - want).abs() < 1e-9, "{r}");
+        assert!(total > 0.0 && want > 0.0, "{r}");
+    }
+}
+
+/// SIGINT mid-run: exit 130, no output, no temporary file.
+#[test]
+fn interrupted_run_leaves_nothing() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let d = tempfile::tempdir().unwrap();
+        let wav = d.path().join("long.wav");
+        std::fs::write(&wav, Wav::pcm(2, 16, 200_000, 1).bytes()).unwrap();
+        let out = d.path().join("long.lmc");
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lmic"))
+            .args(["compress", wav.to_str().unwrap(), out.to_str().unwrap()])
+            .args(["--model", &model_arg(), "-q"])
+            .spawn()
+            .unwrap();
+        // Wait until the temporary output exists, then interrupt.
+        let t0 = std::time::Instant::now();
+        while std::fs::read_dir(d.path()).unwrap().count() < 2 {
+            assert!(t0.elapsed().as_secs() < 30, "no temporary file appeared");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "signal {sig}");
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["long.wav"], "signal {sig}");
+    }
+}
+
+/// `lmic decompress x.lmc - | head -c 100`: the reader goes away and lmic
+/// ends without a message.
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::io::Read;
+    let d = tempfile::tempdir().unwrap();
+    let lmc = d.path().join("x.lmc");
+    let (bytes, _) = compress_with(model(), &Wav::pcm(2, 16, 20_000, 5).bytes(), &opts()).unwrap();
+    std::fs::write(&lmc, bytes).unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lmic"))
+        .args([
+            "decompress",
+            lmc.to_str().unwrap(),
+            "-",
+            "--model",
+            &model_arg(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    // stdout is dropped (closed) here, as `head` does.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(&head[..4], b"RIFF");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn usage_errors_are_one_line() {
+    for args in [
+        vec!["compress", "nope.wav", "x.lmc", "--model", "/nonexistent"],
+        vec!["compress"],
+        vec!["decompress", "nope.lmc", "x.wav"],
+        vec!["frobnicate"],
+        vec!["compress", "a.wav", "b.lmc", "--device", "gpu"],
+    ] {
+        let a = lmic().args(&args).assert().failure().stdout("");
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("lmic: "), "{err}");
+    }
+}

@@ -1,0 +1,324 @@
+//! Round trips: every sample format, layout, mapping and parameter, generated signals.
+
+mod common;
+
+use common::*;
+use lmic::mapping::{Kind, Layout};
+use lmic::{Error, Options};
+use proptest::prelude::*;
+// ---------- round trips ----------
+
+#[test]
+fn every_sample_format_and_channel_count() {
+    for (tag, bits, valid) in [
+        (1u16, 8u16, 8u16),
+        (1, 16, 16),
+        (1, 24, 24),
+        (1, 32, 32),
+        (3, 32, 32),
+    ] {
+        for ch in [1u16, 2, 6] {
+            for frames in [0usize, 1, 7, 45] {
+                let w = Wav::signal(tag, ch, bits, valid, frames, frames as u64);
+                round_trip(&w.bytes(), &opts());
+                round_trip(&w.clone().extensible().bytes(), &opts());
+                let o = Options {
+                    predictor: Some(true),
+                    ..opts()
+                };
+                round_trip(&w.bytes(), &o);
+            }
+        }
+    }
+}
+
+/// Fixed predictors are chosen per frame and recorded: the smooth test signal
+/// gets one, so the file differs from the one made without, and both decode.
+#[test]
+fn predictor_is_chosen_per_frame_and_round_trips() {
+    let w = Wav::pcm(2, 16, 2000, 5).bytes();
+    let o = Options {
+        predictor: Some(true),
+        ..opts()
+    };
+    let (lmc, _) = round_trip(&w, &o);
+    let (plain, _) = round_trip(&w, &opts());
+    assert_ne!(lmc, plain, "the smooth test signal should use a predictor");
+}
+
+/// The lpc mapping (linear prediction, one character per sample) on every
+/// format, both layouts, short and long frames (several predictor blocks).
+#[test]
+fn lpc_mapping_round_trips() {
+    let lpc = |o: Options| Options {
+        mapping: Some(Kind::Lpc),
+        ..o
+    };
+    for (tag, bits, valid) in [
+        (1u16, 8u16, 8u16),
+        (1, 16, 16),
+        (1, 24, 20),
+        (1, 32, 32),
+        (3, 32, 32),
+    ] {
+        for ch in [1u16, 2, 3] {
+            for frames in [0usize, 1, 7, 45, 200] {
+                let w = Wav::signal(tag, ch, bits, valid, frames, frames as u64);
+                let (lmc, st) = round_trip(&w.bytes(), &lpc(opts()));
+                assert_eq!(
+                    st.tokens,
+                    (frames * ch as usize) as u64,
+                    "one token per sample"
+                );
+                let planar = lpc(Options {
+                    layout: Layout::Planar,
+                    ..opts()
+                });
+                let (lmc2, _) = round_trip(&w.bytes(), &planar);
+                if frames > 7 && ch > 1 {
+                    assert_ne!(lmc, lmc2);
+                }
+            }
+        }
+    }
+    // Frames of 64 chunks of 2048 samples: predictor blocks of 4096 frames
+    // inside a frame, the last one partial.
+    let o = lpc(Options {
+        force_coded: true,
+        ..Options::default()
+    });
+    let (lmc, _) = round_trip(&Wav::pcm(2, 16, 9000, 4).bytes(), &o);
+    let (classic, _) = round_trip(
+        &Wav::pcm(2, 16, 9000, 4).bytes(),
+        &Options {
+            mapping: Some(Kind::Classic),
+            ..o
+        },
+    );
+    assert_ne!(lmc, classic);
+}
+
+/// The lpc mapping's dropped bits follow each chunk's residuals: a smooth
+/// signal predicts well, so its residuals need far fewer dropped bits than
+/// its samples would, and with --drop-bits as a floor the stream grows.
+#[test]
+fn lpc_dropped_bits_follow_the_residuals() {
+    let w = Wav::pcm(1, 16, 4000, 7).bytes();
+    let lpc = Options {
+        mapping: Some(Kind::Lpc),
+        ..opts()
+    };
+    let (_, st) = round_trip(&w, &lpc);
+    let (_, floor) = round_trip(
+        &w,
+        &Options {
+            drop_bits: Some(8),
+            ..lpc.clone()
+        },
+    );
+    // The noise is about ±800 codes after prediction (10 bits + sign): ~4
+    // dropped bits per sample; the floor makes it 8.
+    assert!(st.dropped_bytes * 8 < 4000 * 6, "{}", st.dropped_bytes);
+    assert!(
+        floor.dropped_bytes * 8 >= 4000 * 8,
+        "{}",
+        floor.dropped_bytes
+    );
+}
+
+#[test]
+fn planar_layout_and_stats() {
+    let w = Wav::pcm(2, 16, 300, 3).bytes();
+    let o = Options {
+        layout: Layout::Planar,
+        ..opts()
+    };
+    let (lmc, st) = round_trip(&w, &o);
+    assert_eq!(st.samples, 600);
+    assert!(st.chunks > 10 && st.tokens == 600 * 2, "{st:?}");
+    // Planar and interleaved text differ, so the files differ.
+    let (lmc2, _) = round_trip(&w, &opts());
+    assert_ne!(lmc, lmc2);
+}
+
+#[test]
+fn chunk_and_frame_boundaries() {
+    // context 60 with 2 chars x 2 channels: 15 frames per chunk, 45 per frame.
+    for frames in [14usize, 15, 16, 44, 45, 46, 90, 91] {
+        round_trip(&Wav::pcm(2, 16, frames, 9).bytes(), &opts());
+    }
+    // The default context with a realistic length.
+    round_trip(
+        &Wav::pcm(1, 16, 5000, 1).bytes(),
+        &Options {
+            force_coded: true,
+            ..Options::default()
+        },
+    );
+}
+
+#[test]
+fn unused_low_bits_cost_nothing() {
+    // 20 valid bits in 24 or 32, 24 in 32: the zero bits are shifted out, so
+    // the model sees the same characters per sample and the size matches the
+    // signal at its real depth (up to where frames fall, which depends on
+    // the container width).
+    for (small, big, valid) in [(24u16, 32u16, 20u16), (24, 32, 24)] {
+        let sizes: Vec<u64> = [small, big]
+            .iter()
+            .map(|&bits| {
+                let w = Wav::signal(1, 1, bits, valid, 400, 5).extensible();
+                let (_, st) = round_trip(&w.bytes(), &opts());
+                assert!(st.tokens as f64 / st.samples as f64 <= (valid as f64 / 7.0).ceil());
+                st.coded_bytes + st.verbatim_bytes + st.dropped_bytes
+            })
+            .collect();
+        let ratio = sizes[1] as f64 / sizes[0] as f64;
+        assert!(
+            (0.98..1.02).contains(&ratio),
+            "{valid} valid bits in {small} vs {big}: {sizes:?}"
+        );
+    }
+}
+
+#[test]
+fn other_chunks_odd_sizes_and_pad_bytes_are_kept() {
+    let mut w = Wav::pcm(1, 8, 33, 2); // 33 bytes of data: odd, padded
+    w.before
+        .push((*b"LIST", b"INFOISFT\x05\0\0\0lmic\0".to_vec()));
+    w.before.push((*b"fact", vec![1, 2, 3]));
+    w.after.push((*b"cue ", vec![9; 24]));
+    w.after.push((*b"junk", vec![7; 5]));
+    round_trip(&w.bytes(), &opts());
+    // A data size that is not a whole number of frames.
+    let mut w = Wav::pcm(2, 16, 20, 2);
+    w.data.extend_from_slice(&[1, 2, 3]);
+    round_trip(&w.bytes(), &opts());
+    // Trailing bytes after the RIFF structure are kept too.
+    let mut b = Wav::pcm(1, 16, 10, 2).bytes();
+    b.extend_from_slice(b"trailing");
+    round_trip(&b, &opts());
+}
+
+#[test]
+fn tokens_outside_the_top_k_are_escaped() {
+    let w = Wav::pcm(1, 16, 200, 4).bytes();
+    let (_, st) = round_trip(&w, &Options { top_k: 2, ..opts() });
+    assert!(st.escapes > st.tokens / 2, "{st:?}");
+    let (_, st1) = round_trip(&w, &Options { top_k: 1, ..opts() });
+    assert!(st1.escapes > st.escapes);
+}
+
+#[test]
+fn drop_bits_option() {
+    let w = Wav::pcm(1, 16, 100, 4).bytes();
+    for d in [0u8, 1, 5, 9, 15] {
+        round_trip(
+            &w,
+            &Options {
+                drop_bits: Some(d),
+                ..opts()
+            },
+        );
+    }
+    assert!(matches!(
+        compress_with(
+            model(),
+            &w,
+            &Options {
+                drop_bits: Some(16),
+                ..opts()
+            }
+        ),
+        Err(Error::Usage(_))
+    ));
+}
+
+#[test]
+fn constant_dropped_bits_are_compressed() {
+    // 8-bit audio whose low bit never changes is odd-valued: the low bit is
+    // not zero (no shift) but constant, so the adaptive coder takes it.
+    let mut w = Wav::pcm(1, 8, 4000, 4);
+    for b in w.data.iter_mut() {
+        *b |= 1;
+    }
+    let (lmc, st) = round_trip(
+        &w.bytes(),
+        &Options {
+            force_coded: false,
+            ..Options::default()
+        },
+    );
+    assert!(st.dropped_bytes < 40, "{st:?}");
+    assert!(lmc.len() < w.bytes().len());
+}
+
+#[test]
+fn incompressible_audio_grows_by_a_few_bytes_per_chunk() {
+    let mut s = 99u64;
+    let mut w = Wav::pcm(1, 16, 4096, 1);
+    for b in w.data.iter_mut() {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *b = (s >> 56) as u8;
+    }
+    let bytes = w.bytes();
+    let o = Options::default();
+    let (lmc, st) = round_trip(&bytes, &o);
+    // The random model cannot predict noise: every chunk is stored verbatim.
+    assert_eq!(st.verbatim_chunks, st.chunks);
+    let overhead = lmc.len() as f64 - bytes.len() as f64;
+    assert!(
+        overhead < 200.0 + 13.0 * st.chunks as f64,
+        "grew by {overhead}"
+    );
+}
+
+#[test]
+fn coded_size_is_close_to_the_ideal_code_length() {
+    let w = Wav::pcm(1, 16, 3000, 7).bytes();
+    let (_, st) = round_trip(
+        &w,
+        &Options {
+            force_coded: true,
+            ..Options::default()
+        },
+    );
+    let ideal = st.ideal_bits / 8.0;
+    let allowed = ideal * 1.0001 + 4.0 * st.chunks as f64;
+    assert!(
+        (st.coded_bytes as f64) <= allowed,
+        "{} bytes vs ideal {ideal:.1}",
+        st.coded_bytes
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn random_wavs_round_trip(
+        kind in 0usize..5, ch in 1u16..=4, frames in 0usize..120, seed in any::<u64>(),
+        context in 8u32..100, frame_chunks in 1u32..5, planar in any::<bool>(), top_k in 1u32..140,
+        predictor in any::<bool>(),
+    ) {
+        let (tag, bits) = [(1u16, 8u16), (1, 16), (1, 24), (1, 32), (3, 32)][kind];
+        let mut w = Wav::signal(tag, ch, bits, bits, frames, seed);
+        // Random bytes instead of a signal half of the time.
+        if seed % 2 == 0 {
+            let mut s = seed;
+            for b in w.data.iter_mut() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                *b = (s >> 56) as u8;
+            }
+        }
+        let bytes = w.bytes();
+        let o = Options {
+            context: Some(context.max(5 * ch as u32)), frame_chunks: Some(frame_chunks),
+            layout: if planar { Layout::Planar } else { Layout::Interleaved },
+            top_k, force_coded: seed % 3 == 0, predictor: Some(predictor), ..Options::default()
+        };
+        let (lmc, _) = compress_with(model(), &bytes, &o).unwrap();
+        prop_assert_eq!(decompress_with(model(), &lmc).unwrap(), bytes);
+    }
+}
