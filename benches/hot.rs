@@ -3,18 +3,18 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lmic::coder::{Decoder, Encoder};
-use lmic::mapping::{self, Mapping};
+use lmic::mapping::classic::{self, Digits};
 use lmic::model::forward::{KvCache, Row};
 use lmic::model::{builtin, tiny, Model};
 use lmic::probs::{Dist, Scratch};
 use std::hint::black_box;
 
-/// A deterministic pseudo-random sequence (no RNG dependency).
+/// A deterministic pseudo-random sequence: the library's own generator.
 fn lcg(seed: &mut u64) -> u32 {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (*seed >> 33) as u32
+    let mut r = lmic::rng::Lcg(*seed);
+    let v = r.next_u32();
+    *seed = r.0;
+    v
 }
 
 /// 16-bit audio-like codes: a slow sine plus noise.
@@ -33,13 +33,13 @@ fn mapping(c: &mut Criterion) {
     let mut g = c.benchmark_group("mapping");
     // Bytes of 16-bit WAV data per second.
     g.throughput(Throughput::Bytes(2 * codes.len() as u64));
-    let m = Mapping::new(16, 0, None).unwrap();
+    let m = Digits::new(16, 0, None).unwrap();
     g.bench_function("predict+split 16-bit", |b| {
         let (mut chars, mut dropped) = (Vec::new(), Vec::new());
         b.iter(|| {
             let mut res = codes.clone();
-            let order = mapping::choose_order(&res, 16, 1);
-            mapping::predict(&mut res, 16, 1, order);
+            let order = classic::choose_order(&res, 16, 1);
+            classic::predict(&mut res, 16, 1, order);
             chars.clear();
             dropped.clear();
             m.split(&res, &mut chars, &mut dropped);
@@ -47,7 +47,7 @@ fn mapping(c: &mut Criterion) {
         })
     });
     let mut res = codes.clone();
-    mapping::predict(&mut res, 16, 1, 2);
+    classic::predict(&mut res, 16, 1, 2);
     let (mut chars, mut dropped) = (Vec::new(), Vec::new());
     m.split(&res, &mut chars, &mut dropped);
     g.bench_function("join+unpredict 16-bit", |b| {
@@ -55,7 +55,7 @@ fn mapping(c: &mut Criterion) {
         b.iter(|| {
             back.clear();
             m.join(&chars, &dropped, &mut back);
-            mapping::unpredict(&mut back, 16, 1, 2);
+            classic::unpredict(&mut back, 16, 1, 2);
             black_box(&back);
         })
     });

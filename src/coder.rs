@@ -374,10 +374,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn lcg(s: &mut u64) -> u32 {
-        *s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*s >> 33) as u32
+        let mut r = crate::rng::Lcg(*s);
+        let v = r.next_u32();
+        *s = r.0;
+        v
     }
 
     /// The coded size must be within 0.01% (+ a few bytes) of the ideal code

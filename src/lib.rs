@@ -12,6 +12,7 @@ mod io;
 pub mod mapping;
 pub mod model;
 pub mod probs;
+pub mod rng;
 pub mod tokens;
 pub mod wav;
 

@@ -255,13 +255,10 @@ fn constant_dropped_bits_are_compressed() {
 
 #[test]
 fn incompressible_audio_grows_by_a_few_bytes_per_chunk() {
-    let mut s = 99u64;
+    let mut s = lmic::rng::Lcg::new(99);
     let mut w = Wav::pcm(1, 16, 4096, 1);
     for b in w.data.iter_mut() {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        *b = (s >> 56) as u8;
+        *b = s.byte();
     }
     let bytes = w.bytes();
     let o = Options::default();
@@ -306,10 +303,9 @@ proptest! {
         let mut w = Wav::signal(tag, ch, bits, bits, frames, seed);
         // Random bytes instead of a signal half of the time.
         if seed % 2 == 0 {
-            let mut s = seed;
+            let mut s = lmic::rng::Lcg::new(seed);
             for b in w.data.iter_mut() {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
-                *b = (s >> 56) as u8;
+                *b = s.byte();
             }
         }
         let bytes = w.bytes();

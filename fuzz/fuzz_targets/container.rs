@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use lmic::container::{FileHeader, Out};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = lmic::pipeline::info(&mut &data[..]);
+    let _ = lmic::info(data);
     if let Ok(h) = FileHeader::read(&mut &data[..]) {
         let mut o = Out::default();
         h.write(&mut o);

@@ -4,7 +4,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use lmic::model::{builtin, Model};
-use lmic::pipeline::{self, Options};
+use lmic::{DecodeOptions, Decompressor};
 use std::sync::OnceLock;
 
 static MODELS: OnceLock<Vec<(String, Model)>> = OnceLock::new();
@@ -21,22 +21,25 @@ fuzz_target!(|data: &[u8]| {
             })
             .collect()
     });
-    let mut r = data;
-    let Ok(h) = pipeline::read_header(&mut r) else {
-        return;
-    };
-    let model = models
-        .iter()
-        .find(|(n, _)| *n == h.model_spec)
-        .or_else(|| models.iter().find(|(n, _)| n == builtin::DEFAULT))
-        .map(|(_, m)| m)
-        .expect("the default is built in");
-    // Device-mode files (--device) decode with one full pass per position:
-    // seconds per input on a CPU, too slow to fuzz. The container target
-    // covers their header; the row-wise decoder is what runs here.
-    if h.forward_mode != lmic::container::FORWARD_ROWWISE_F32 {
-        return;
+    let opened = Decompressor::open(data, |h| {
+        // Device-mode files (--device) decode with one full pass per
+        // position: seconds per input on a CPU, too slow to fuzz. The
+        // container target covers their header; the row-wise decoder is
+        // what runs here.
+        if h.forward_mode != lmic::container::FORWARD_ROWWISE_F32 {
+            return Err(lmic::Error::Unsupported("device file".into()));
+        }
+        Ok(models
+            .iter()
+            .find(|(n, _)| *n == h.model_spec)
+            .or_else(|| models.iter().find(|(n, _)| n == builtin::DEFAULT))
+            .map(|(_, m)| m)
+            .expect("the default is built in"))
+    });
+    // Files naming another model are refused by its fingerprint, as they
+    // should be; the rest decode (or fail) behind the checksums.
+    if let Ok(d) = opened {
+        let mut out = Vec::new();
+        let _ = d.decompress(&mut out, &DecodeOptions::default(), &|_, _| {});
     }
-    let mut out = Vec::new();
-    let _ = pipeline::decompress(model, &h, &mut r, &mut out, &Options::default(), &|_, _| {});
 });

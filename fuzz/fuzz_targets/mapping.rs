@@ -1,10 +1,13 @@
 //! The encoder's sample transform and its inverse, as the pipeline applies
 //! them: fixed predictor, wasted-bit shift, split into 7-bit characters and
 //! dropped bits; then join and unpredict must give the codes back exactly.
-//! The lpc mapping (linear prediction, narrow split) likewise.
+//! The lpc mapping (linear prediction, narrow split) likewise, and both
+//! through `mapping::map`/`unmap` as compression and decompression call them.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lmic::mapping::{self, Mapping};
+use lmic::mapping::classic::{self, Digits};
+use lmic::mapping::{self, Kind, Layout, Setup};
+use lmic::wav::{Format, SampleKind};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 5 {
@@ -36,14 +39,15 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let codes = &codes[..codes.len() / channels * channels];
     lpc(codes, bits, channels);
+    whole(codes, bits, channels, data);
 
-    let order = order.unwrap_or_else(|| mapping::choose_order(codes, bits, channels));
-    assert!(order <= mapping::MAX_ORDER);
+    let order = order.unwrap_or_else(|| classic::choose_order(codes, bits, channels));
+    assert!(order <= classic::MAX_ORDER);
     let mut res = codes.to_vec();
-    mapping::predict(&mut res, bits, channels, order);
+    classic::predict(&mut res, bits, channels, order);
     assert!(res.iter().all(|&c| c & !mask == 0));
     let shift = mapping::detect_shift(&res, bits);
-    let m = Mapping::new(bits, shift, drop).expect("shift below bits");
+    let m = Digits::new(bits, shift, drop).expect("shift below bits");
     let (mut chars, mut dropped) = (Vec::new(), Vec::new());
     m.split(&res, &mut chars, &mut dropped);
     assert_eq!(chars.len(), res.len() * m.chars);
@@ -54,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
     let mut back = Vec::new();
     m.join(&chars, &dropped, &mut back);
     assert_eq!(back, res);
-    mapping::unpredict(&mut back, bits, channels, order);
+    classic::unpredict(&mut back, bits, channels, order);
     assert_eq!(back, codes);
 });
 
@@ -76,4 +80,43 @@ fn lpc(codes: &[u32], bits: u32, channels: usize) {
     lpc::decode_block(&mut res, channels, eff, &b);
     assert_eq!(res, x);
     assert_eq!(lpc::from_signed(&res, bits, shift), codes);
+}
+
+/// Both mappings through the entry points the codec uses, at the container
+/// widths (8/16/24/32 bits), either layout and any context.
+fn whole(codes: &[u32], bits: u32, channels: usize, data: &[u8]) {
+    let bytes = bits.div_ceil(8);
+    if bits % 8 != 0 {
+        return;
+    }
+    let format = Format {
+        channels: channels as u16,
+        sample_rate: 8000,
+        bytes: bytes as u16,
+        kind: SampleKind::Signed,
+    };
+    for kind in Kind::ALL {
+        let s = Setup {
+            format,
+            layout: if data[0] & 1 == 0 {
+                Layout::Interleaved
+            } else {
+                Layout::Planar
+            },
+            context: 1 + data[1] as u32 * 4,
+            drop_bits: (data[2] & 2 == 0).then_some(data[3] % bits as u8),
+            predictor: data[3] & 1 == 1,
+        };
+        // A context too small for one sample frame is refused, not mapped.
+        let Ok(mp) = mapping::map(kind, &s, codes.to_vec()) else {
+            continue;
+        };
+        assert_eq!(mp.params.kind(), kind);
+        assert!(mp.chars.iter().all(|&c| c < 128));
+        let covered: usize = mp.spans.iter().map(|&(_, n)| n).sum();
+        assert_eq!(covered, mp.chars.len());
+        let back = mapping::unmap(&s, &mp.params, &mp.chars, &mp.dropped, &mp.spans)
+            .expect("a mapping's own parameters unmap");
+        assert_eq!(back, codes);
+    }
 }

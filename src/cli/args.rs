@@ -62,10 +62,11 @@ pub enum Command {
         /// its residuals need).
         #[arg(long)]
         drop_bits: Option<u8>,
-        /// How channels are laid out in the model's text: interleaved or
-        /// planar.
-        #[arg(long, value_name = "LAYOUT", default_value_t = Options::default().layout)]
-        channels: Layout,
+        /// How channels are laid out in the model's text: interleaved (frame
+        /// by frame) or planar (channel by channel). `--channels` is the
+        /// older name.
+        #[arg(long, alias = "channels", default_value_t = Options::default().layout)]
+        layout: Layout,
         /// How samples become characters: classic (each sample split into
         /// 7-bit characters) or lpc (linear prediction, one character per
         /// sample). Default: what the model was trained on.

@@ -3,7 +3,7 @@
 
 mod args;
 mod bench;
-mod sink;
+pub mod sink;
 pub mod train;
 
 use args::{Cli, Command, Common};
@@ -46,7 +46,7 @@ where
             context,
             top_k,
             drop_bits,
-            channels,
+            layout,
             mapping,
             force_coded,
             stats_json,
@@ -57,7 +57,7 @@ where
                 context,
                 top_k,
                 drop_bits,
-                layout: channels,
+                layout,
                 mapping,
                 force_coded,
                 device: common.device.clone(),

@@ -21,6 +21,45 @@ pub fn open_input(p: &Path) -> Result<Box<dyn Read>> {
     Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
 }
 
+/// The files named, and under each directory named (recursively, sorted)
+/// those whose extension is one of `exts` (any case). Files named
+/// explicitly are kept whatever their extension: the user asked for them.
+pub fn collect_files(inputs: &[PathBuf], exts: &[&str]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ctx(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        v.sort();
+        for p in v {
+            if p.is_dir() {
+                walk(&p, exts, out)?;
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| exts.iter().any(|x| e.eq_ignore_ascii_case(x)))
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = vec![];
+    for p in inputs {
+        if p.is_dir() {
+            walk(p, exts, &mut out)?;
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(Error::Usage(format!(
+                "{}: no such file or directory",
+                p.display()
+            )));
+        }
+    }
+    Ok(out)
+}
+
 pub fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
     if quiet || !io::stderr().is_terminal() {
         return None;

@@ -97,42 +97,6 @@ impl Clip {
     }
 }
 
-/// Files under `inputs` (recursively) ending in .wav or .flac, sorted.
-pub fn collect_audio(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .ctx(|| format!("reading {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            for e in entries {
-                walk(&e, out)?;
-            }
-        } else {
-            let ext = p
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(|e| e.to_ascii_lowercase());
-            if matches!(ext.as_deref(), Some("wav" | "flac")) {
-                out.push(p.to_path_buf());
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for p in inputs {
-        if !p.exists() {
-            return Err(Error::Usage(format!(
-                "{}: no such file or directory",
-                p.display()
-            )));
-        }
-        walk(p, &mut out)?;
-    }
-    Ok(out)
-}
-
 /// Reads a WAV file, or a FLAC file through the `flac` program.
 pub fn read_clip(path: &Path) -> Result<Clip> {
     let bytes = if path
@@ -194,14 +158,12 @@ pub fn split_files(files: &[PathBuf], every: usize) -> (Vec<PathBuf>, Vec<PathBu
     (train, val)
 }
 
-struct Rng(u64);
+/// The shared generator with a mixed output: training draws indices from
+/// all of its bits.
+struct Rng(lmic::rng::Lcg);
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let x = self.0;
+        let x = self.0.next_u64();
         (x ^ (x >> 33)).wrapping_mul(0xff51afd7ed558ccd) ^ (x >> 29)
     }
     fn below(&mut self, n: usize) -> usize {
@@ -426,7 +388,7 @@ fn evaluate(net: &Net, val: &[Example], batch: usize) -> Result<(f64, f64)> {
 /// Seeded initial weights (candle's CPU generator cannot be seeded): GPT-2
 /// style normal(0, 0.02), residual projections scaled down by depth, norms 1.
 fn init_weights(vm: &VarMap, o: &TrainOptions) -> Result<()> {
-    let mut rng = Rng(o.seed);
+    let mut rng = Rng(lmic::rng::Lcg::new(o.seed));
     let mut normal = |shape: (usize, usize), std: f64| -> Result<Tensor> {
         let v: Vec<f32> = (0..shape.0 * shape.1)
             .map(|_| {
@@ -533,7 +495,7 @@ fn save(dir: &Path, vm: &VarMap, o: &TrainOptions, st: &State) -> Result<()> {
 }
 
 pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
-    if o.hidden % o.heads != 0 || (o.hidden / o.heads) % 2 != 0 {
+    if !o.hidden.is_multiple_of(o.heads) || !(o.hidden / o.heads).is_multiple_of(2) {
         return Err(Error::Usage(
             "--hidden must split into even-sized heads".into(),
         ));
@@ -543,7 +505,7 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
             "--context, --batch and --steps must be positive".into(),
         ));
     }
-    let files = collect_audio(&o.inputs)?;
+    let files = crate::cli::sink::collect_files(&o.inputs, &["wav", "flac"])?;
     if files.is_empty() {
         return Err(Error::Usage("no .wav or .flac files in the inputs".into()));
     }
@@ -639,7 +601,7 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
             ..Default::default()
         },
     )?;
-    let mut rng = Rng(st.rng);
+    let mut rng = Rng(lmic::rng::Lcg::new(st.rng));
     let t0 = Instant::now();
     let base = st.seconds;
     let mut recent = Vec::new();
@@ -654,10 +616,10 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
         opt.backward_step(&loss)?;
         recent.push(loss.to_scalar::<f32>()? as f64 / std::f64::consts::LN_2);
         st.step += 1;
-        st.rng = rng.0;
+        st.rng = rng.0 .0;
         st.seconds = base + t0.elapsed().as_secs_f64();
         let out_of_time = o.max_seconds.is_some_and(|m| st.seconds > m);
-        if st.step % o.eval_every == 0 || st.step == o.steps || out_of_time {
+        if st.step.is_multiple_of(o.eval_every) || st.step == o.steps || out_of_time {
             let train_bpc = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
             recent.clear();
             let (vbpc, vbps) = evaluate(&net, &val, o.batch)?;

@@ -315,15 +315,8 @@ mod tests {
     use super::*;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed as u64 + 1;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
+        let mut r = crate::rng::Lcg::new(seed as u64 + 1);
+        (0..n).map(|_| r.unit_f32() - 0.5).collect()
     }
 
     /// Every element of `linear` equals the reference sequential dot, whatever
@@ -361,15 +354,12 @@ mod tests {
             let e = (p * r) * r + r + 1.0;
             e * f32::from_bits((((n as i32) + 127) as u32) << 23)
         }
-        let mut s = 1u64;
+        let mut s = crate::rng::Lcg::new(1);
         for i in 0..2_000_000u64 {
             let x = if i < 1_000_000 {
                 -90.0 + i as f32 * 1.8e-4
             } else {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                f32::from_bits((s >> 32) as u32)
+                f32::from_bits((s.next_u64() >> 32) as u32)
             };
             if x.is_nan() {
                 assert!(exp(x).is_nan() && exp_with_floor(x).is_nan());
@@ -423,6 +413,40 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Each instruction-set path the CPU has, forced one by one, gives the
+    /// bits of the portable one (the paths are chosen at run time, so a file
+    /// made on one machine must decode on any other).
+    #[test]
+    fn every_instruction_set_path_gives_the_same_bits() {
+        for &(rows, k) in &[(1, 7), (6, 64), (11, 130), (17, 576)] {
+            let x = data(rows * k, 3);
+            let panel = data(k * NR, 4);
+            let mut portable = vec![0f32; rows * NR];
+            block_impl(&x, rows, k, &panel, &mut portable);
+            let mut v = data(300, 5).iter().map(|x| x * 200.0).collect::<Vec<_>>();
+            let portable_exp: Vec<u32> = v.iter().map(|&x| exp(x).to_bits()).collect();
+            #[cfg(target_arch = "x86_64")]
+            {
+                let bits = |o: &[f32]| o.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                if std::arch::is_x86_feature_detected!("avx") {
+                    let mut out = vec![0f32; rows * NR];
+                    // SAFETY: the CPU has AVX (checked above).
+                    unsafe { block_avx(&x, rows, k, &panel, &mut out) };
+                    assert_eq!(bits(&out), bits(&portable), "avx rows {rows} k {k}");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    let mut out = vec![0f32; rows * NR];
+                    // SAFETY: the CPU has AVX-512F (checked above).
+                    unsafe { block_avx512(&x, rows, k, &panel, &mut out) };
+                    assert_eq!(bits(&out), bits(&portable), "avx512 rows {rows} k {k}");
+                    unsafe { exp_slice_avx512(&mut v) };
+                    assert_eq!(bits(&v), portable_exp);
+                }
+            }
+            let _ = (&mut v, &portable_exp);
         }
     }
 }

@@ -89,12 +89,12 @@ impl Config {
             return Err(Error::Model("rope_scaling is not supported".into()));
         }
         let h = self.num_attention_heads;
-        if h == 0 || self.hidden_size % h != 0 || self.head_dim() % 2 != 0 {
+        if h == 0 || !self.hidden_size.is_multiple_of(h) || !self.head_dim().is_multiple_of(2) {
             return Err(Error::Model(
                 "hidden size must split into even-sized heads".into(),
             ));
         }
-        if self.kv_heads() == 0 || h % self.kv_heads() != 0 {
+        if self.kv_heads() == 0 || !h.is_multiple_of(self.kv_heads()) {
             return Err(Error::Model(
                 "attention heads must be a multiple of key/value heads".into(),
             ));
@@ -207,7 +207,7 @@ impl Model {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
             // A training directory also holds its f32 resume checkpoint.
-            .filter(|p| !p.file_name().is_some_and(|n| n == "checkpoint.safetensors"))
+            .filter(|p| p.file_name().is_none_or(|n| n != "checkpoint.safetensors"))
             .collect();
         st.sort();
         if st.is_empty() {

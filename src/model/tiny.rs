@@ -38,17 +38,13 @@ impl Default for TinySpec {
     }
 }
 
-struct Rng(u64);
+struct Rng(crate::rng::Lcg);
 impl Rng {
     fn normal(&mut self) -> f32 {
         // Sum of uniforms: close enough to Gaussian for random weights.
         let mut s = 0f32;
         for _ in 0..4 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            s += (self.0 >> 40) as f32 / (1u64 << 24) as f32;
+            s += self.0.unit_f32();
         }
         (s - 2.0) * 1.732
     }
@@ -67,7 +63,7 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> Result<()> {
         spec.intermediate,
         spec.hidden / spec.heads * spec.kv_heads,
     );
-    let mut rng = Rng(spec.seed);
+    let mut rng = Rng(crate::rng::Lcg::new(spec.seed));
     let mut t = HashMap::new();
     let ones = Tensor::ones(h, candle_core::DType::F32, &Device::Cpu)?;
     t.insert(

@@ -61,14 +61,11 @@ impl Wav {
     /// A noisy sine of `valid` significant bits in a `bits` container.
     pub fn signal(tag: u16, channels: u16, bits: u16, valid: u16, frames: usize, seed: u64) -> Wav {
         let bytes = bits.div_ceil(8) as usize;
-        let mut s = seed.wrapping_add(12345);
+        let mut s = lmic::rng::Lcg::new(seed.wrapping_add(12345));
         let mut data = Vec::with_capacity(frames * channels as usize * bytes);
         for i in 0..frames {
             for c in 0..channels as usize {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let noise = ((s >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.05;
+                let noise = (s.next_u32() as f64 / (1u64 << 31) as f64 - 0.5) * 0.05;
                 let x = 0.6 * ((i as f64) * 0.02 * (c as f64 + 1.0)).sin() + noise;
                 if tag == 3 {
                     data.extend_from_slice(&(x as f32).to_le_bytes());

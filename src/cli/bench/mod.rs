@@ -98,15 +98,13 @@ pub(crate) const BASELINES: &[Codec<'static>] = &[
     },
 ];
 
+/// One timed command: wall seconds, peak RSS in bytes, success.
+type Step = (f64, u64, bool);
+
 impl Codec<'_> {
     /// Compresses `input` to `out` and that back to `back`; (wall seconds,
     /// peak RSS, success) of each step (decompression skipped on failure).
-    fn round_trip(
-        &self,
-        input: &Path,
-        out: &Path,
-        back: &Path,
-    ) -> Result<((f64, u64, bool), (f64, u64, bool))> {
+    fn round_trip(&self, input: &Path, out: &Path, back: &Path) -> Result<(Step, Step)> {
         let fill = |cmd: &str, i: &Path, o: &Path| {
             cmd.replace("{in}", &quote(i)).replace("{out}", &quote(o))
         };
@@ -130,7 +128,7 @@ pub(crate) fn quote(p: &Path) -> String {
 }
 
 /// Runs a shell command; returns (wall seconds, peak RSS in KiB, success).
-pub(crate) fn run(cmd: &str) -> Result<(f64, u64, bool)> {
+pub(crate) fn run(cmd: &str) -> Result<Step> {
     let t = Instant::now();
     let child = Command::new("sh")
         .arg("-c")
@@ -164,32 +162,6 @@ pub struct BenchOptions {
     pub model: String,
     pub context: u32,
     pub top_k: u32,
-}
-
-pub fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = vec![];
-    for p in inputs {
-        if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                .ctx(|| format!("reading {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            v.sort();
-            out.extend(
-                collect_files(&v)?
-                    .into_iter()
-                    .filter(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"))),
-            );
-        } else if p.is_file() {
-            out.push(p.clone());
-        } else {
-            return Err(Error::Usage(format!(
-                "{}: no such file or directory",
-                p.display()
-            )));
-        }
-    }
-    Ok(out)
 }
 
 pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<Row>> {
@@ -424,7 +396,7 @@ pub fn report(r: Request) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let files = collect_files(&inputs)?;
+    let files = crate::cli::sink::collect_files(&inputs, &["wav"])?;
     let context = match context {
         Some(c) => c,
         None => lmic::codec::default_context(&Model::load(&model)?),
