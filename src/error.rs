@@ -45,6 +45,19 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The same error, its message prefixed with the file it is about.
+    pub fn in_file(self, path: &std::path::Path) -> Error {
+        let p = path.display();
+        match self {
+            Error::Wav(m) => Error::Wav(format!("{p}: {m}")),
+            Error::Container(m) => Error::Container(format!("{p}: {m}")),
+            Error::Corrupt(m) => Error::Corrupt(format!("{p}: {m}")),
+            e => e,
+        }
+    }
+}
+
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
         // candle errors can span lines (backtraces); keep the first line only.

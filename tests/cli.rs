@@ -493,3 +493,40 @@ fn usage_errors_are_one_line() {
         assert!(err.starts_with("lmic: "), "{err}");
     }
 }
+
+/// `--layout` is the flag's name; `--channels`, its older name, still works
+/// and means the same; values other than the two layouts and mappings are
+/// refused in one line that names them.
+#[test]
+fn layout_flag_and_its_old_name() {
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    std::fs::write(&wav, Wav::pcm(2, 16, 300, 4).bytes()).unwrap();
+    let make = |flag: &str, value: &str, name: &str| {
+        let out = d.path().join(name);
+        lmic()
+            .arg("compress")
+            .arg(&wav)
+            .arg(&out)
+            .args(["--model", &model_arg(), "--force-coded", flag, value])
+            .assert()
+            .success();
+        std::fs::read(out).unwrap()
+    };
+    let new = make("--layout", "planar", "new.lmc");
+    assert!(new == make("--channels", "planar", "old.lmc"));
+    assert!(new != make("--layout", "interleaved", "inter.lmc"));
+    for (flag, bad) in [("--layout", "diagonal"), ("--mapping", "flac")] {
+        let a = lmic()
+            .arg("compress")
+            .arg(&wav)
+            .arg(d.path().join("x.lmc"))
+            .args([flag, bad])
+            .assert()
+            .failure()
+            .stdout("");
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(bad), "{err}");
+    }
+}

@@ -142,6 +142,15 @@ fn device_names_parse() {
     assert_eq!("cuda:3".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
     assert!("gpu".parse::<DeviceSpec>().is_err());
     assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    // What the help shows parses back (the CLI's default comes from it).
+    for d in [
+        DeviceSpec::Cpu,
+        DeviceSpec::CandleCpu,
+        DeviceSpec::Cuda(0),
+        DeviceSpec::Cuda(2),
+    ] {
+        assert_eq!(d.to_string().parse::<DeviceSpec>().unwrap(), d);
+    }
     // Without the cuda feature (or a GPU) asking for one is a clear error.
     if !cfg!(feature = "cuda") {
         let e = DeviceNet::new(model(), &DeviceSpec::Cuda(0)).err().unwrap();

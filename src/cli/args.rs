@@ -35,7 +35,7 @@ pub struct Common {
     /// CPU), cuda[:N] (a build with --features cuda; such files decode only
     /// with CUDA), or candle-cpu (the CUDA code path on the CPU, for tests).
     /// Decompression follows the file; this only picks the CUDA ordinal.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value_t = DeviceSpec::default())]
     pub device: DeviceSpec,
 }
 

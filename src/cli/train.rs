@@ -108,10 +108,13 @@ pub fn read_clip(path: &Path) -> Result<Clip> {
             .arg(path)
             .output()
             .map_err(|e| {
-                Error::Usage(format!(
-                    "{}: cannot run flac to decode it ({e}); install the flac package",
-                    path.display()
-                ))
+                Error::io(
+                    format!(
+                        "{}: running flac to decode it (install the flac package)",
+                        path.display()
+                    ),
+                    e,
+                )
             })?;
         if !out.status.success() {
             return Err(Error::Wav(format!(
@@ -124,7 +127,7 @@ pub fn read_clip(path: &Path) -> Result<Clip> {
         std::fs::read(path).ctx(|| format!("reading {}", path.display()))?
     };
     let mut r = &bytes[..];
-    let h = wav::read_header(&mut r).map_err(|e| Error::Wav(format!("{}: {e}", path.display())))?;
+    let h = wav::read_header(&mut r).map_err(|e| e.in_file(path))?;
     let n = (h.data_len as usize).min(r.len());
     let n = n / h.format.block_align() * h.format.block_align();
     let mut codes = Vec::new();
@@ -570,7 +573,7 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
         for (name, var) in vm.data().lock().unwrap().iter() {
             let t = w
                 .get(name)
-                .ok_or_else(|| Error::Usage(format!("{}: no tensor {name}", p.display())))?;
+                .ok_or_else(|| Error::Model(format!("{}: no tensor {name}", p.display())))?;
             var.set(&t.to_dtype(DType::F32)?)?;
         }
         log(&format!("starting from the weights in {}", p.display()));
@@ -580,7 +583,7 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
             &std::fs::read(o.out.join("train-state.json"))
                 .ctx(|| "reading train-state.json (nothing to resume?)".into())?,
         )
-        .map_err(|e| Error::Usage(format!("train-state.json: {e}")))?;
+        .map_err(|e| Error::Model(format!("train-state.json: {e}")))?;
         vm.load(&ckpt)?;
         log(&format!(
             "resumed at step {} (optimizer moments restart)",

@@ -17,6 +17,30 @@ use std::io::{Read, Write};
 /// found and checked: the one way to decompress.
 ///
 /// `M` is the model, owned or borrowed (`Model`, `&Model`, `Arc<Model>`).
+///
+/// ```
+/// use lmic::model::Model;
+/// use lmic::{compress, DecodeOptions, Decompressor, Options};
+///
+/// // A tenth of a second of a 440 Hz tone, as a 16-bit mono WAV.
+/// let pcm: Vec<u8> = (0..1600)
+///     .flat_map(|i| (((i as f64 * 0.172).sin() * 8000.0) as i16).to_le_bytes())
+///     .collect();
+/// let wav = lmic::wav::pcm_wav(1, 16000, 16, &pcm);
+///
+/// let model = Model::load("lmic:audio-v2")?;
+/// let mut lmc = Vec::new();
+/// compress(&model, &mut &wav[..], &mut lmc, &Options::default(), &|_, _| {})?;
+///
+/// let d = Decompressor::open(&lmc[..], |header| {
+///     assert_eq!(header.model_spec, "lmic:audio-v2");
+///     Ok(&model) // or Model::load(&header.model_spec)
+/// })?;
+/// let mut back = Vec::new();
+/// d.decompress(&mut back, &DecodeOptions::default(), &|_, _| {})?;
+/// assert_eq!(back, wav);
+/// # Ok::<(), lmic::Error>(())
+/// ```
 pub struct Decompressor<R: Read, M: Borrow<Model>> {
     frames: FrameReader<R>,
     model: M,

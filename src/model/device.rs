@@ -48,6 +48,15 @@ impl FromStr for DeviceSpec {
     }
 }
 
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cuda(n) if *n > 0 => write!(f, "cuda:{n}"),
+            d => f.write_str(d.family()),
+        }
+    }
+}
+
 impl DeviceSpec {
     /// What a file records: files decode only where this matches (the same
     /// backend, hence the same summation orders). The CUDA ordinal is left
@@ -74,7 +83,7 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu | DeviceSpec::CandleCpu => Ok(Device::Cpu),
             DeviceSpec::Cuda(n) => Device::new_cuda(*n).map_err(|e| {
-                Error::Usage(format!(
+                Error::Unsupported(format!(
                     "--device cuda:{n}: {e} (CUDA needs a build with --features cuda and a GPU)"
                 ))
             }),

@@ -170,8 +170,7 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
     let mut rows = vec![];
     for f in files {
         let bytes = std::fs::read(f).ctx(|| format!("reading {}", f.display()))?;
-        let h = lmic::wav::read_header(&mut &bytes[..])
-            .map_err(|e| Error::Usage(format!("{}: {e}", f.display())))?;
+        let h = lmic::wav::read_header(&mut &bytes[..]).map_err(|e| e.in_file(f))?;
         let samples = h.data_len / h.format.bytes as u64;
         let secs = samples as f64 / h.format.channels as f64 / h.format.sample_rate.max(1) as f64;
         let base = Row {

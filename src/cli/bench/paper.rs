@@ -47,8 +47,7 @@ struct Stream {
 fn reduce(path: &Path) -> Result<Option<Stream>> {
     let data = std::fs::read(path).ctx(|| format!("reading {}", path.display()))?;
     let mut r = &data[..];
-    let h =
-        wav::read_header(&mut r).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let h = wav::read_header(&mut r).map_err(|e| e.in_file(path))?;
     if h.format.kind == SampleKind::Float {
         return Ok(None);
     }

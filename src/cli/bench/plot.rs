@@ -21,7 +21,10 @@ fn register_font() {
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Usage(format!("drawing {}: {e}", path.display()))
+    Error::io(
+        format!("drawing {}", path.display()),
+        std::io::Error::other(e.to_string()),
+    )
 }
 
 /// Draws the per-codec totals: x = speed in multiples of real time (log
