@@ -344,11 +344,15 @@ fn bench_json() {
     std::fs::write(&wav, &w).unwrap();
     let v = run_json(&["bench", wav.to_str().unwrap()]);
     let files = v["files"].as_array().unwrap();
-    assert_eq!(files.len(), 6);
+    // lmic, five Debian packages, Monkey's Audio and sac (built from
+    // source: ../shared/baselines/build.sh).
+    assert_eq!(files.len(), 8);
     for r in files {
         let note = r["note"].as_str().unwrap();
         assert!(
-            note.is_empty() || note.starts_with("missing (apt-get install"),
+            note.is_empty()
+                || note.starts_with("missing (apt-get install")
+                || note == "missing (../shared/baselines/build.sh)",
             "{r}"
         );
         if note.is_empty() {
@@ -359,7 +363,7 @@ fn bench_json() {
     }
     assert_eq!(files[0]["codec"], "lmic");
     assert_eq!(files[0]["ok"], true);
-    assert_eq!(v["totals"].as_array().unwrap().len(), 6);
+    assert_eq!(v["totals"].as_array().unwrap().len(), 8);
 }
 
 #[test]
@@ -528,5 +532,115 @@ fn layout_flag_and_its_old_name() {
         let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(bad), "{err}");
+    }
+}
+
+/// Many inputs, flac's and zstd's way: each output beside its input, a
+/// summary line per file on stderr (none with -q), every file tried when one
+/// fails (non-zero exit), `lmic test` and `decompress -t` on many files,
+/// `--delete-input` only after a verified output, `-o`/`-c` for one input.
+#[test]
+fn many_files_default_names_and_summaries() {
+    let d = tempfile::tempdir().unwrap();
+    let m = model_arg();
+    let names = ["a.wav", "b.WAV", "c.wav"];
+    let mut wavs = vec![];
+    for (i, n) in names.iter().enumerate() {
+        let w = Wav::pcm(1 + i as u16 % 2, 16, 500 + 100 * i, i as u64).bytes();
+        std::fs::write(d.path().join(n), &w).unwrap();
+        wavs.push(w);
+    }
+    let run = |args: &[&str]| {
+        lmic()
+            .current_dir(d.path())
+            .args(args)
+            .args(["--model", &m])
+            .output()
+            .unwrap()
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let out = run(&["compress", "a.wav", "b.WAV", "c.wav"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 3, "{err}");
+    for (l, n) in err.lines().zip(names) {
+        assert!(
+            l.starts_with(&format!("{n}: ")) && l.contains("bytes (") && l.ends_with("x real time"),
+            "{l}"
+        );
+    }
+    for n in ["a.lmc", "b.lmc", "c.lmc"] {
+        assert!(d.path().join(n).is_file(), "{n}");
+    }
+    // Inputs are kept; a second run refuses to overwrite, file by file.
+    let out = run(&["compress", "a.wav", "b.WAV"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 3, "{err}");
+    assert!(
+        err.lines().next().unwrap().starts_with("lmic: a.wav: "),
+        "{err}"
+    );
+    assert!(err.ends_with("lmic: 2 of 2 files failed\n"), "{err}");
+    // A broken file among good ones: reported, the others still decode.
+    std::fs::write(d.path().join("bad.lmc"), b"not an lmc file").unwrap();
+    for n in names {
+        std::fs::remove_file(d.path().join(n)).unwrap();
+    }
+    let out = run(&["decompress", "-q", "a.lmc", "bad.lmc", "b.lmc", "c.lmc"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(
+        err.starts_with("lmic: bad.lmc: not a valid .lmc file"),
+        "{err}"
+    );
+    assert!(std::fs::read(d.path().join("a.wav")).unwrap() == wavs[0]);
+    assert!(std::fs::read(d.path().join("b.wav")).unwrap() == wavs[1]);
+    assert!(std::fs::read(d.path().join("c.wav")).unwrap() == wavs[2]);
+    // lmic test / decompress -t: decode and verify, write nothing.
+    for args in [
+        &["test", "a.lmc", "c.lmc"][..],
+        &["decompress", "-t", "a.lmc", "c.lmc"],
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.lines().all(|l| l.contains(": ok, ")), "{err}");
+        assert_eq!(err.lines().count(), 2, "{err}");
+    }
+    let out = run(&["test", "-q", "a.lmc", "bad.lmc"]);
+    assert!(!out.status.success());
+    // --delete-input: the input goes only once its output is complete and
+    // verified; -o names the output of one input.
+    let out = run(&["compress", "-q", "c.wav", "-o", "sub.lmc", "--delete-input"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty());
+    assert!(!d.path().join("c.wav").exists());
+    let out = run(&[
+        "decompress",
+        "-q",
+        "sub.lmc",
+        "-o",
+        "c.wav",
+        "--delete-input",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::fs::read(d.path().join("c.wav")).unwrap() == wavs[2]);
+    assert!(!d.path().join("sub.lmc").exists());
+    // -c writes stdout; -o and -c take one input.
+    let out = run(&["decompress", "-c", "a.lmc"]);
+    assert!(out.status.success());
+    assert!(out.stdout == wavs[0]);
+    for args in [
+        &["compress", "a.wav", "b.wav", "-o", "x.lmc"][..],
+        &["decompress", "a.lmc", "b.lmc", "-c"],
+        &["decompress", "a.wav"],
+        &["compress", "-", "--delete-input"],
+    ] {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(text(&out.stderr).lines().count(), 1, "{args:?}");
     }
 }

@@ -39,12 +39,33 @@ pub struct Common {
     pub device: DeviceSpec,
 }
 
+/// Where outputs go, shared by compress, decompress and test.
+#[derive(clap::Args, Debug)]
+pub struct Outputs {
+    /// Write the output here (one input only).
+    #[arg(short, long, value_name = "OUT", conflicts_with = "stdout")]
+    pub output: Option<PathBuf>,
+    /// Write to standard output (one input only).
+    #[arg(short = 'c', long)]
+    pub stdout: bool,
+    /// Remove each input once its output is complete and verified.
+    #[arg(long)]
+    pub delete_input: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Compress a WAV file (IN/OUT may be - for stdin/stdout).
+    /// Compress WAV files: each IN.wav becomes IN.lmc beside it (`-` reads
+    /// stdin and writes stdout; `lmic compress IN OUT.lmc` names the output).
     Compress {
-        input: PathBuf,
-        output: PathBuf,
+        #[arg(required = true, value_name = "IN")]
+        inputs: Vec<PathBuf>,
+        #[command(flatten)]
+        out: Outputs,
+        /// Decode each output before keeping it and compare it with the
+        /// input (like flac -V).
+        #[arg(long)]
+        verify: bool,
         /// Model: a Hugging Face Llama directory, a .gguf file, a Hub id
         /// org/name[@revision] (from the local cache, downloaded if missing),
         /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v2.
@@ -81,18 +102,31 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Decompress an .lmc file back to the original WAV, byte for byte.
+    /// Decompress .lmc files back to the original WAVs, byte for byte: each
+    /// X.lmc becomes X.wav beside it (`lmic decompress IN OUT.wav` names the
+    /// output).
     Decompress {
-        input: PathBuf,
-        /// Output WAV (omit with --test).
-        output: Option<PathBuf>,
+        #[arg(required = true, value_name = "IN")]
+        inputs: Vec<PathBuf>,
+        #[command(flatten)]
+        out: Outputs,
         /// Use this model instead of the one recorded in the file (its
         /// fingerprint must match).
         #[arg(long)]
         model: Option<String>,
         /// Decode and verify the checksum without writing anything.
-        #[arg(short, long)]
+        #[arg(short, long, conflicts_with_all = ["output", "stdout", "delete_input"])]
         test: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Decode .lmc files and verify them, writing nothing (`decompress -t`).
+    Test {
+        #[arg(required = true, value_name = "IN")]
+        inputs: Vec<PathBuf>,
+        /// Use this model instead of the one recorded in each file.
+        #[arg(long)]
+        model: Option<String>,
         #[command(flatten)]
         common: Common,
     },

@@ -3,15 +3,19 @@
 
 mod args;
 mod bench;
+mod files;
 pub mod sink;
 pub mod train;
 
 use args::{Cli, Command, Common};
+use files::{Direction, Summary, Target};
 use lmic::error::{Error, IoContext, Result};
 use lmic::model::{builtin, Model};
 use lmic::{DecodeOptions, Decompressor, Options};
-use sink::{is_std, open_input, progress_bar, Sink};
+use sink::{open_input, progress_bar, Sink};
 use std::io::{self, IsTerminal};
+use std::path::Path;
+use std::time::Instant;
 
 pub fn run<I, T>(args: I) -> anyhow::Result<()>
 where
@@ -40,8 +44,9 @@ where
     };
     match cli.cmd {
         Command::Compress {
-            input,
-            output,
+            inputs,
+            out,
+            verify,
             model,
             context,
             top_k,
@@ -63,40 +68,59 @@ where
                 device: common.device.clone(),
                 ..Options::default()
             };
-            compress(
-                &input,
-                &output,
-                model.as_deref(),
-                &opts,
-                &common,
-                stats_json,
-            )?;
+            let jobs = files::plan(inputs, &out, Direction::Compress)?;
+            // Only complete, verified outputs let an input go.
+            let verify = verify || out.delete_input;
+            if verify && jobs.iter().any(|(_, t)| *t == Target::Stdout) {
+                return Err(Error::Usage("--verify needs a file output, not stdout".into()).into());
+            }
+            if stats_json.is_some() && jobs.len() > 1 {
+                return Err(Error::Usage("--stats-json takes one input".into()).into());
+            }
+            // Loaded once for every file; after the first output is
+            // checked, so a refusal to overwrite comes before the load.
+            let mut loaded: Option<Model> = None;
+            files::run_all(jobs, Direction::Compress, common.quiet, |input, target| {
+                compress_one(
+                    input,
+                    target,
+                    &mut loaded,
+                    model.as_deref(),
+                    &opts,
+                    &common,
+                    verify,
+                    out.delete_input,
+                    stats_json.as_deref(),
+                )
+            })?;
         }
         Command::Decompress {
-            input,
-            output,
+            inputs,
+            out,
             model,
             test,
             common,
         } => {
             set_threads(common.threads)?;
-            let output = match (output, test) {
-                (Some(_), true) => {
-                    return Err(Error::Usage("--test writes nothing: give no output".into()).into())
-                }
-                (None, false) => {
-                    return Err(Error::Usage("missing output (or --test)".into()).into())
-                }
-                (o, _) => o,
+            let dir = if test {
+                Direction::Test
+            } else {
+                Direction::Decompress
             };
-            let opts = DecodeOptions {
-                device: common.device.clone(),
-                ..DecodeOptions::default()
+            decompress_all(inputs, &out, dir, model.as_deref(), &common)?;
+        }
+        Command::Test {
+            inputs,
+            model,
+            common,
+        } => {
+            set_threads(common.threads)?;
+            let out = args::Outputs {
+                output: None,
+                stdout: false,
+                delete_input: false,
             };
-            decompress(&input, output.as_deref(), model.as_deref(), &opts, &common)?;
-            if test && !common.quiet {
-                eprintln!("{}: ok", input.display());
-            }
+            decompress_all(inputs, &out, Direction::Test, model.as_deref(), &common)?;
         }
         Command::Info { input } => {
             print!("{}", lmic::info(open_input(&input)?)?);
@@ -188,88 +212,130 @@ where
     Ok(())
 }
 
-fn compress(
-    input: &std::path::Path,
-    output: &std::path::Path,
+#[allow(clippy::too_many_arguments)]
+fn compress_one(
+    input: &Path,
+    target: &Target,
+    loaded: &mut Option<Model>,
     model: Option<&str>,
     opts: &Options,
     common: &Common,
-    stats_json: Option<std::path::PathBuf>,
-) -> Result<()> {
-    if is_std(output) && io::stdout().is_terminal() {
+    verify: bool,
+    delete_input: bool,
+    stats_json: Option<&Path>,
+) -> Result<Summary> {
+    let t0 = Instant::now();
+    if *target == Target::Stdout && io::stdout().is_terminal() {
         return Err(Error::Usage(
             "refusing to write compressed data to a terminal".into(),
         ));
     }
     let mut reader = open_input(input)?;
-    let sink = Sink::create(output, common.force)?;
-    let model = Model::load(model.unwrap_or(builtin::DEFAULT))?;
+    let sink = Sink::for_target(target, common.force)?;
+    if loaded.is_none() {
+        *loaded = Some(Model::load(model.unwrap_or(builtin::DEFAULT))?);
+    }
+    let model = loaded.as_ref().unwrap();
     let bar = progress_bar(common.quiet);
     let mut w = sink.writer();
-    let stats = lmic::compress(&model, &mut reader, &mut w, opts, &|d, t| {
+    let stats = lmic::compress(model, &mut reader, &mut w, opts, &|d, t| {
         if let Some(bar) = &bar {
             bar.set_length(t);
             bar.set_position(d)
         }
     })?;
     drop(w);
-    sink.finish()?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if verify {
+        // The decoder checks the original's sha256, which compression took
+        // from the input as it read it.
+        let written = sink.written().expect("verify needs a file output");
+        let file = std::fs::File::open(written).ctx(|| format!("{}", written.display()))?;
+        Decompressor::open(io::BufReader::new(file), |_| Ok(model))?
+            .decompress(&mut io::sink(), &DecodeOptions::default(), &|_, _| {})
+            .map_err(|e| Error::Corrupt(format!("verifying the output failed: {e}")))?;
+    }
+    sink.finish()?;
+    if delete_input {
+        std::fs::remove_file(input).ctx(|| format!("removing {}", input.display()))?;
     }
     if let Some(p) = stats_json {
-        std::fs::write(&p, serde_json::to_vec(&stats).unwrap())
+        std::fs::write(p, serde_json::to_vec(&stats).unwrap())
             .ctx(|| format!("writing {}", p.display()))?;
     }
-    if !common.quiet && io::stderr().is_terminal() {
-        eprintln!(
-            "{} -> {} bytes ({:.1}%)",
-            stats.input_bytes,
-            stats.output_bytes,
-            100.0 * stats.output_bytes as f64 / stats.input_bytes.max(1) as f64
-        );
-    }
-    Ok(())
+    Ok(Summary {
+        input_bytes: stats.input_bytes,
+        output_bytes: stats.output_bytes,
+        audio_seconds: stats.audio_seconds,
+        wall_seconds: t0.elapsed().as_secs_f64(),
+    })
 }
 
-fn decompress(
-    input: &std::path::Path,
-    output: Option<&std::path::Path>,
+fn decompress_all(
+    inputs: Vec<std::path::PathBuf>,
+    out: &args::Outputs,
+    dir: Direction,
     model: Option<&str>,
-    opts: &DecodeOptions,
     common: &Common,
-) -> Result<()> {
-    let d = Decompressor::open(open_input(input)?, |h| match model {
-        Some(spec) => Model::load(spec),
-        None => Model::load(&h.model_spec).map_err(|e| {
-            Error::Model(format!(
-                "cannot load the model the file names ({e}); pass --model with a copy of it"
-            ))
-        }),
-    })?;
-    let bar = progress_bar(common.quiet);
-    let prog = |d: u64, t: u64| {
-        if let Some(bar) = &bar {
-            bar.set_length(t);
-            bar.set_position(d)
-        }
+) -> anyhow::Result<()> {
+    let jobs = files::plan(inputs, out, dir)?;
+    let opts = DecodeOptions {
+        device: common.device.clone(),
+        ..DecodeOptions::default()
     };
-    match output {
-        None => {
-            d.decompress(&mut io::sink(), opts, &prog)?;
+    // Files naming the same model share one load.
+    let mut models: Vec<(String, std::rc::Rc<Model>)> = vec![];
+    files::run_all(jobs, dir, common.quiet, |input, target| {
+        let t0 = Instant::now();
+        let d = Decompressor::open(open_input(input)?, |h| {
+            let spec = model.unwrap_or(&h.model_spec).to_string();
+            if let Some((_, m)) = models.iter().find(|(s, _)| *s == spec) {
+                return Ok(m.clone());
+            }
+            let m = Model::load(&spec).map_err(|e| match model {
+                Some(_) => e,
+                None => Error::Model(format!(
+                    "cannot load the model the file names ({e}); pass --model with a copy of it"
+                )),
+            })?;
+            let m = std::rc::Rc::new(m);
+            models.push((spec, m.clone()));
+            Ok(m)
+        })?;
+        let bar = progress_bar(common.quiet);
+        let prog = |d: u64, t: u64| {
+            if let Some(bar) = &bar {
+                bar.set_length(t);
+                bar.set_position(d)
+            }
+        };
+        let input_bytes = std::fs::metadata(input).map_or(0, |m| m.len());
+        let stats = match target {
+            Target::Nothing => d.decompress(&mut io::sink(), &opts, &prog)?,
+            t => {
+                let sink = Sink::for_target(t, common.force)?;
+                let mut w = sink.writer();
+                let st = d.decompress(&mut w, &opts, &prog)?;
+                drop(w);
+                sink.finish()?;
+                st
+            }
+        };
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
         }
-        Some(out) => {
-            let sink = Sink::create(out, common.force)?;
-            let mut w = sink.writer();
-            d.decompress(&mut w, opts, &prog)?;
-            drop(w);
-            sink.finish()?;
+        if out.delete_input {
+            std::fs::remove_file(input).ctx(|| format!("removing {}", input.display()))?;
         }
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    Ok(())
+        Ok(Summary {
+            input_bytes,
+            output_bytes: stats.output_bytes,
+            audio_seconds: stats.audio_seconds,
+            wall_seconds: t0.elapsed().as_secs_f64(),
+        })
+    })
 }
 
 fn set_threads(n: Option<usize>) -> Result<()> {

@@ -113,6 +113,23 @@ impl Sink {
         })
     }
 
+    /// The sink for a planned target (never `Target::Nothing`).
+    pub fn for_target(t: &super::files::Target, force: bool) -> Result<Sink> {
+        match t {
+            super::files::Target::File(p) => Sink::create(p, force),
+            _ => Ok(Sink::Stdout),
+        }
+    }
+
+    /// The file written so far, before it is moved into place (None for
+    /// stdout).
+    pub fn written(&self) -> Option<&Path> {
+        match self {
+            Sink::Stdout => None,
+            Sink::File { tmp, .. } => Some(tmp.path()),
+        }
+    }
+
     pub fn writer(&self) -> Box<dyn Write + '_> {
         match self {
             Sink::Stdout => Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())),

@@ -2,7 +2,7 @@
 
 use super::chunks::{self, Schedule};
 use super::frames::{FrameBody, FrameReader, Section};
-use super::{setup, Counted, DecodeOptions, Progress, Stats};
+use super::{seconds, setup, Counted, DecodeOptions, Progress, Stats};
 use crate::container::{FileHeader, FrameHeader};
 use crate::error::{Error, Result};
 use crate::mapping;
@@ -126,6 +126,7 @@ impl<R: Read, M: Borrow<Model>> Decompressor<R, M> {
             });
         }
         stats.output_bytes = out.n;
+        stats.audio_seconds = seconds(&h);
         Ok(stats)
     }
 }

@@ -3,7 +3,8 @@
 use super::chunks::{self, Schedule};
 use super::frames::Payload;
 use super::{
-    default_context, default_frame_chunks, frame_len, setup, Counted, Options, Progress, Stats,
+    default_context, default_frame_chunks, frame_len, seconds, setup, Counted, Options, Progress,
+    Stats,
 };
 use crate::coder;
 use crate::container::{
@@ -121,6 +122,7 @@ pub fn compress<R: Read, W: Write + ?Sized>(
     out.put(&o.buf)?;
     stats.input_bytes = total;
     stats.output_bytes = out.n;
+    stats.audio_seconds = seconds(&h);
     Ok(stats)
 }
 

@@ -124,6 +124,8 @@ pub fn default_context(model: &crate::model::Model) -> u32 {
 pub struct Stats {
     pub input_bytes: u64,
     pub output_bytes: u64,
+    /// Duration of the audio.
+    pub audio_seconds: f64,
     pub samples: u64,
     pub chunks: u64,
     pub verbatim_chunks: u64,
@@ -153,6 +155,12 @@ impl<W: Write + ?Sized> Counted<'_, W> {
             .write_all(b)
             .map_err(|e| Error::io("writing output", e))
     }
+}
+
+/// Seconds of audio in `data_len` bytes of this format's samples.
+fn seconds(h: &FileHeader) -> f64 {
+    let f = h.format;
+    h.data_len as f64 / f.block_align().max(1) as f64 / f.sample_rate.max(1) as f64
 }
 
 /// The mapping setup a file header implies, the same on both sides.

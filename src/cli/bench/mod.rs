@@ -37,7 +37,8 @@ pub struct Row {
 
 pub(crate) struct Codec<'a> {
     name: &'a str,
-    package: &'a str,
+    /// How to get it, for the "missing" note.
+    install: &'a str,
     /// Executable whose presence marks the codec installed ("" for lmic).
     bin: &'a str,
     ext: &'a str,
@@ -46,12 +47,22 @@ pub(crate) struct Codec<'a> {
     dec: &'a str,
     /// Audio codecs need not keep foreign RIFF chunks: compare samples.
     pcm_only: bool,
+    /// Widest integer samples it takes (wider files, and floats when below
+    /// 32, are "n/a", left out of its total).
+    max_bits: u32,
+}
+
+impl Codec<'_> {
+    /// Whether it takes this format; files it does not are not its failures.
+    fn accepts(&self, f: &lmic::wav::Format) -> bool {
+        f.bits() <= self.max_bits && (self.max_bits == 32 || f.kind != lmic::wav::SampleKind::Float)
+    }
 }
 
 pub(crate) const BASELINES: &[Codec<'static>] = &[
     Codec {
         name: "flac -8",
-        package: "flac",
+        install: "apt-get install flac",
         bin: "flac",
         ext: "flac",
         // Without --no-padding flac reserves 8 KiB per file for metadata
@@ -59,42 +70,70 @@ pub(crate) const BASELINES: &[Codec<'static>] = &[
         enc: "flac -8 --no-padding -s -f -o {out} {in}",
         dec: "flac -d -s -f -o {out} {in}",
         pcm_only: true,
+        max_bits: 32,
     },
     Codec {
         name: "wavpack -hhx",
-        package: "wavpack",
+        install: "apt-get install wavpack",
         bin: "wavpack",
         ext: "wv",
         enc: "wavpack -hhx -q -y {in} -o {out}",
         dec: "wvunpack -q -y {in} -o {out}",
         pcm_only: true,
+        max_bits: 32,
     },
     Codec {
         name: "xz -9e",
-        package: "xz-utils",
+        install: "apt-get install xz-utils",
         bin: "xz",
         ext: "xz",
         enc: "xz -9e -c {in} > {out}",
         dec: "xz -d -c {in} > {out}",
         pcm_only: false,
+        max_bits: 32,
     },
     Codec {
         name: "zstd -19 --long",
-        package: "zstd",
+        install: "apt-get install zstd",
         bin: "zstd",
         ext: "zst",
         enc: "zstd -19 --long -q -f {in} -o {out}",
         dec: "zstd -d --long -q -f {in} -o {out}",
         pcm_only: false,
+        max_bits: 32,
     },
     Codec {
         name: "gzip -9",
-        package: "gzip",
+        install: "apt-get install gzip",
         bin: "gzip",
         ext: "gz",
         enc: "gzip -9 -c {in} > {out}",
         dec: "gzip -d -c {in} > {out}",
         pcm_only: false,
+        max_bits: 32,
+    },
+    // The two strongest open codecs, built from source by
+    // ../shared/baselines/build.sh (not packaged in Debian).
+    Codec {
+        name: "mac -c4000",
+        install: "../shared/baselines/build.sh",
+        bin: "mac",
+        ext: "ape",
+        enc: "mac {in} {out} -c4000",
+        dec: "mac {in} {out} -d",
+        pcm_only: true,
+        max_bits: 32,
+    },
+    Codec {
+        name: "sac --normal",
+        install: "../shared/baselines/build.sh",
+        bin: "sac",
+        ext: "sac",
+        enc: "sac --normal {in} {out}",
+        dec: "sac --decode {in} {out}",
+        pcm_only: true,
+        // Its own documentation: 1-16-bit WAV only (24-bit comes back wrong).
+        max_bits: 16,
     },
 ];
 
@@ -134,6 +173,8 @@ pub(crate) fn run(cmd: &str) -> Result<Step> {
         .arg("-c")
         .arg(format!("exec {cmd}"))
         .stdin(std::process::Stdio::null())
+        // The report owns stdout (sac, for one, prints its settings there).
+        .stdout(std::process::Stdio::null())
         .spawn()
         .ctx(|| format!("running {cmd}"))?;
     let mut status = 0i32;
@@ -171,6 +212,7 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
     for f in files {
         let bytes = std::fs::read(f).ctx(|| format!("reading {}", f.display()))?;
         let h = lmic::wav::read_header(&mut &bytes[..]).map_err(|e| e.in_file(f))?;
+        let format = h.format;
         let samples = h.data_len / h.format.bytes as u64;
         let secs = samples as f64 / h.format.channels as f64 / h.format.sample_rate.max(1) as f64;
         let base = Row {
@@ -199,18 +241,28 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
         let lmic_dec = format!("{} decompress {{in}} {{out}} -q -f", quote(&exe));
         let lmic = Codec {
             name: "lmic",
-            package: "",
+            install: "",
             bin: "",
             ext: "lmc",
             enc: &lmic_enc,
             dec: &lmic_dec,
             pcm_only: false,
+            max_bits: 32,
         };
         for c in std::iter::once(&lmic).chain(BASELINES) {
             if !c.bin.is_empty() && !installed(c.bin) {
                 rows.push(Row {
                     codec: c.name.into(),
-                    note: format!("missing (apt-get install {})", c.package),
+                    note: format!("missing ({})", c.install),
+                    ..base.clone()
+                });
+                continue;
+            }
+            if !c.accepts(&format) {
+                rows.push(Row {
+                    codec: c.name.into(),
+                    ok: true,
+                    note: NOT_APPLICABLE.into(),
                     ..base.clone()
                 });
                 continue;
@@ -255,9 +307,27 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
 }
 
 /// Per-codec totals over all files, in first-seen codec order.
+/// The note of a file a codec does not take (sac and 24-bit audio).
+pub const NOT_APPLICABLE: &str = "n/a";
+
 pub fn totals(rows: &[Row]) -> Vec<Row> {
     let mut out: Vec<Row> = vec![];
+    // Files each codec does not take are left out of its total, which then
+    // says on how many files it stands.
+    let mut left_out: Vec<(String, usize, usize)> = vec![];
     for r in rows {
+        match left_out.iter_mut().find(|(c, _, _)| *c == r.codec) {
+            Some(e) => e.1 += 1,
+            None => left_out.push((r.codec.clone(), 1, 0)),
+        }
+        if r.note == NOT_APPLICABLE {
+            left_out
+                .iter_mut()
+                .find(|(c, _, _)| *c == r.codec)
+                .unwrap()
+                .2 += 1;
+            continue;
+        }
         let t = match out.iter_mut().find(|t| t.codec == r.codec) {
             Some(t) => t,
             None => {
@@ -301,6 +371,52 @@ pub fn totals(rows: &[Row]) -> Vec<Row> {
         if !t.ok && t.note.is_empty() {
             t.note = "FAILED".into();
         }
+        if let Some((_, n, na)) = left_out.iter().find(|(c, _, na)| *c == t.codec && *na > 0) {
+            t.note = format!("on the {} of {n} files it takes", n - na);
+        }
+    }
+    out
+}
+
+/// For each codec that does not take every file: the total of lmic and of
+/// that codec on the files it does take, so the two compare like for like.
+pub fn like_for_like(rows: &[Row]) -> Vec<String> {
+    let mut restricted: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.note == NOT_APPLICABLE)
+        .map(|r| r.codec.as_str())
+        .collect();
+    restricted.dedup();
+    let mut out = vec![];
+    for c in restricted {
+        let taken: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.codec == c && r.note != NOT_APPLICABLE)
+            .map(|r| r.file.as_str())
+            .collect();
+        let sum = |codec: &str| -> Option<u64> {
+            rows.iter()
+                .filter(|r| r.codec == codec && taken.contains(&r.file.as_str()))
+                .map(|r| r.size)
+                .sum()
+        };
+        let raw: u64 = rows
+            .iter()
+            .filter(|r| r.codec == c && taken.contains(&r.file.as_str()))
+            .map(|r| r.raw_bytes)
+            .sum();
+        let pct = |s: Option<u64>| {
+            s.map_or("missing".to_string(), |s| {
+                format!("{s} bytes ({:.2}%)", 100.0 * s as f64 / raw.max(1) as f64)
+            })
+        };
+        out.push(format!(
+            "on the {} files {c} takes: lmic {}, flac -8 {}, {c} {}",
+            taken.len(),
+            pct(sum("lmic")),
+            pct(sum("flac -8")),
+            pct(sum(c))
+        ));
     }
     out
 }
@@ -450,6 +566,9 @@ pub fn report(r: Request) -> anyhow::Result<()> {
                 100.0 * esc.iter().sum::<f64>() / esc.len() as f64
             );
         }
+        for l in like_for_like(&rows) {
+            println!("{l}");
+        }
     }
     if rows.iter().any(|r| r.note == "FAILED") {
         anyhow::bail!("a round trip FAILED (see the table)");
@@ -465,5 +584,50 @@ mod tests {
         assert_eq!(super::sig3(28.52), "28.52");
         assert_eq!(super::sig3(0.2834), "0.283");
         assert_eq!(super::sig3(0.01234), "0.0123");
+    }
+
+    /// A codec that does not take a file (sac and 24-bit audio) is left out
+    /// of its total, which says so, and compared like for like.
+    #[test]
+    fn files_a_codec_does_not_take_stay_out_of_its_total() {
+        use super::*;
+        let row = |file: &str, codec: &str, size: Option<u64>, note: &str| Row {
+            file: file.into(),
+            codec: codec.into(),
+            raw_bytes: 1000,
+            samples: 500,
+            seconds_audio: 1.0,
+            size,
+            ok: true,
+            note: note.into(),
+            enc_s: 1.0,
+            dec_s: 1.0,
+            peak_rss_kb: 1,
+            ideal_bytes: None,
+            escape_share: None,
+        };
+        let rows = vec![
+            row("a16", "lmic", Some(400), ""),
+            row("a16", "flac -8", Some(450), ""),
+            row("a16", "sac --normal", Some(380), ""),
+            row("b24", "lmic", Some(700), ""),
+            row("b24", "flac -8", Some(690), ""),
+            row("b24", "sac --normal", None, NOT_APPLICABLE),
+        ];
+        let t = totals(&rows);
+        let get = |c: &str| t.iter().find(|r| r.codec == c).unwrap();
+        assert_eq!(get("lmic").size, Some(1100));
+        assert_eq!(get("lmic").note, "");
+        assert_eq!(get("sac --normal").size, Some(380));
+        assert_eq!(get("sac --normal").raw_bytes, 1000);
+        assert_eq!(get("sac --normal").note, "on the 1 of 2 files it takes");
+        assert!(get("sac --normal").ok);
+        assert_eq!(
+            like_for_like(&rows),
+            [
+                "on the 1 files sac --normal takes: lmic 400 bytes (40.00%), \
+              flac -8 450 bytes (45.00%), sac --normal 380 bytes (38.00%)"
+            ]
+        );
     }
 }

@@ -202,7 +202,7 @@ pub fn paper(
     for c in BASELINES {
         if !installed(c.bin) {
             rows.push(PaperRow {
-                note: format!("missing (apt-get install {})", c.package),
+                note: format!("missing ({})", c.install),
                 ok: true,
                 ..row("2048", c.name.into(), 0, 0, raw, true)
             });
