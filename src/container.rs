@@ -98,7 +98,6 @@ pub struct In<'a, R: Read + ?Sized> {
     r: &'a mut R,
     crc: crc32fast::Hasher,
     what: &'static str,
-    pub consumed: u64,
 }
 
 impl<'a, R: Read + ?Sized> In<'a, R> {
@@ -107,13 +106,11 @@ impl<'a, R: Read + ?Sized> In<'a, R> {
             r,
             crc: crc32fast::Hasher::new(),
             what,
-            consumed: 0,
         }
     }
     pub fn fill(&mut self, b: &mut [u8]) -> Result<()> {
         read_exact(self.r, b, self.what)?;
         self.crc.update(b);
-        self.consumed += b.len() as u64;
         Ok(())
     }
     pub fn u8(&mut self) -> Result<u8> {
@@ -170,7 +167,6 @@ impl<'a, R: Read + ?Sized> In<'a, R> {
         let want = std::mem::take(&mut self.crc).finalize();
         let mut b = [0u8; 4];
         read_exact(self.r, &mut b, self.what)?;
-        self.consumed += 4;
         if !crc_matches(u32::from_le_bytes(b), want) {
             return Err(Error::Corrupt(format!("{} checksum mismatch", self.what)));
         }
