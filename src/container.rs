@@ -8,8 +8,9 @@
 //!              parameters, model spec + fingerprint, CRC32
 //! Frame*       tag 1, sample frames, shift, drop, predictor, dropped-bit
 //!              stream info, chunk table (kind, tokens, bytes; with the lpc
-//!              mapping also each chunk's dropped bits), with the lpc mapping
-//!              the predictor blocks (stereo mode, order, shift, coefficients),
+//!              and cascade mappings also each chunk's dropped bits), with the
+//!              cascade mapping its preset byte, with the lpc mapping the
+//!              predictor blocks (stereo mode, order, shift, coefficients),
 //!              CRC32, then the chunk payloads and the dropped-bit stream
 //! Trailer      tag 0, partial-frame bytes, bytes after the data chunk,
 //!              sha256 of the original file, CRC32
@@ -21,6 +22,7 @@
 //! anything is allocated.
 
 use crate::error::{Error, Result};
+use crate::mapping::cascade;
 use crate::mapping::classic::{self, DroppedMode};
 use crate::mapping::lpc::{self, Predictor, Stereo};
 use crate::mapping::{FrameParams, Kind, Layout};
@@ -406,6 +408,7 @@ impl FrameHeader {
         let (shift, drop, predictor, mode) = match &self.params {
             FrameParams::Classic(p) => (p.shift, p.drop, p.predictor, p.dropped_mode.to_u8()),
             FrameParams::Lpc(p) => (p.shift, 0, 0, DroppedMode::Raw.to_u8()),
+            FrameParams::Cascade(p) => (p.shift, 0, 0, DroppedMode::Raw.to_u8()),
         };
         o.u8(TAG_FRAME);
         o.u32(self.sample_frames);
@@ -426,9 +429,12 @@ impl FrameHeader {
             };
             o.varint(c.tokens << 1 | kind);
             o.varint(c.len);
-            if let FrameParams::Lpc(p) = &self.params {
-                o.u8(p.chunk_drops[i]);
+            if let Some(drops) = self.params.chunk_drops() {
+                o.u8(drops[i]);
             }
+        }
+        if let FrameParams::Cascade(p) = &self.params {
+            o.u8(p.preset);
         }
         if let FrameParams::Lpc(p) = &self.params {
             for b in &p.blocks {
@@ -492,7 +498,7 @@ impl FrameHeader {
                     "chunk of {len} bytes, {tokens} tokens"
                 )));
             }
-            if mapping == Kind::Lpc {
+            if mapping != Kind::Classic {
                 let drop = i.u8()?;
                 if drop as u32 >= bits {
                     return Err(Error::Corrupt(format!("chunk drops {drop} bits")));
@@ -501,6 +507,7 @@ impl FrameHeader {
             }
             chunks.push(ChunkEntry { kind, tokens, len });
         }
+        let preset = if mapping == Kind::Cascade { i.u8()? } else { 0 };
         let mut blocks = Vec::new();
         if mapping == Kind::Lpc {
             let ch = format.channels as usize;
@@ -531,17 +538,26 @@ impl FrameHeader {
                 predictor,
                 dropped_mode,
             }),
-            Kind::Lpc => {
+            Kind::Lpc | Kind::Cascade => {
                 if drop != 0 || predictor != 0 || dropped_mode != DroppedMode::Raw {
-                    return Err(Error::Corrupt(
-                        "lpc frame with classic-mapping parameters".into(),
-                    ));
+                    return Err(Error::Corrupt(format!(
+                        "{mapping} frame with classic-mapping parameters"
+                    )));
                 }
-                FrameParams::Lpc(lpc::Params {
-                    shift,
-                    chunk_drops,
-                    blocks,
-                })
+                if mapping == Kind::Lpc {
+                    FrameParams::Lpc(lpc::Params {
+                        shift,
+                        chunk_drops,
+                        blocks,
+                    })
+                } else {
+                    cascade::Config::preset(preset)?;
+                    FrameParams::Cascade(cascade::Params {
+                        shift,
+                        chunk_drops,
+                        preset,
+                    })
+                }
             }
         };
         Ok(FrameHeader {
@@ -686,6 +702,11 @@ mod tests {
                         channels: vec![p(vec![1; 32]), p(vec![-7])],
                     },
                 ],
+            }),
+            Kind::Cascade => FrameParams::Cascade(cascade::Params {
+                shift: 2,
+                chunk_drops: vec![3, 0],
+                preset: cascade::DEFAULT_PRESET,
             }),
         };
         let f = FrameHeader {

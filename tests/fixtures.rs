@@ -43,6 +43,7 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
     for want in [
         "v2-",
         "v3-lpc-",
+        "v3-cascade-",
         "v3-classic-",
         "planar",
         "stereo24",

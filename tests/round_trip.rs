@@ -46,12 +46,19 @@ fn predictor_is_chosen_per_frame_and_round_trips() {
     assert_ne!(lmc, plain, "the smooth test signal should use a predictor");
 }
 
-/// The lpc mapping (linear prediction, one character per sample) on every
-/// format, both layouts, short and long frames (several predictor blocks).
+/// The one-character-per-sample mappings (lpc: linear prediction per
+/// block; cascade: adaptive filters) on every format, both layouts, short
+/// and long frames (several predictor blocks).
 #[test]
-fn lpc_mapping_round_trips() {
+fn narrow_mappings_round_trip() {
+    for kind in [Kind::Lpc, Kind::Cascade] {
+        narrow_mapping_round_trips(kind);
+    }
+}
+
+fn narrow_mapping_round_trips(kind: Kind) {
     let lpc = |o: Options| Options {
-        mapping: Some(Kind::Lpc),
+        mapping: Some(kind),
         ..o
     };
     for (tag, bits, valid) in [

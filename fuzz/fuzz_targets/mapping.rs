@@ -1,8 +1,10 @@
 //! The encoder's sample transform and its inverse, as the pipeline applies
 //! them: fixed predictor, wasted-bit shift, split into 7-bit characters and
 //! dropped bits; then join and unpredict must give the codes back exactly.
-//! The lpc mapping (linear prediction, narrow split) likewise, and both
-//! through `mapping::map`/`unmap` as compression and decompression call them.
+//! The lpc mapping (linear prediction, narrow split) and the cascade's
+//! adaptive filters likewise (any residuals, as a corrupt file gives, must
+//! restore without a panic), and every mapping through `mapping::map`/`unmap`
+//! as compression and decompression call them.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use lmic::mapping::classic::{self, Digits};
@@ -39,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let codes = &codes[..codes.len() / channels * channels];
     lpc(codes, bits, channels);
+    cascade(codes, bits, channels);
     whole(codes, bits, channels, data);
 
     let order = order.unwrap_or_else(|| classic::choose_order(codes, bits, channels));
@@ -82,7 +85,21 @@ fn lpc(codes: &[u32], bits: u32, channels: usize) {
     assert_eq!(lpc::from_signed(&res, bits, shift), codes);
 }
 
-/// Both mappings through the entry points the codec uses, at the container
+/// The cascade's filters on the same input, and on the input taken as
+/// residuals.
+fn cascade(codes: &[u32], bits: u32, channels: usize) {
+    use lmic::mapping::{cascade, lpc};
+    let cfg = cascade::Config::preset(cascade::DEFAULT_PRESET).unwrap();
+    let shift = mapping::detect_shift(codes, bits);
+    let eff = bits - shift;
+    let x = lpc::to_signed(codes, bits, shift);
+    let r = cascade::residuals(&cfg, &x, channels, eff);
+    assert!(r.iter().all(|&v| v == lpc::wrap(v, eff)));
+    assert_eq!(cascade::restore(&cfg, &r, channels, eff), x);
+    let _ = cascade::restore(&cfg, &x, channels, eff);
+}
+
+/// Every mapping through the entry points the codec uses, at the container
 /// widths (8/16/24/32 bits), either layout and any context.
 fn whole(codes: &[u32], bits: u32, channels: usize, data: &[u8]) {
     let bytes = bits.div_ceil(8);

@@ -79,8 +79,8 @@ pub enum Command {
         top_k: u32,
         /// Least significant bits per sample stored outside the model
         /// (classic mapping; default 1, 2, 3, 4 for 8, 16, 24, 32-bit audio).
-        /// With the lpc mapping: at least this many (each chunk drops what
-        /// its residuals need).
+        /// With the lpc and cascade mappings: at least this many (each chunk
+        /// drops what its residuals need).
         #[arg(long)]
         drop_bits: Option<u8>,
         /// How channels are laid out in the model's text: interleaved (frame
@@ -89,8 +89,10 @@ pub enum Command {
         #[arg(long, alias = "channels", default_value_t = Options::default().layout)]
         layout: Layout,
         /// How samples become characters: classic (each sample split into
-        /// 7-bit characters) or lpc (linear prediction, one character per
-        /// sample). Default: what the model was trained on.
+        /// 7-bit characters), lpc (linear prediction per block, one
+        /// character per sample) or cascade (filters adapted sample by
+        /// sample, one character per sample). Default: what the model was
+        /// trained on.
         #[arg(long)]
         mapping: Option<Kind>,
         /// Code every chunk even where storing it verbatim is smaller (tests).

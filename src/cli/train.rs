@@ -221,7 +221,7 @@ fn make_example(
     let n = mp.spans.len();
     let k = match o.mapping {
         Kind::Classic => 0,
-        Kind::Lpc => ((pick * n as f64) as usize).min(n - 1),
+        Kind::Lpc | Kind::Cascade => ((pick * n as f64) as usize).min(n - 1),
     };
     let (s, len) = mp.spans[k];
     let per_sample = mapping::chars_per_sample(&mp.params, bits)?;
@@ -232,9 +232,10 @@ fn make_example(
 }
 
 /// Frames a training window covers: a chunk at this format's widest classic
-/// mapping (shift 0), or one lpc predictor block.
+/// mapping (shift 0), or one lpc predictor block (cascade: as many frames,
+/// so that its filters adapt over as long as they do in a block).
 fn window_frames(bits: u32, channels: usize, o: &TrainOptions) -> usize {
-    if o.mapping == Kind::Lpc {
+    if o.mapping != Kind::Classic {
         return lpc::BLOCK;
     }
     let context = o.context;

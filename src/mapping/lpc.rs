@@ -329,6 +329,49 @@ pub fn narrow_join(chars: &[u8], dropped: &[u32], drop: u32, res: &mut Vec<i64>)
     }
 }
 
+/// The narrow mapping of a frame's residuals, chunk by chunk: characters,
+/// the packed dropped bits and each chunk's dropped-bit count (at least
+/// `floor`, the user's `--drop-bits`).
+pub fn narrow_split_chunks(
+    res: &[i64],
+    spans: &[(usize, usize)],
+    floor: u32,
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (mut chars, mut dropped, mut widths) = (Vec::new(), Vec::new(), Vec::new());
+    let mut chunk_drops = Vec::with_capacity(spans.len());
+    for &(s, n) in spans {
+        let res = &res[s..s + n];
+        let d = narrow_drop(res).max(floor);
+        narrow_split(res, d, &mut chars, &mut dropped);
+        widths.extend(std::iter::repeat_n(d, n));
+        chunk_drops.push(d as u8);
+    }
+    // Stored raw: an adaptive binary model (bit level, character class,
+    // leading-bit state) came out 2% larger on 8 kHz speech, the case it was
+    // meant for; below a chunk's largest residual these bits are noise.
+    (chars, coder::pack_bits_var(&dropped, &widths), chunk_drops)
+}
+
+/// Inverse of [`narrow_split_chunks`].
+pub fn narrow_join_chunks(
+    chars: &[u8],
+    dropped_bytes: &[u8],
+    spans: &[(usize, usize)],
+    chunk_drops: &[u8],
+) -> Vec<i64> {
+    let widths: Vec<u32> = spans
+        .iter()
+        .zip(chunk_drops)
+        .flat_map(|(&(_, n), &d)| std::iter::repeat_n(d as u32, n))
+        .collect();
+    let dropped = coder::unpack_bits_var(dropped_bytes, &widths);
+    let mut vals = Vec::with_capacity(chars.len());
+    for (&(s, n), &d) in spans.iter().zip(chunk_drops) {
+        narrow_join(&chars[s..s + n], &dropped[s..s + n], d as u32, &mut vals);
+    }
+    vals
+}
+
 /// What an lpc frame stores besides its characters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Params {
@@ -340,46 +383,88 @@ pub struct Params {
     pub blocks: Vec<Block>,
 }
 
-/// Sample codes → characters: wasted bits out, linear prediction per block,
+/// What a one-character-per-sample mapping produces before its own
+/// parameters are added: the [`Mapped`] fields, the wasted-bit shift and
+/// each chunk's dropped bits.
+pub struct Narrow {
+    pub chars: Vec<u8>,
+    pub spans: Vec<(usize, usize)>,
+    pub dropped: Vec<u8>,
+    pub shift: u8,
+    pub chunk_drops: Vec<u8>,
+}
+
+/// The steps every one-character-per-sample mapping shares: wasted bits
+/// out, `predict` (interleaved samples wrapped to `eff` bits, the channel
+/// count and `eff`) replaces the samples by residuals, the planar reorder,
 /// then per chunk the dropped bits that make every residual one character.
-/// The inverse is [`unmap`].
-pub fn map(s: &Setup, codes: Vec<u32>) -> Result<Mapped> {
+/// The inverse is [`narrow_unmap`].
+pub fn narrow_map<P>(
+    s: &Setup,
+    codes: Vec<u32>,
+    predict: impl FnOnce(&mut Vec<i64>, usize, u32) -> Result<P>,
+) -> Result<(Narrow, P)> {
     let f = s.format;
     let (ch, bits) = (f.channels as usize, f.bits());
     let shift = detect_shift(&codes, bits);
     let eff = bits - shift;
     let mut vals = to_signed(&codes, bits, shift);
-    let blocks = vals
-        .chunks_mut(BLOCK * ch)
-        .map(|b| encode_block(b, ch, eff))
-        .collect();
+    let p = predict(&mut vals, ch, eff)?;
     if s.layout == Layout::Planar {
         vals = to_planar(&vals, ch);
     }
     let spans = chunk_spans(vals.len(), 1, &f, s.layout, s.context)?;
     let floor = s.drop_bits.map_or(0, u32::from).min(eff - 1);
-    let (mut chars, mut dropped, mut widths) = (Vec::new(), Vec::new(), Vec::new());
-    let mut chunk_drops = Vec::with_capacity(spans.len());
-    for &(s, n) in &spans {
-        let res = &vals[s..s + n];
-        let d = narrow_drop(res).max(floor);
-        narrow_split(res, d, &mut chars, &mut dropped);
-        widths.extend(std::iter::repeat_n(d, n));
-        chunk_drops.push(d as u8);
-    }
-    // Stored raw: an adaptive binary model (bit level, character class,
-    // leading-bit state) came out 2% larger on 8 kHz speech, the case it was
-    // meant for; below a chunk's largest residual these bits are noise.
-    let dropped = coder::pack_bits_var(&dropped, &widths);
-    Ok(Mapped {
+    let (chars, dropped, chunk_drops) = narrow_split_chunks(&vals, &spans, floor);
+    let n = Narrow {
         chars,
         spans,
+        dropped,
+        shift: shift as u8,
+        chunk_drops,
+    };
+    Ok((n, p))
+}
+
+/// Inverse of [`narrow_map`]: `restore` turns residuals back into samples.
+pub fn narrow_unmap(
+    s: &Setup,
+    (shift, chunk_drops): (u8, &[u8]),
+    chars: &[u8],
+    dropped: &[u8],
+    spans: &[(usize, usize)],
+    restore: impl FnOnce(&mut Vec<i64>, usize, u32) -> Result<()>,
+) -> Result<Vec<u32>> {
+    let f = s.format;
+    let (ch, bits) = (f.channels as usize, f.bits());
+    let shift = shift as u32;
+    let eff = bits - shift;
+    let mut vals = narrow_join_chunks(chars, dropped, spans, chunk_drops);
+    if s.layout == Layout::Planar {
+        vals = from_planar(&vals, ch);
+    }
+    restore(&mut vals, ch, eff)?;
+    Ok(from_signed(&vals, bits, shift))
+}
+
+/// Sample codes → characters: linear prediction per block inside
+/// [`narrow_map`]. The inverse is [`unmap`].
+pub fn map(s: &Setup, codes: Vec<u32>) -> Result<Mapped> {
+    let (n, blocks) = narrow_map(s, codes, |vals, ch, eff| {
+        Ok(vals
+            .chunks_mut(BLOCK * ch)
+            .map(|b| encode_block(b, ch, eff))
+            .collect())
+    })?;
+    Ok(Mapped {
+        chars: n.chars,
+        spans: n.spans,
         params: FrameParams::Lpc(Params {
-            shift: shift as u8,
-            chunk_drops,
+            shift: n.shift,
+            chunk_drops: n.chunk_drops,
             blocks,
         }),
-        dropped,
+        dropped: n.dropped,
     })
 }
 
@@ -388,30 +473,16 @@ pub fn unmap(
     s: &Setup,
     p: &Params,
     chars: &[u8],
-    dropped_bytes: &[u8],
+    dropped: &[u8],
     spans: &[(usize, usize)],
 ) -> Result<Vec<u32>> {
-    let f = s.format;
-    let (ch, bits) = (f.channels as usize, f.bits());
-    let shift = p.shift as u32;
-    let eff = bits - shift;
-    let widths: Vec<u32> = spans
-        .iter()
-        .zip(&p.chunk_drops)
-        .flat_map(|(&(_, n), &d)| std::iter::repeat_n(d as u32, n))
-        .collect();
-    let dropped = coder::unpack_bits_var(dropped_bytes, &widths);
-    let mut vals = Vec::with_capacity(chars.len());
-    for (&(s, n), &d) in spans.iter().zip(&p.chunk_drops) {
-        narrow_join(&chars[s..s + n], &dropped[s..s + n], d as u32, &mut vals);
-    }
-    if s.layout == Layout::Planar {
-        vals = from_planar(&vals, ch);
-    }
-    for (b, p) in vals.chunks_mut(BLOCK * ch).zip(&p.blocks) {
-        decode_block(b, ch, eff, p);
-    }
-    Ok(from_signed(&vals, bits, shift))
+    let stored = (p.shift, &p.chunk_drops[..]);
+    narrow_unmap(s, stored, chars, dropped, spans, |vals, ch, eff| {
+        for (b, p) in vals.chunks_mut(BLOCK * ch).zip(&p.blocks) {
+            decode_block(b, ch, eff, p);
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

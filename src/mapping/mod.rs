@@ -11,6 +11,7 @@
 //! `FrameParams` serialisation in `container::FrameHeader` (see
 //! ARCHITECTURE.md).
 
+pub mod cascade;
 pub mod classic;
 pub mod lpc;
 
@@ -26,10 +27,13 @@ pub enum Kind {
     Classic = 1,
     /// [`lpc`]: linear prediction, then one character per sample.
     Lpc = 2,
+    /// [`cascade`]: filters adapted sample by sample, then one character
+    /// per sample.
+    Cascade = 3,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Classic, Kind::Lpc];
+    pub const ALL: [Kind; 3] = [Kind::Classic, Kind::Lpc, Kind::Cascade];
 
     pub fn from_u8(v: u8) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| *k as u8 == v)
@@ -38,6 +42,7 @@ impl Kind {
         match self {
             Kind::Classic => "classic",
             Kind::Lpc => "lpc",
+            Kind::Cascade => "cascade",
         }
     }
 }
@@ -60,7 +65,7 @@ impl FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| Error::Usage(format!("unknown mapping {s:?} (classic or lpc)")))
+            .ok_or_else(|| Error::Usage(format!("unknown mapping {s:?} (classic, lpc or cascade)")))
     }
 }
 
@@ -101,6 +106,7 @@ impl FromStr for Layout {
 pub enum FrameParams {
     Classic(classic::Params),
     Lpc(lpc::Params),
+    Cascade(cascade::Params),
 }
 
 impl FrameParams {
@@ -108,6 +114,17 @@ impl FrameParams {
         match self {
             FrameParams::Classic(_) => Kind::Classic,
             FrameParams::Lpc(_) => Kind::Lpc,
+            FrameParams::Cascade(_) => Kind::Cascade,
+        }
+    }
+
+    /// Each chunk's dropped low bits, for the mappings that store them in
+    /// the chunk table.
+    pub fn chunk_drops(&self) -> Option<&[u8]> {
+        match self {
+            FrameParams::Classic(_) => None,
+            FrameParams::Lpc(p) => Some(&p.chunk_drops),
+            FrameParams::Cascade(p) => Some(&p.chunk_drops),
         }
     }
 }
@@ -120,9 +137,9 @@ pub struct Setup {
     pub layout: Layout,
     /// Characters per chunk at most.
     pub context: u32,
-    /// The user's dropped bits (classic: exactly; lpc: at least).
+    /// The user's dropped bits (classic: exactly; lpc, cascade: at least).
     pub drop_bits: Option<u8>,
-    /// Classic only: apply fixed predictors (lpc always predicts).
+    /// Classic only: apply fixed predictors (the others always predict).
     pub predictor: bool,
 }
 
@@ -143,6 +160,7 @@ pub fn map(kind: Kind, s: &Setup, codes: Vec<u32>) -> Result<Mapped> {
     match kind {
         Kind::Classic => classic::map(s, codes),
         Kind::Lpc => lpc::map(s, codes),
+        Kind::Cascade => cascade::map(s, codes),
     }
 }
 
@@ -158,6 +176,7 @@ pub fn unmap(
     match p {
         FrameParams::Classic(p) => classic::unmap(s, p, chars, dropped),
         FrameParams::Lpc(p) => lpc::unmap(s, p, chars, dropped, spans),
+        FrameParams::Cascade(p) => cascade::unmap(s, p, chars, dropped, spans),
     }
 }
 
@@ -165,7 +184,7 @@ pub fn unmap(
 pub fn chars_per_sample(p: &FrameParams, bits: u32) -> Result<usize> {
     Ok(match p {
         FrameParams::Classic(p) => p.digits(bits)?.chars,
-        FrameParams::Lpc(_) => 1,
+        FrameParams::Lpc(_) | FrameParams::Cascade(_) => 1,
     })
 }
 
@@ -174,7 +193,7 @@ pub fn chars_per_sample(p: &FrameParams, bits: u32) -> Result<usize> {
 pub fn widest(kind: Kind, bits: u32, drop_bits: Option<u8>) -> Result<usize> {
     Ok(match kind {
         Kind::Classic => classic::Digits::new(bits, 0, drop_bits.map(u32::from))?.chars,
-        Kind::Lpc => 1,
+        Kind::Lpc | Kind::Cascade => 1,
     })
 }
 

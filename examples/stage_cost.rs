@@ -1,0 +1,138 @@
+//! What each prediction stage is worth, without the model: residuals of the
+//! lpc mapping and of cascade variants over WAV files, scored by an
+//! adaptive two-sided-geometric code length (a stand-in for the model) and
+//! by the raw low bits per sample the narrow mapping stores.
+//!
+//!     cargo run --release --example stage_cost -- corpus/eval/*.wav
+//!
+//! Frames are cut as compression cuts them at the CPU defaults (16,384
+//! samples, all channels together), every predictor starting cold in each.
+
+use lmic::mapping::cascade::{self, Config, Stage};
+use lmic::mapping::{detect_shift, lpc};
+use std::time::Instant;
+
+const FRAME_SAMPLES: usize = 16384;
+const CHUNK: usize = 256;
+
+/// Bits an adaptive two-sided geometric code spends on `res` (scale: a
+/// running mean of |r| with rate 1/16).
+fn code_bits(res: &[i64]) -> f64 {
+    let mut m = 16.0f64;
+    let mut bits = 0.0;
+    for &r in res {
+        let a = r.unsigned_abs() as f64;
+        let mm = m.max(0.3);
+        let theta = ((1.0 + mm * mm).sqrt() - 1.0) / mm;
+        bits += -((1.0 - theta) / (1.0 + theta)).log2() - a * theta.log2();
+        m += (a - m) / 16.0;
+    }
+    bits
+}
+
+/// Raw low bits per sample of the narrow mapping (one character per
+/// sample, chunks of 256 samples).
+fn raw_bits(res: &[i64]) -> u64 {
+    res.chunks(CHUNK)
+        .map(|c| lpc::narrow_drop(c) as u64 * c.len() as u64)
+        .sum()
+}
+
+struct Score {
+    code: f64,
+    raw: u64,
+    samples: usize,
+    secs: f64,
+}
+
+fn main() {
+    let files: Vec<String> = std::env::args().skip(1).collect();
+    let stages = |s: &[(usize, u32)]| -> Vec<Stage> {
+        s.iter()
+            .map(|&(taps, shift)| Stage { taps, shift })
+            .collect()
+    };
+    let base = Config::preset(cascade::DEFAULT_PRESET).unwrap();
+    let mut variants: Vec<(String, Option<Config>)> = vec![("lpc".into(), None)];
+    let mut v = |name: &str, f: &dyn Fn(&mut Config)| {
+        let mut c = base.clone();
+        f(&mut c);
+        variants.push((name.into(), Some(c)));
+    };
+    v("preset 0", &|_| {});
+    v("ols only", &|c| c.stages.clear());
+    v("lms only", &|c| c.own = 0);
+    v("no cross", &|c| c.cross = 0);
+    v("256 only", &|c| c.stages = stages(&[(256, 13)]));
+    v("256/32/16", &|c| {
+        c.stages = stages(&[(256, 13), (32, 10), (16, 11)])
+    });
+    v("512/256/32/16", &|c| {
+        c.stages = stages(&[(512, 14), (256, 13), (32, 10), (16, 11)])
+    });
+    v("own 24", &|c| c.own = 24);
+    v("own 32", &|c| c.own = 32);
+    v("cross 16", &|c| c.cross = 16);
+    v("lambda 0.999", &|c| c.lambda = 0.999);
+    v("lambda 0.997", &|c| c.lambda = 0.997);
+    v("solve 1", &|c| c.solve_every = 1);
+    v("solve 2", &|c| c.solve_every = 2);
+    v("solve 8", &|c| c.solve_every = 8);
+    if let Ok(only) = std::env::var("ONLY") {
+        variants.retain(|(n, _)| n == "lpc" || only.split(',').any(|o| o == n));
+    }
+    let mut total: Vec<Score> = variants
+        .iter()
+        .map(|_| Score {
+            code: 0.0,
+            raw: 0,
+            samples: 0,
+            secs: 0.0,
+        })
+        .collect();
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        let h = lmic::wav::read_header(&mut &bytes[..]).unwrap();
+        let data = &bytes[h.head.len()..][..h.data_len as usize];
+        let mut codes = Vec::new();
+        lmic::wav::to_codes(&h.format, data, &mut codes);
+        let (ch, bits) = (h.format.channels as usize, h.format.bits());
+        let per = FRAME_SAMPLES / ch * ch;
+        let mut line = format!("{:<44}", path.rsplit('/').next().unwrap());
+        for ((_, cfg), t) in variants.iter().zip(&mut total) {
+            let (mut code, mut raw) = (0.0, 0);
+            let start = Instant::now();
+            for frame in codes.chunks(per) {
+                let frame = &frame[..frame.len() / ch * ch];
+                let shift = detect_shift(frame, bits);
+                let eff = bits - shift;
+                let mut x = lpc::to_signed(frame, bits, shift);
+                match cfg {
+                    None => {
+                        for b in x.chunks_mut(lpc::BLOCK * ch) {
+                            lpc::encode_block(b, ch, eff);
+                        }
+                    }
+                    Some(c) => x = cascade::residuals(c, &x, ch, eff),
+                }
+                code += code_bits(&x);
+                raw += raw_bits(&x);
+            }
+            t.secs += start.elapsed().as_secs_f64();
+            t.code += code;
+            t.raw += raw;
+            t.samples += codes.len();
+            line += &format!(" {:6.3}", code / codes.len() as f64);
+        }
+        println!("{line}");
+    }
+    println!("\nvariant          code b/s  raw b/s   µs/sample  (totals over all files)");
+    for ((name, _), t) in variants.iter().zip(&total) {
+        println!(
+            "{name:<16} {:8.4}  {:7.4}  {:8.3}",
+            t.code / t.samples as f64,
+            t.raw as f64 / t.samples as f64,
+            t.secs * 1e6 / t.samples as f64
+        );
+    }
+}

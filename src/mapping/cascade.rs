@@ -1,0 +1,600 @@
+//! Mapping mode 3 ("cascade"): every sample predicted from the past by
+//! filters that adapt sample by sample, then the narrow mapping of
+//! [`lpc`](super::lpc) — one 7-bit character per sample.
+//!
+//! Why: `lpc` stores one set of coefficients per 4096 sample frames, fitted
+//! to the block as a whole; the strongest open codecs (sac, OptimFROG,
+//! Monkey's Audio) instead adapt to every sample, and predict a stereo pair's
+//! second channel from the first channel's *current* sample. Nothing but a
+//! preset number is stored: the decoder runs the same filters on the samples
+//! it restores (docs/cascade-design.md has the study this follows).
+//!
+//! The stages, for each instant `t` and channel `c` in order:
+//! 1. **Least squares** ([`Ols`]): recursively weighted covariance of the
+//!    channel's own past and a neighbour channel (channel `c − 1`'s current
+//!    and past samples; channel 0 takes channel 1's past), forgetting factor
+//!    λ, iteratively reweighted towards the L1 fit as sac does, solved by
+//!    LDLᵀ every few samples.
+//! 2. **Sign-sign LMS** ([`SignLms`]): integer filters in series, each
+//!    predicting what the previous stage left from that residual's own past
+//!    (Monkey's Audio's "NN filters": 256 taps, then 32, then 16).
+//! 3. The sum of all predictions, clamped to the sample range, is *the*
+//!    prediction of `x[t]`; the residual is `x − P` wrapped to `eff` bits, so
+//!    the decoder restores `x` exactly whatever state a corrupt file drives
+//!    the filters into.
+//!
+//! **Determinism.** The integer stages use wrapping arithmetic, associative,
+//! so any order gives the same bits. The least-squares stage is f64 with
+//! only `+ − × ÷`, `abs`, `round` and comparisons, all correctly rounded
+//! under IEEE 754, in the fixed order this file spells out: Rust never
+//! contracts `a * b + c` into an FMA nor reorders float sums, so encoder and
+//! decoder get the same bits on every target (x86-64, aarch64; tested in
+//! `tests/exactness.rs` against a golden hash). Sums are split over
+//! [`LANES`] explicit accumulators joined in a fixed tree: a fixed order
+//! that a compiler may vectorise but not change.
+
+use super::lpc::{narrow_map, narrow_unmap, wrap};
+use super::{FrameParams, Mapped, Setup};
+use crate::error::{Error, Result};
+
+/// What a cascade frame stores besides its characters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    /// Wasted low bits shifted out of every code.
+    pub shift: u8,
+    /// Each chunk's dropped low bits (stored in the chunk table).
+    pub chunk_drops: Vec<u8>,
+    /// Which [`Config`] the frame was predicted with ([`Config::preset`]).
+    pub preset: u8,
+}
+
+/// One sign-sign LMS stage: taps and the right shift of its dot product.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stage {
+    pub taps: usize,
+    pub shift: u32,
+}
+
+/// Every choice of the predictor. Files name one by its preset number, so
+/// the values of a preset never change once released.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Own past samples in the least-squares stage (0: no such stage).
+    pub own: usize,
+    /// Neighbour-channel samples in it (multichannel only).
+    pub cross: usize,
+    /// Forgetting factor of the covariance.
+    pub lambda: f64,
+    /// Ridge added to the diagonal, times (1 − λ).
+    pub nu: f64,
+    /// Decay of the running sum of |error| that sets the IRLS weight.
+    pub esum_decay: f64,
+    /// The weights are re-solved every this many samples.
+    pub solve_every: usize,
+    /// Integer stages in series.
+    pub stages: Vec<Stage>,
+}
+
+/// The preset new files use.
+pub const DEFAULT_PRESET: u8 = 0;
+
+impl Config {
+    /// The configuration a file's preset number stands for.
+    pub fn preset(p: u8) -> Result<Config> {
+        match p {
+            0 => Ok(Config {
+                own: 16,
+                cross: 8,
+                lambda: 0.998,
+                nu: 25.0,
+                esum_decay: 0.5,
+                solve_every: 4,
+                stages: vec![
+                    Stage {
+                        taps: 256,
+                        shift: 13,
+                    },
+                    Stage {
+                        taps: 32,
+                        shift: 10,
+                    },
+                ],
+            }),
+            _ => Err(Error::Corrupt(format!("cascade preset {p}"))),
+        }
+    }
+
+    /// Least-squares inputs for a file of `ch` channels.
+    fn inputs(&self, ch: usize) -> usize {
+        self.own + if ch > 1 { self.cross } else { 0 }
+    }
+}
+
+/// Independent accumulators of every float sum here.
+pub const LANES: usize = 4;
+
+/// `Σ a[i]·b[i]` in a fixed order: lane `i % LANES` sums its own terms in
+/// index order, then the lanes are joined as ((0+1)+(2+3)).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let mut acc = [0.0f64; LANES];
+    let body = n / LANES * LANES;
+    for (ca, cb) in a[..body]
+        .chunks_exact(LANES)
+        .zip(b[..body].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    for i in body..n {
+        acc[i % LANES] += a[i] * b[i];
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// Recursive weighted least squares: sac's OLS stage with the IRLS weight
+/// `1 / (esum + 2)` (sac raises it to the power 0.8; a power would need a
+/// platform's `pow`, and the study measured the division as good).
+pub struct Ols {
+    n: usize,
+    lambda: f64,
+    nu: f64,
+    decay: f64,
+    every: usize,
+    count: usize,
+    esum: f64,
+    w: Vec<f64>,
+    /// Lower triangle of the weighted covariance, row-major `n × n`.
+    cov: Vec<f64>,
+    b: Vec<f64>,
+    // LDLᵀ scratch: the factor (L below the diagonal), D, a column, y.
+    l: Vec<f64>,
+    d: Vec<f64>,
+    v: Vec<f64>,
+    y: Vec<f64>,
+}
+
+impl Ols {
+    pub fn new(n: usize, c: &Config) -> Ols {
+        Ols {
+            n,
+            lambda: c.lambda,
+            nu: (1.0 - c.lambda) * c.nu,
+            decay: c.esum_decay,
+            every: c.solve_every.max(1),
+            count: 0,
+            esum: 0.0,
+            w: vec![0.0; n],
+            cov: vec![0.0; n * n],
+            b: vec![0.0; n],
+            l: vec![0.0; n * n],
+            d: vec![0.0; n],
+            v: vec![0.0; n],
+            y: vec![0.0; n],
+        }
+    }
+
+    /// `w·h`, or 0 when the weights are not finite.
+    pub fn predict(&self, h: &[f64]) -> f64 {
+        let p = dot(&self.w, h);
+        if p.is_finite() {
+            p
+        } else {
+            0.0
+        }
+    }
+
+    /// Learns that `h` preceded `val`; `pred` is what [`Ols::predict`] said.
+    pub fn update(&mut self, h: &[f64], val: f64, pred: f64) {
+        let n = self.n;
+        self.esum = self.decay * self.esum + (val - pred).abs();
+        let ff = (1.0 - self.lambda) / (self.esum + 2.0);
+        let lambda = self.lambda;
+        for j in 0..n {
+            let fx = ff * h[j];
+            let row = &mut self.cov[j * n..j * n + j + 1];
+            for (r, &hi) in row.iter_mut().zip(&h[..=j]) {
+                *r = lambda * *r + fx * hi;
+            }
+            self.b[j] = lambda * self.b[j] + fx * val;
+        }
+        self.count += 1;
+        if self.count >= self.every {
+            self.count = 0;
+            self.solve();
+        }
+    }
+
+    /// `(cov + ν I) w = b` by LDLᵀ; the old weights stay when a pivot is
+    /// too small or anything is not finite.
+    ///
+    /// Right-looking: after pivot `j`, every remaining element is updated by
+    /// one subtraction, so each element's operations run in pivot order
+    /// without any reduction, and rows are contiguous slices a compiler can
+    /// vectorise without changing a single result.
+    fn solve(&mut self) {
+        const EPS: f64 = 1e-12;
+        let n = self.n;
+        let (a, d, col) = (&mut self.l, &mut self.d, &mut self.v);
+        a.copy_from_slice(&self.cov);
+        for j in 0..n {
+            a[j * n + j] += self.nu;
+        }
+        for j in 0..n {
+            let dj = a[j * n + j];
+            if !(dj >= EPS && dj.is_finite()) {
+                return;
+            }
+            d[j] = dj;
+            // Column j of L, gathered so that the updates read it in a row.
+            for i in j + 1..n {
+                col[i] = a[i * n + j] / dj;
+            }
+            for i in j + 1..n {
+                let c = a[i * n + j];
+                let row = &mut a[i * n + j + 1..i * n + i + 1];
+                for (r, &l) in row.iter_mut().zip(&col[j + 1..=i]) {
+                    *r -= c * l;
+                }
+                a[i * n + j] = col[i];
+            }
+        }
+        // L y = b (rows of L), then Lᵀ w = D⁻¹ y (columns of Lᵀ = rows of L,
+        // each solved value subtracted from the rest at once).
+        let y = &mut self.y;
+        for i in 0..n {
+            let mut s = self.b[i];
+            for (&l, &v) in a[i * n..i * n + i].iter().zip(&y[..i]) {
+                s -= l * v;
+            }
+            y[i] = s;
+        }
+        for i in 0..n {
+            y[i] /= d[i];
+        }
+        for k in (0..n).rev() {
+            let wk = y[k];
+            for (v, &l) in y[..k].iter_mut().zip(&a[k * n..k * n + k]) {
+                *v -= l * wk;
+            }
+        }
+        if y.iter().all(|x| x.is_finite()) {
+            self.w.copy_from_slice(y);
+        }
+    }
+}
+
+/// A history window that is always one contiguous slice: values go in at
+/// the end, and the last `keep` are moved to the front when it fills.
+struct Window<T> {
+    buf: Vec<T>,
+    keep: usize,
+    end: usize,
+}
+
+impl<T: Copy + Default> Window<T> {
+    fn new(keep: usize) -> Window<T> {
+        Window {
+            buf: vec![T::default(); keep + 512.max(keep)],
+            keep,
+            end: keep,
+        }
+    }
+    /// The last `keep` values, oldest first.
+    fn last(&self) -> &[T] {
+        &self.buf[self.end - self.keep..self.end]
+    }
+    fn last_mut(&mut self) -> &mut [T] {
+        let k = self.keep;
+        &mut self.buf[self.end - k..self.end]
+    }
+    fn push(&mut self, v: T) {
+        if self.end == self.buf.len() {
+            let k = self.keep;
+            self.buf.copy_within(self.end - k..self.end, 0);
+            self.end = k;
+        }
+        self.buf[self.end] = v;
+        self.end += 1;
+    }
+}
+
+/// Monkey's Audio's `CNNFilter`: a sign-sign LMS predictor of its own input
+/// whose step per tap is ±8, ±16 or ±32 by the size of that input against
+/// a running average, halved as the input ages (1, ½, ¼ for ages 3–8, ⅛
+/// after). Histories hold the input saturated to i32 (Monkey's Audio: i16).
+pub struct SignLms {
+    shift: u32,
+    w: Vec<i32>,
+    input: Window<i32>,
+    delta: Window<i32>,
+    avg: i64,
+}
+
+impl SignLms {
+    pub fn new(s: Stage) -> SignLms {
+        SignLms {
+            shift: s.shift,
+            w: vec![0; s.taps],
+            input: Window::new(s.taps),
+            delta: Window::new(s.taps),
+            avg: 0,
+        }
+    }
+
+    pub fn predict(&self) -> i64 {
+        let dot = self
+            .input
+            .last()
+            .iter()
+            .zip(&self.w)
+            .fold(0i64, |a, (&x, &w)| a.wrapping_add(x as i64 * w as i64));
+        dot.wrapping_add(1 << (self.shift - 1)) >> self.shift
+    }
+
+    /// `input` was this stage's input, `out` = input − prediction.
+    pub fn update(&mut self, input: i64, out: i64) {
+        if out != 0 {
+            let dir = if out < 0 { 1 } else { -1 };
+            for (w, &d) in self.w.iter_mut().zip(self.delta.last()) {
+                *w = w.wrapping_add(dir * d);
+            }
+        }
+        let v = input.clamp(i32::MIN as i64, i32::MAX as i64);
+        let a = v.abs();
+        let mag = if a > self.avg * 3 {
+            32
+        } else if a > self.avg * 4 / 3 {
+            16
+        } else if a > 0 {
+            8
+        } else {
+            0
+        };
+        self.avg += (a - self.avg) / 16;
+        let n = self.delta.keep;
+        if n > 0 {
+            // Age the two newest and the eighth newest steps (the ones
+            // the new one pushes to ages 2, 3 and 9).
+            let last = self.delta.last_mut();
+            for age in [1, 2, 8] {
+                if age <= n {
+                    last[n - age] >>= 1;
+                }
+            }
+        }
+        self.delta.push(if v < 0 { mag } else { -mag });
+        self.input.push(v as i32);
+    }
+}
+
+/// One channel's stages.
+struct Channel {
+    ols: Option<Ols>,
+    h: Vec<f64>,
+    lms: Vec<SignLms>,
+}
+
+/// The whole predictor of one frame; samples are visited instant by
+/// instant, channel by channel (what [`Cascade::step`] is told).
+pub struct Cascade {
+    cfg: Config,
+    ch: usize,
+    lo: i64,
+    hi: i64,
+    chans: Vec<Channel>,
+    /// Each channel's most recent samples, newest last.
+    past: Vec<Window<f64>>,
+}
+
+impl Cascade {
+    pub fn new(cfg: &Config, ch: usize, eff: u32) -> Cascade {
+        let n = cfg.inputs(ch);
+        let hist = cfg.own.max(if ch > 1 { cfg.cross } else { 0 });
+        Cascade {
+            cfg: cfg.clone(),
+            ch,
+            lo: -(1i64 << (eff - 1)),
+            hi: (1i64 << (eff - 1)) - 1,
+            chans: (0..ch)
+                .map(|_| Channel {
+                    ols: (n > 0).then(|| Ols::new(n, cfg)),
+                    h: vec![0.0; n],
+                    lms: cfg.stages.iter().map(|&s| SignLms::new(s)).collect(),
+                })
+                .collect(),
+            past: (0..ch).map(|_| Window::new(hist)).collect(),
+        }
+    }
+
+    /// Predicts channel `c` at the current instant, then learns its true
+    /// value from `resolve(P)` (the encoder returns the sample, the decoder
+    /// restores it from the residual and `P`). Channels must come in order
+    /// 0, 1, …; returns the sample.
+    pub fn step(&mut self, c: usize, resolve: impl FnOnce(i64) -> i64) -> i64 {
+        let (own, cross) = (self.cfg.own, self.cfg.cross);
+        let ch = self.ch;
+        let chan = &mut self.chans[c];
+        // Inputs: own past newest first, then the neighbour's.
+        let mine = self.past[c].last();
+        for (k, v) in chan.h[..own].iter_mut().enumerate() {
+            *v = mine[mine.len() - 1 - k];
+        }
+        if ch > 1 && cross > 0 {
+            // Channel c − 1 has already stepped this instant: its newest
+            // value is the current sample. Channel 0 sees channel 1's past.
+            let nb = self.past[if c == 0 { 1 } else { c - 1 }].last();
+            for (k, v) in chan.h[own..own + cross].iter_mut().enumerate() {
+                *v = nb[nb.len() - 1 - k];
+            }
+        }
+        let (pf, pa) = match &chan.ols {
+            Some(o) => {
+                let p = o.predict(&chan.h);
+                (p, (p.round() as i64).clamp(self.lo, self.hi))
+            }
+            None => (0.0, 0),
+        };
+        let preds: Vec<i64> = chan.lms.iter().map(SignLms::predict).collect();
+        let total = preds.iter().fold(pa, |a, &p| a.wrapping_add(p));
+        let x = resolve(total.clamp(self.lo, self.hi));
+        if let Some(o) = &mut chan.ols {
+            o.update(&chan.h, x as f64, pf);
+        }
+        let mut input = x - pa;
+        for (s, p) in chan.lms.iter_mut().zip(preds) {
+            let out = input.wrapping_sub(p);
+            s.update(input, out);
+            input = out;
+        }
+        self.past[c].push(x as f64);
+        x
+    }
+}
+
+/// Residuals of interleaved samples wrapped to `eff` bits.
+pub fn residuals(cfg: &Config, x: &[i64], ch: usize, eff: u32) -> Vec<i64> {
+    let mut c = Cascade::new(cfg, ch, eff);
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let mut r = 0;
+            c.step(i % ch, |p| {
+                r = wrap(v - p, eff);
+                v
+            });
+            r
+        })
+        .collect()
+}
+
+/// Inverse of [`residuals`].
+pub fn restore(cfg: &Config, res: &[i64], ch: usize, eff: u32) -> Vec<i64> {
+    let mut c = Cascade::new(cfg, ch, eff);
+    res.iter()
+        .enumerate()
+        .map(|(i, &r)| c.step(i % ch, |p| wrap(r.wrapping_add(p), eff)))
+        .collect()
+}
+
+/// Sample codes → characters: the cascade's residuals inside
+/// [`lpc::narrow_map`](super::lpc::narrow_map). The inverse is [`unmap`].
+pub fn map(s: &Setup, codes: Vec<u32>) -> Result<Mapped> {
+    let (n, preset) = narrow_map(s, codes, |vals, ch, eff| {
+        let cfg = Config::preset(DEFAULT_PRESET)?;
+        *vals = residuals(&cfg, vals, ch, eff);
+        Ok(DEFAULT_PRESET)
+    })?;
+    Ok(Mapped {
+        chars: n.chars,
+        spans: n.spans,
+        params: FrameParams::Cascade(Params {
+            shift: n.shift,
+            chunk_drops: n.chunk_drops,
+            preset,
+        }),
+        dropped: n.dropped,
+    })
+}
+
+/// Inverse of [`map`].
+pub fn unmap(
+    s: &Setup,
+    p: &Params,
+    chars: &[u8],
+    dropped: &[u8],
+    spans: &[(usize, usize)],
+) -> Result<Vec<u32>> {
+    let stored = (p.shift, &p.chunk_drops[..]);
+    narrow_unmap(s, stored, chars, dropped, spans, |vals, ch, eff| {
+        let cfg = Config::preset(p.preset)?;
+        *vals = restore(&cfg, vals, ch, eff);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sine(n: usize, ch: usize, amp: f64) -> Vec<i64> {
+        (0..n * ch)
+            .map(|i| {
+                let (t, c) = ((i / ch) as f64, (i % ch) as f64);
+                (amp * (t * 0.05 + c * 0.3).sin() + amp / 7.0 * (t * 0.31).sin()).round() as i64
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prediction_shrinks_a_smooth_signal_and_inverts() {
+        let cfg = Config::preset(DEFAULT_PRESET).unwrap();
+        for ch in [1usize, 2, 3] {
+            let x = sine(3000, ch, 20000.0);
+            let r = residuals(&cfg, &x, ch, 16);
+            // After the filters have adapted.
+            let tail = 1000 * ch;
+            let before: u64 = x[tail..].iter().map(|r| r.unsigned_abs()).sum();
+            let after: u64 = r[tail..].iter().map(|r| r.unsigned_abs()).sum();
+            assert!(after * 200 < before, "{ch} channels: {after} vs {before}");
+            assert_eq!(restore(&cfg, &r, ch, 16), x);
+        }
+    }
+
+    #[test]
+    fn the_second_channel_learns_from_the_first() {
+        // Right = left delayed by nothing but scaled: only the current
+        // left sample predicts it well.
+        let cfg = Config::preset(DEFAULT_PRESET).unwrap();
+        let mut state = 1u64;
+        let mut noise = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((state >> 33) % 2001) as i64 - 1000
+        };
+        let x: Vec<i64> = (0..4000)
+            .flat_map(|_| {
+                let l = noise();
+                [l, l / 2]
+            })
+            .collect();
+        let r = residuals(&cfg, &x, 2, 16);
+        let right: u64 = r[4000..]
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|v| v.unsigned_abs())
+            .sum();
+        let left: u64 = r[4000..].iter().step_by(2).map(|v| v.unsigned_abs()).sum();
+        assert!(right * 20 < left, "right {right} vs left {left}");
+        assert_eq!(restore(&cfg, &r, 2, 16), x);
+    }
+
+    #[test]
+    fn dot_order_is_fixed() {
+        let a: Vec<f64> = (0..7).map(|i| 1.0 + i as f64 * 1e-17).collect();
+        let b = vec![1e16, 1.0, -1e16, 1.0, 3.0, 1.0, 1.0];
+        // lanes: 0: 1e16 + 3(1+4e-17) ; 1: 1 + 1 ; 2: -1e16 + 1 ; 3: 1
+        let expect = ((1e16 * a[0] + 3.0 * a[4]) + (a[1] + a[5])) + ((-1e16 * a[2] + a[6]) + a[3]);
+        assert_eq!(dot(&a, &b).to_bits(), expect.to_bits());
+    }
+
+    proptest! {
+        #[test]
+        fn cascade_inverts_for_any_samples(
+            eff in 1u32..=32,
+            ch in 1usize..=3,
+            raw in proptest::collection::vec(any::<i64>(), 0..300),
+        ) {
+            let cfg = Config::preset(DEFAULT_PRESET).unwrap();
+            let n = raw.len() / ch * ch;
+            let x: Vec<i64> = raw[..n].iter().map(|&v| wrap(v, eff)).collect();
+            let r = residuals(&cfg, &x, ch, eff);
+            prop_assert!(r.iter().all(|&v| v == wrap(v, eff)));
+            prop_assert_eq!(restore(&cfg, &r, ch, eff), x);
+            // Arbitrary residuals (a corrupt file) never panic.
+            let _ = restore(&cfg, &raw[..n], ch, eff);
+        }
+    }
+}
