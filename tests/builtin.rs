@@ -250,3 +250,24 @@ fn hub_cli_round_trip_and_missing_model_error() {
         "{err}"
     );
 }
+
+/// Each built-in model is the directory of the same name in `models/`
+/// (audio-v3's weights are a link to audio-v2's), byte for byte as far as
+/// the fingerprint sees; the default compresses with the cascade mapping.
+#[test]
+fn builtins_are_their_directories() {
+    for name in ["audio-v1", "audio-v2", "audio-v3"] {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(name);
+        let from_dir = Model::load(dir.to_str().unwrap()).unwrap();
+        let built_in = Model::load(&format!("lmic:{name}")).unwrap();
+        assert_eq!(from_dir.fingerprint, built_in.fingerprint, "{name}");
+    }
+    let v3 = Model::load(lmic::model::builtin::DEFAULT).unwrap();
+    assert_eq!(v3.mapping, lmic::mapping::Kind::Cascade);
+    assert_eq!(
+        Model::load("lmic:audio-v2").unwrap().mapping,
+        lmic::mapping::Kind::Lpc
+    );
+}

@@ -68,7 +68,7 @@ pub enum Command {
         verify: bool,
         /// Model: a Hugging Face Llama directory, a .gguf file, a Hub id
         /// org/name[@revision] (from the local cache, downloaded if missing),
-        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v2.
+        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v3 (audio-v2 under the cascade mapping).
         #[arg(long)]
         model: Option<String>,
         /// Characters per chunk (default: the model's context, at most 2048).

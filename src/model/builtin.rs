@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 pub const PREFIX: &str = "lmic:";
 
 /// The model used when `--model` is not given.
-pub const DEFAULT: &str = "lmic:audio-v2";
+pub const DEFAULT: &str = "lmic:audio-v3";
 
 struct Builtin {
     name: &'static str,
@@ -18,9 +18,17 @@ struct Builtin {
     weights: &'static [u8],
 }
 
-/// audio-v2 (lpc mapping) is the default; audio-v1 (classic mapping) stays
-/// so that files made with it still decode (1.8 MB each).
+/// audio-v3 (cascade mapping) is the default: audio-v2's weights, embedded
+/// once for both, under the mapping that codes them smaller. audio-v2 (lpc)
+/// and audio-v1 (classic) stay so that files made with them still decode
+/// (1.8 MB of weights each).
 const MODELS: &[Builtin] = &[
+    Builtin {
+        name: "audio-v3",
+        config: include_bytes!("../../models/audio-v3/config.json"),
+        tokenizer: include_bytes!("../../models/audio-v3/tokenizer.json"),
+        weights: include_bytes!("../../models/audio-v2/model.safetensors"),
+    },
     Builtin {
         name: "audio-v2",
         config: include_bytes!("../../models/audio-v2/config.json"),
