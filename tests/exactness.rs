@@ -140,8 +140,16 @@ fn cascade_residuals_are_the_same_everywhere() {
         x.push((a * 3 / 4 + n / 2).clamp(-32768, 32767));
     }
     let cfg = Config::preset(cascade::DEFAULT_PRESET).unwrap();
-    let r = cascade::residuals(&cfg, &x, 2, 16);
-    assert_eq!(cascade::restore(&cfg, &r, 2, 16), x);
+    // Encoded on one thread, decoded on another (fresh state, no sharing).
+    let (c, xs) = (cfg.clone(), x.clone());
+    let r = std::thread::spawn(move || cascade::residuals(&c, &xs, 2, 16))
+        .join()
+        .unwrap();
+    let (c, rs) = (cfg.clone(), r.clone());
+    let back = std::thread::spawn(move || cascade::restore(&c, &rs, 2, 16))
+        .join()
+        .unwrap();
+    assert_eq!(back, x);
     let mut h = Sha256::new();
     for v in &r {
         h.update(v.to_le_bytes());
