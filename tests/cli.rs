@@ -644,3 +644,24 @@ fn many_files_default_names_and_summaries() {
         assert_eq!(text(&out.stderr).lines().count(), 1, "{args:?}");
     }
 }
+
+/// Shell completions and the man page come from the clap definitions: they
+/// name the subcommands and options the binary really has.
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = lmic().args(["completions", shell]).assert().success();
+        let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        assert!(
+            text.contains("compress") && text.contains("decompress") && text.contains("mapping"),
+            "{shell}"
+        );
+    }
+    let out = lmic().arg("man").assert().success();
+    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        page.contains(".TH lmic 1") && page.contains("compress"),
+        "{page}"
+    );
+    lmic().args(["completions", "nosh"]).assert().failure();
+}

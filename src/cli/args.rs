@@ -227,6 +227,11 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Print a shell completion script to stdout (install: README, "Shell
+    /// integration").
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout.
+    Man,
     /// Write a small random Llama model directory, for trying lmic and tests.
     MakeTinyModel {
         dir: PathBuf,

@@ -201,6 +201,16 @@ where
             train::train(&o, &|s| eprintln!("train: {s}"))?;
         }
         Command::ExportModel { gguf, dir } => lmic::model::gguf::export_hf_dir(&gguf, &dir)?,
+        // Both are generated from the clap definitions, so they never drift
+        // from the real options.
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "lmic", &mut std::io::stdout());
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        }
         Command::MakeTinyModel { dir, seed } => lmic::model::tiny::write_tiny_model(
             &dir,
             &lmic::model::tiny::TinySpec {
