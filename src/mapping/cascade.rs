@@ -374,6 +374,9 @@ struct Channel {
     ols: Option<Ols>,
     h: Vec<f64>,
     lms: Vec<SignLms>,
+    /// The LMS stages' predictions of the current sample (scratch, so the
+    /// per-sample loop allocates nothing).
+    preds: Vec<i64>,
 }
 
 /// The whole predictor of one frame; samples are visited instant by
@@ -402,6 +405,7 @@ impl Cascade {
                     ols: (n > 0).then(|| Ols::new(n, cfg)),
                     h: vec![0.0; n],
                     lms: cfg.stages.iter().map(|&s| SignLms::new(s)).collect(),
+                    preds: vec![0; cfg.stages.len()],
                 })
                 .collect(),
             past: (0..ch).map(|_| Window::new(hist)).collect(),
@@ -436,14 +440,16 @@ impl Cascade {
             }
             None => (0.0, 0),
         };
-        let preds: Vec<i64> = chan.lms.iter().map(SignLms::predict).collect();
-        let total = preds.iter().fold(pa, |a, &p| a.wrapping_add(p));
+        for (p, s) in chan.preds.iter_mut().zip(&chan.lms) {
+            *p = s.predict();
+        }
+        let total = chan.preds.iter().fold(pa, |a, &p| a.wrapping_add(p));
         let x = resolve(total.clamp(self.lo, self.hi));
         if let Some(o) = &mut chan.ols {
             o.update(&chan.h, x as f64, pf);
         }
         let mut input = x - pa;
-        for (s, p) in chan.lms.iter_mut().zip(preds) {
+        for (s, &p) in chan.lms.iter_mut().zip(&chan.preds) {
             let out = input.wrapping_sub(p);
             s.update(input, out);
             input = out;
