@@ -69,17 +69,6 @@ pub struct Header {
 /// memory a hostile input can make us allocate before the data chunk.
 const MAX_HEAD: usize = 64 << 20;
 
-fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], what: &str) -> Result<()> {
-    let got = crate::io::read_full(r, buf, "WAV")?;
-    if got < buf.len() {
-        return Err(Error::Wav(format!(
-            "truncated {what} ({got} of {} bytes)",
-            buf.len()
-        )));
-    }
-    Ok(())
-}
-
 fn u16le(b: &[u8]) -> u16 {
     u16::from_le_bytes([b[0], b[1]])
 }
@@ -180,46 +169,93 @@ fn parse_fmt(b: &[u8]) -> Result<Format> {
     })
 }
 
-/// Reads the RIFF header and every chunk before `data`, leaving `r` at the
-/// first byte of the sample data.
-pub fn read_header<R: Read>(r: &mut R) -> Result<Header> {
-    let mut head = vec![0u8; 12];
-    read_exact_or(r, &mut head, "RIFF header")?;
-    if &head[0..4] == b"RF64" {
+/// What [`parse_header`] made of the bytes so far.
+#[derive(Clone, Debug)]
+pub enum Parsed {
+    /// The header is complete: its `head.len()` bytes were used, and the
+    /// sample data starts right after them.
+    Header(Header),
+    /// Not enough bytes yet: try again with at least `bytes` of them.
+    /// `what` names the part being read, for a truncation error.
+    Need { bytes: usize, what: String },
+}
+
+/// Parses the header at the start of `buf` without consuming anything, so a
+/// push-based encoder can buffer writes until it is complete and a reader
+/// can read exactly as much as it needs.
+pub fn parse_header(buf: &[u8]) -> Result<Parsed> {
+    let need = |bytes: usize, what: &str| {
+        Ok(Parsed::Need {
+            bytes,
+            what: what.to_string(),
+        })
+    };
+    if buf.len() < 12 {
+        return need(12, "RIFF header");
+    }
+    if &buf[0..4] == b"RF64" {
         return Err(Error::Wav("RF64 files are not supported".into()));
     }
-    if &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+    if &buf[0..4] != b"RIFF" || &buf[8..12] != b"WAVE" {
         return Err(Error::Wav("missing RIFF/WAVE signature".into()));
     }
     let mut format = None;
+    let mut pos = 12;
     loop {
-        let mut ch = [0u8; 8];
-        read_exact_or(r, &mut ch, "chunk header (no data chunk found)")?;
-        head.extend_from_slice(&ch);
+        if buf.len() < pos + 8 {
+            return need(pos + 8, "chunk header (no data chunk found)");
+        }
+        let ch = &buf[pos..pos + 8];
         let id = [ch[0], ch[1], ch[2], ch[3]];
         let size = u32le(&ch[4..]) as u64;
+        pos += 8;
         if &id == b"data" {
             let format = format.ok_or_else(|| Error::Wav("data chunk before fmt chunk".into()))?;
-            return Ok(Header {
-                head,
+            return Ok(Parsed::Header(Header {
+                head: buf[..pos].to_vec(),
                 format,
                 data_len: size,
-            });
+            }));
         }
         // RIFF pads every chunk to an even length.
         let padded = size + (size & 1);
-        if head.len() as u64 + padded > MAX_HEAD as u64 {
+        if pos as u64 + padded > MAX_HEAD as u64 {
             return Err(Error::Wav(format!(
                 "chunk '{}' of {size} bytes before the data chunk is too large",
                 String::from_utf8_lossy(&id)
             )));
         }
-        let start = head.len();
-        head.resize(start + padded as usize, 0);
-        let what = format!("'{}' chunk", String::from_utf8_lossy(&id).trim_end());
-        read_exact_or(r, &mut head[start..], &what)?;
+        let end = pos + padded as usize;
+        if buf.len() < end {
+            let what = format!("'{}' chunk", String::from_utf8_lossy(&id).trim_end());
+            return need(end, &what);
+        }
         if &id == b"fmt " {
-            format = Some(parse_fmt(&head[start..start + size as usize])?);
+            format = Some(parse_fmt(&buf[pos..pos + size as usize])?);
+        }
+        pos = end;
+    }
+}
+
+/// Reads the header and every chunk before the sample data, leaving `r` at
+/// the first byte of the sample data.
+pub fn read_header<R: Read>(r: &mut R) -> Result<Header> {
+    let mut buf = Vec::new();
+    loop {
+        match parse_header(&buf)? {
+            Parsed::Header(h) => return Ok(h),
+            Parsed::Need { bytes, what } => {
+                let start = buf.len();
+                buf.resize(bytes, 0);
+                let got = crate::io::read_full(r, &mut buf[start..], "WAV")?;
+                if got < bytes - start {
+                    return Err(Error::Wav(format!(
+                        "truncated {what} ({} of {} bytes)",
+                        start + got,
+                        bytes
+                    )));
+                }
+            }
         }
     }
 }
