@@ -30,9 +30,12 @@ use crate::wav::{Format, SampleKind};
 use std::io::Read;
 
 pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
-pub const VERSION: u16 = 3;
-/// Version 2 files (classic mapping only, no mapping field) still decode.
-const OLDEST_VERSION: u16 = 2;
+/// Version 4: frames carry their index (so `--salvage` keeps the timeline
+/// across a damaged region), and AIFF's big-endian sample kinds exist.
+pub const VERSION: u16 = 4;
+/// Version 2 files (classic mapping only, no mapping field) and version 3
+/// (frames without an index) still decode.
+pub const OLDEST_VERSION: u16 = 2;
 /// The deterministic row-wise f32 forward pass of [`crate::model::forward`].
 pub const FORWARD_ROWWISE_F32: u8 = 1;
 /// Candle ops on a device, fixed-shape passes (see `model::device`); the
@@ -194,6 +197,9 @@ pub fn read_exact<R: Read + ?Sized>(r: &mut R, b: &mut [u8], what: &str) -> Resu
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileHeader {
+    /// The container version the file was written with (the writer always
+    /// writes [`VERSION`]).
+    pub version: u16,
     /// WAV bytes before the sample data, verbatim.
     pub wav_head: Vec<u8>,
     pub format: Format,
@@ -218,6 +224,7 @@ pub struct FileHeader {
 
 impl FileHeader {
     pub fn write(&self, o: &mut Out) {
+        debug_assert_eq!(self.version, VERSION, "only the current version is written");
         o.bytes(&MAGIC);
         o.u16(VERSION);
         o.blob(&self.wav_head);
@@ -328,6 +335,7 @@ impl FileHeader {
             return bad("top-k 0".into());
         }
         Ok(FileHeader {
+            version,
             wav_head,
             format: Format {
                 channels,
@@ -387,6 +395,9 @@ pub struct FrameLimits {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FrameHeader {
+    /// The frame's place in the file, from 0 (version 3 files store none:
+    /// the reader counts).
+    pub index: u32,
     /// Sample frames (one sample per channel) in this frame.
     pub sample_frames: u32,
     /// The mapping's parameters; the variant is the file's mapping.
@@ -411,6 +422,7 @@ impl FrameHeader {
             FrameParams::Cascade(p) => (p.shift, 0, 0, DroppedMode::Raw.to_u8()),
         };
         o.u8(TAG_FRAME);
+        o.u32(self.index);
         o.u32(self.sample_frames);
         o.u8(shift);
         o.u8(drop);
@@ -455,16 +467,19 @@ impl FrameHeader {
         o.seal();
     }
 
-    /// Reads a frame header after its tag.
+    /// Reads a frame header after its tag; `next` is the index a version 3
+    /// frame gets.
     pub fn read<R: Read + ?Sized>(
         r: &mut R,
         limits: &FrameLimits,
-        format: &Format,
-        mapping: Kind,
+        h: &FileHeader,
+        next: u32,
     ) -> Result<FrameHeader> {
+        let (format, mapping) = (&h.format, h.mapping);
         let bits = format.bits();
         let mut i = In::new(r, "frame header");
         i.crc.update(&[TAG_FRAME]);
+        let index = if h.version >= 4 { i.u32()? } else { next };
         let sample_frames = i.u32()?;
         let shift = i.u8()?;
         let drop = i.u8()?;
@@ -561,6 +576,7 @@ impl FrameHeader {
             }
         };
         Ok(FrameHeader {
+            index,
             sample_frames,
             params,
             dropped_len,
@@ -646,6 +662,7 @@ mod tests {
 
     fn header() -> FileHeader {
         FileHeader {
+            version: VERSION,
             wav_head: b"RIFF....WAVE".to_vec(),
             format: Format {
                 channels: 2,
@@ -710,6 +727,7 @@ mod tests {
             }),
         };
         let f = FrameHeader {
+            index: 70_000,
             sample_frames: 5000,
             params,
             dropped_len: 9,
@@ -754,8 +772,8 @@ mod tests {
                     chunks: 64,
                     chunk_bytes: 2 << 20
                 },
-                &h.format,
-                mapping
+                &h,
+                0
             )
             .unwrap(),
             f

@@ -66,6 +66,26 @@ impl From<candle_core::Error> for Error {
     }
 }
 
+/// For the streaming [`Encoder`](crate::Encoder) and
+/// [`Decoder`](crate::Decoder)'s `Write` and `Read`: the error travels
+/// inside, `io::Error::get_ref` gives it back (see [`Error::from_io`]).
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        io::Error::other(e)
+    }
+}
+
+impl Error {
+    /// The lmic error inside an `io::Error` made from one, or the `io::Error`
+    /// itself under `context`.
+    pub fn from_io(e: io::Error, context: &str) -> Error {
+        if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+            return *e.into_inner().unwrap().downcast::<Error>().unwrap();
+        }
+        Error::io(context, e)
+    }
+}
+
 /// Trait to attach a context string to io results.
 pub trait IoContext<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;

@@ -230,7 +230,7 @@ fn broken_files_table() {
     let mut r = &lmc[..];
     lmic::container::FileHeader::read(&mut r).unwrap();
     let head = lmc.len() - r.len();
-    // One frame: header, frame tag and 24 bytes of frame fields, chunk
+    // One frame: header, frame tag and 28 bytes of frame fields, chunk
     // table, payloads, dropped bits, then the 45-byte trailer (end tag,
     // two empty blobs, sha256, CRC).
     let trailer = lmc.len() - 45;
@@ -256,7 +256,7 @@ fn broken_files_table() {
         ("truncated header", lmc[..head / 2].to_vec(), "truncated"),
         (
             "truncated chunk table",
-            lmc[..head + 27].to_vec(),
+            lmc[..head + 31].to_vec(),
             "truncated",
         ),
         (
@@ -272,10 +272,11 @@ fn broken_files_table() {
         ("flipped file header", flip(head - 6), "checksum"),
         (
             "flipped frame header",
-            flip(head + 3),
+            flip(head + 7),
             "corrupt .lmc file: frame of",
         ),
-        ("flipped chunk table", flip(head + 26), "checksum"),
+        ("flipped frame index", flip(head + 2), "checksum"),
+        ("flipped chunk table", flip(head + 30), "checksum"),
         (
             "flipped payload",
             flip((head + dropped) / 2 + 20),

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use lmic::{DecodeOptions, Decompressor, Options};
+use lmic::{DecodeOptions, Decoder, Options};
 
 /// The encoder's full pass and the decoder's steps give the same bits for
 /// every logit, across batch sizes (1, 2, 7, 64), unequal lengths and thread
@@ -108,11 +108,7 @@ fn same_file_whatever_the_thread_count() {
         ..DecodeOptions::default()
     };
     pool.install(|| {
-        Decompressor::open(&files[2][..], |_| Ok(model()))?.decompress(
-            &mut back,
-            &dec_opts,
-            &|_, _| {},
-        )
+        Decoder::open(&files[2][..], &dec_opts, |_| Ok(model()))?.decompress(&mut back)
     })
     .unwrap();
     assert!(back == w);

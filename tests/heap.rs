@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use lmic::model::Model;
-use lmic::{DecodeOptions, Decompressor, Options};
+use lmic::{DecodeOptions, Decoder, Options};
 // ---------- memory: the working set does not grow with the input ----------
 
 /// Counts live heap bytes and their high-water mark for the whole test
@@ -100,9 +100,9 @@ mod memory {
             assert!(lmc.len() <= wav.len(), "the output buffer must not grow");
             let d = heap::peak_during(|| {
                 let mut sink = std::io::sink();
-                let st = Decompressor::open(&lmc[..], |_| Ok(&m))
+                let st = Decoder::open(&lmc[..], &DecodeOptions::default(), |_| Ok(&m))
                     .unwrap()
-                    .decompress(&mut sink, &DecodeOptions::default(), &|_, _| {})
+                    .decompress(&mut sink)
                     .unwrap();
                 assert_eq!(st.output_bytes, wav.len() as u64);
             });

@@ -4,7 +4,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use lmic::model::{builtin, Model};
-use lmic::{DecodeOptions, Decompressor};
+use lmic::{DecodeOptions, Decoder};
 use std::sync::OnceLock;
 
 static MODELS: OnceLock<Vec<(String, Model)>> = OnceLock::new();
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             })
             .collect()
     });
-    let opened = Decompressor::open(data, |h| {
+    let opened = Decoder::open(data, &DecodeOptions::default(), |h| {
         // Device-mode files (--device) decode with one full pass per
         // position: seconds per input on a CPU, too slow to fuzz. The
         // container target covers their header; the row-wise decoder is
@@ -40,6 +40,6 @@ fuzz_target!(|data: &[u8]| {
     // should be; the rest decode (or fail) behind the checksums.
     if let Ok(d) = opened {
         let mut out = Vec::new();
-        let _ = d.decompress(&mut out, &DecodeOptions::default(), &|_, _| {});
+        let _ = d.decompress(&mut out);
     }
 });

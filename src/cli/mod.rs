@@ -11,7 +11,7 @@ use args::{Cli, Command, Common};
 use files::{Direction, Summary, Target};
 use lmic::error::{Error, IoContext, Result};
 use lmic::model::{builtin, Model};
-use lmic::{DecodeOptions, Decompressor, Options};
+use lmic::{DecodeOptions, Decoder, Encoder, Options};
 use sink::{open_input, progress_bar, Sink};
 use std::io::{self, IsTerminal};
 use std::path::Path;
@@ -247,13 +247,15 @@ fn compress_one(
     }
     let model = loaded.as_ref().unwrap();
     let bar = progress_bar(common.quiet);
-    let mut w = sink.writer();
-    let stats = lmic::compress(model, &mut reader, &mut w, opts, &|d, t| {
+    let prog = |d: u64, t: u64| {
         if let Some(bar) = &bar {
             bar.set_length(t);
             bar.set_position(d)
         }
-    })?;
+    };
+    let mut enc = Encoder::new(model, sink.writer(), opts)?.with_progress(&prog);
+    io::copy(&mut reader, &mut enc).map_err(|e| Error::from_io(e, "reading input"))?;
+    let (w, stats) = enc.finish()?;
     drop(w);
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -263,9 +265,11 @@ fn compress_one(
         // from the input as it read it.
         let written = sink.written().expect("verify needs a file output");
         let file = std::fs::File::open(written).ctx(|| format!("{}", written.display()))?;
-        Decompressor::open(io::BufReader::new(file), |_| Ok(model))?
-            .decompress(&mut io::sink(), &DecodeOptions::default(), &|_, _| {})
-            .map_err(|e| Error::Corrupt(format!("verifying the output failed: {e}")))?;
+        Decoder::open(io::BufReader::new(file), &DecodeOptions::default(), |_| {
+            Ok(model)
+        })?
+        .decompress(&mut io::sink())
+        .map_err(|e| Error::Corrupt(format!("verifying the output failed: {e}")))?;
     }
     sink.finish()?;
     if delete_input {
@@ -299,7 +303,14 @@ fn decompress_all(
     let mut models: Vec<(String, std::rc::Rc<Model>)> = vec![];
     files::run_all(jobs, dir, common.quiet, |input, target| {
         let t0 = Instant::now();
-        let d = Decompressor::open(open_input(input)?, |h| {
+        let bar = progress_bar(common.quiet);
+        let prog = |d: u64, t: u64| {
+            if let Some(bar) = &bar {
+                bar.set_length(t);
+                bar.set_position(d)
+            }
+        };
+        let d = Decoder::open(open_input(input)?, &opts, |h| {
             let spec = model.unwrap_or(&h.model_spec).to_string();
             if let Some((_, m)) = models.iter().find(|(s, _)| *s == spec) {
                 return Ok(m.clone());
@@ -313,21 +324,15 @@ fn decompress_all(
             let m = std::rc::Rc::new(m);
             models.push((spec, m.clone()));
             Ok(m)
-        })?;
-        let bar = progress_bar(common.quiet);
-        let prog = |d: u64, t: u64| {
-            if let Some(bar) = &bar {
-                bar.set_length(t);
-                bar.set_position(d)
-            }
-        };
+        })?
+        .with_progress(&prog);
         let input_bytes = std::fs::metadata(input).map_or(0, |m| m.len());
         let stats = match target {
-            Target::Nothing => d.decompress(&mut io::sink(), &opts, &prog)?,
+            Target::Nothing => d.decompress(&mut io::sink())?,
             t => {
                 let sink = Sink::for_target(t, common.force)?;
                 let mut w = sink.writer();
-                let st = d.decompress(&mut w, &opts, &prog)?;
+                let st = d.decompress(&mut w)?;
                 drop(w);
                 sink.finish()?;
                 st

@@ -2,7 +2,7 @@
 
 use super::chunks::{self, Schedule};
 use super::frames::{FrameBody, FrameReader, Section};
-use super::{seconds, setup, Counted, DecodeOptions, Progress, Stats};
+use super::{frame_len, seconds, setup, DecodeOptions, Progress, Stats};
 use crate::container::{FileHeader, FrameHeader};
 use crate::error::{Error, Result};
 use crate::mapping;
@@ -11,16 +11,23 @@ use crate::model::{hex, Model};
 use crate::wav;
 use sha2::{Digest, Sha256};
 use std::borrow::Borrow;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 
 /// An `.lmc` stream whose header has been read and whose model has been
-/// found and checked: the one way to decompress.
+/// found and checked, read back as the original WAV bytes: the streaming
+/// decoder, like `zstd::Decoder`. Memory stays at one frame.
 ///
 /// `M` is the model, owned or borrowed (`Model`, `&Model`, `Arc<Model>`).
+/// The original's sha256 is checked at the end, before the bytes after the
+/// sample data are given out: a reader that reached the end without an
+/// error has the original, and on any error the bytes already read must be
+/// discarded. [`decompress`](Self::decompress) writes everything into a
+/// [`Write`] with the errors typed.
 ///
 /// ```
 /// use lmic::model::Model;
-/// use lmic::{compress, DecodeOptions, Decompressor, Options};
+/// use lmic::{compress, DecodeOptions, Decoder, Options};
+/// use std::io::Read;
 ///
 /// // A tenth of a second of a 440 Hz tone, as a 16-bit mono WAV.
 /// let pcm: Vec<u8> = (0..1600)
@@ -32,28 +39,83 @@ use std::io::{Read, Write};
 /// let mut lmc = Vec::new();
 /// compress(&model, &mut &wav[..], &mut lmc, &Options::default(), &|_, _| {})?;
 ///
-/// let d = Decompressor::open(&lmc[..], |header| {
+/// let mut d = Decoder::open(&lmc[..], &DecodeOptions::default(), |header| {
 ///     assert_eq!(header.model_spec, "lmic:audio-v2");
 ///     Ok(&model) // or Model::load(&header.model_spec)
 /// })?;
 /// let mut back = Vec::new();
-/// d.decompress(&mut back, &DecodeOptions::default(), &|_, _| {})?;
+/// d.read_to_end(&mut back)?;
 /// assert_eq!(back, wav);
-/// # Ok::<(), lmic::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Decompressor<R: Read, M: Borrow<Model>> {
+pub struct Decoder<'p, R: Read, M: Borrow<Model>> {
     frames: FrameReader<R>,
     model: M,
+    backend: Backend,
+    sched: Schedule,
+    progress: Option<Progress<'p>>,
+    sha: Sha256,
+    stats: Stats,
+    /// Bytes of sample data decoded so far, and in whole sample frames.
+    done: u64,
+    whole: u64,
+    /// Bytes of sample data in every frame but the last.
+    frame_bytes: u64,
+    /// Decoded bytes not yet read out.
+    pending: Vec<u8>,
+    pos: usize,
+    state: State,
 }
 
-impl<R: Read, M: Borrow<Model>> Decompressor<R, M> {
-    /// Reads the file header, asks `resolve` for the model it names, and
-    /// refuses a model whose fingerprint differs from the file's.
-    pub fn open(input: R, resolve: impl FnOnce(&FileHeader) -> Result<M>) -> Result<Self> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The WAV head has not been given out yet.
+    Start,
+    Frames,
+    /// Everything decoded and checked.
+    Done,
+    Failed,
+}
+
+impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
+    /// Reads the file header, asks `resolve` for the model it names, refuses
+    /// a model whose fingerprint differs from the file's, and prepares the
+    /// backend the file needs.
+    pub fn open(
+        input: R,
+        opts: &DecodeOptions,
+        resolve: impl FnOnce(&FileHeader) -> Result<M>,
+    ) -> Result<Self> {
         let frames = FrameReader::open(input)?;
         let model = resolve(frames.header())?;
-        check_model(frames.header(), model.borrow())?;
-        Ok(Decompressor { frames, model })
+        let h = frames.header();
+        check_model(h, model.borrow())?;
+        let backend = Backend::for_file(model.borrow(), h, &opts.device)?;
+        let block = h.format.block_align() as u64;
+        Ok(Decoder {
+            whole: h.data_len / block * block,
+            frame_bytes: (frame_len(h)? as u64) * block,
+            frames,
+            model,
+            backend,
+            sched: Schedule {
+                batch_tokens: 0,
+                decode_group: opts.decode_group,
+            },
+            progress: None,
+            sha: Sha256::new(),
+            stats: Stats::default(),
+            done: 0,
+            pending: Vec::new(),
+            pos: 0,
+            state: State::Start,
+        })
+    }
+
+    /// Calls `progress(done, total)` (bytes of sample data) after each frame.
+    pub fn with_progress(mut self, progress: Progress<'p>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     pub fn header(&self) -> &FileHeader {
@@ -64,70 +126,125 @@ impl<R: Read, M: Borrow<Model>> Decompressor<R, M> {
         self.model.borrow()
     }
 
-    /// Decodes every frame into `output` and checks the original's sha256.
-    /// On any error the bytes already written must be discarded.
-    pub fn decompress<W: Write + ?Sized>(
-        mut self,
-        output: &mut W,
-        opts: &DecodeOptions,
-        progress: Progress,
-    ) -> Result<Stats> {
-        let model = self.model.borrow();
-        let h = self.frames.header().clone();
-        let backend = Backend::for_file(model, &h, &opts.device)?;
-        let sched = Schedule {
-            batch_tokens: 0,
-            decode_group: opts.decode_group,
-        };
-        let mut out = Counted { w: output, n: 0 };
-        let mut sha = Sha256::new();
-        out.put(&h.wav_head)?;
-        sha.update(&h.wav_head);
-        let block = h.format.block_align() as u64;
-        let whole = h.data_len / block * block;
-        let mut stats = Stats::default();
-        let mut done = 0u64;
-        let t = loop {
-            let fh = match self.frames.next_section()? {
-                Section::Frame(fh) => fh,
-                Section::End(t) => break t,
-            };
-            let body = self.frames.body(&fh)?;
-            let bytes = decode_frame(model, &backend, &h, &fh, body, sched, &mut stats)?;
-            done += bytes.len() as u64;
-            if done > whole {
-                return Err(Error::Corrupt(
-                    "more sample data than the header declares".into(),
-                ));
+    /// What happened so far (all of it once the end was read).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Decodes everything into `output`. On any error the bytes already
+    /// written must be discarded.
+    pub fn decompress<W: Write + ?Sized>(mut self, output: &mut W) -> Result<Stats> {
+        while self.fill()? {
+            output
+                .write_all(&self.pending[self.pos..])
+                .map_err(|e| Error::io("writing output", e))?;
+            self.stats.output_bytes += (self.pending.len() - self.pos) as u64;
+            self.pos = self.pending.len();
+        }
+        Ok(self.stats)
+    }
+
+    /// Makes the next decoded bytes pending; false at the end.
+    fn fill(&mut self) -> Result<bool> {
+        let r = self.next_piece();
+        if r.is_err() {
+            self.state = State::Failed;
+        }
+        r
+    }
+
+    fn next_piece(&mut self) -> Result<bool> {
+        self.pos = 0;
+        self.pending.clear();
+        let h = self.frames.header();
+        match self.state {
+            State::Start => {
+                self.pending.extend_from_slice(&h.wav_head);
+                self.sha.update(&h.wav_head);
+                self.stats.audio_seconds = seconds(h);
+                self.state = State::Frames;
+                return Ok(true);
             }
-            sha.update(&bytes);
-            out.put(&bytes)?;
-            progress(done, h.data_len);
+            State::Frames => {}
+            State::Done => return Ok(false),
+            State::Failed => return Err(Error::Usage("the decoder failed earlier".into())),
+        }
+        let fh = match self.frames.next_section()? {
+            Section::Frame(fh) => fh,
+            Section::End(t) => {
+                let h = self.frames.header();
+                if self.done != self.whole {
+                    return Err(Error::Corrupt(format!(
+                        "{} bytes of sample data decoded, the header declares {}",
+                        self.done, self.whole
+                    )));
+                }
+                if t.partial.len() as u64 != h.data_len - self.whole {
+                    return Err(Error::Corrupt(
+                        "partial-frame bytes do not match the data size".into(),
+                    ));
+                }
+                self.sha.update(&t.partial);
+                self.sha.update(&t.wav_tail);
+                let actual: [u8; 32] = std::mem::take(&mut self.sha).finalize().into();
+                if actual != t.sha256 {
+                    return Err(Error::Checksum {
+                        expected: hex(&t.sha256),
+                        actual: hex(&actual),
+                    });
+                }
+                self.pending.extend_from_slice(&t.partial);
+                self.pending.extend_from_slice(&t.wav_tail);
+                self.state = State::Done;
+                return Ok(true);
+            }
         };
-        if done != whole {
+        let expected = self.done / self.frame_bytes;
+        if fh.index as u64 != expected {
             return Err(Error::Corrupt(format!(
-                "{done} bytes of sample data decoded, the header declares {whole}"
+                "frame {} where frame {expected} belongs",
+                fh.index
             )));
         }
-        if t.partial.len() as u64 != h.data_len - whole {
+        let body = self.frames.body(&fh)?;
+        let h = self.frames.header();
+        let model = self.model.borrow();
+        let bytes = decode_frame(
+            model,
+            &self.backend,
+            h,
+            &fh,
+            body,
+            self.sched,
+            &mut self.stats,
+        )?;
+        self.done += bytes.len() as u64;
+        if self.done > self.whole {
             return Err(Error::Corrupt(
-                "partial-frame bytes do not match the data size".into(),
+                "more sample data than the header declares".into(),
             ));
         }
-        sha.update(&t.partial);
-        sha.update(&t.wav_tail);
-        out.put(&t.partial)?;
-        out.put(&t.wav_tail)?;
-        let actual: [u8; 32] = sha.finalize().into();
-        if actual != t.sha256 {
-            return Err(Error::Checksum {
-                expected: hex(&t.sha256),
-                actual: hex(&actual),
-            });
+        self.sha.update(&bytes);
+        self.pending = bytes;
+        if let Some(p) = self.progress {
+            p(self.done, h.data_len);
         }
-        stats.output_bytes = out.n;
-        stats.audio_seconds = seconds(&h);
-        Ok(stats)
+        Ok(true)
+    }
+}
+
+impl<R: Read, M: Borrow<Model>> Read for Decoder<'_, R, M> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.pending.len() {
+            if !self.fill()? {
+                return Ok(0);
+            }
+        }
+        let k = buf.len().min(self.pending.len() - self.pos);
+        buf[..k].copy_from_slice(&self.pending[self.pos..self.pos + k]);
+        self.pos += k;
+        self.stats.output_bytes += k as u64;
+        Ok(k)
     }
 }
 

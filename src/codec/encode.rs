@@ -14,11 +14,315 @@ use crate::error::{Error, Result};
 use crate::mapping;
 use crate::model::backend::Backend;
 use crate::model::Model;
-use crate::wav;
+use crate::wav::{self, Parsed};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 
-/// Compresses a WAV stream into an `.lmc` stream, one frame at a time.
+/// What a WAV file may hold after its sample data (chunks such as `LIST`).
+const MAX_TAIL: usize = 64 << 20;
+
+/// Compresses a WAV stream written into it, one frame at a time, into an
+/// `.lmc` stream: the streaming encoder, like `zstd::Encoder` or
+/// `flate2::write::GzEncoder`. Memory stays at one frame whatever the input's
+/// length.
+///
+/// Write the WAV file's bytes (any split), then call [`finish`](Self::finish),
+/// which checks that the input was complete and writes the trailer. Errors
+/// from [`Write`] carry an [`Error`]; [`push`](Self::push) returns it typed.
+///
+/// ```
+/// use lmic::model::Model;
+/// use lmic::{Encoder, Options};
+/// use std::io::Write;
+///
+/// // A tenth of a second of a 440 Hz tone, as a 16-bit mono WAV.
+/// let pcm: Vec<u8> = (0..1600)
+///     .flat_map(|i| (((i as f64 * 0.172).sin() * 8000.0) as i16).to_le_bytes())
+///     .collect();
+/// let wav = lmic::wav::pcm_wav(1, 16000, 16, &pcm);
+///
+/// let model = Model::load("lmic:audio-v2")?;
+/// let mut enc = Encoder::new(&model, Vec::new(), &Options::default())?;
+/// enc.write_all(&wav)?;
+/// let (lmc, stats) = enc.finish()?;
+/// assert_eq!(stats.output_bytes, lmc.len() as u64);
+/// assert!(lmc.len() < wav.len());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Encoder<'a, W: Write> {
+    model: &'a Model,
+    opts: Options,
+    backend: Backend,
+    out: Counted<W>,
+    progress: Option<Progress<'a>>,
+    state: State,
+    stats: Stats,
+    sha: Sha256,
+}
+
+/// Where the encoder is in the WAV stream.
+enum State {
+    /// Collecting the header; nothing can be written before its format is
+    /// known. `need` is how many bytes the parser asked for last.
+    Head { buf: Vec<u8>, need: usize },
+    /// Sample data: `frame` collects the next frame's bytes; `done` counts
+    /// those already encoded.
+    Data(Box<Body>),
+    /// After an error: everything else is refused.
+    Failed,
+}
+
+struct Body {
+    h: FileHeader,
+    /// Bytes of sample data per full frame.
+    frame_bytes: usize,
+    /// Sample data in whole sample frames (the rest goes to `partial`).
+    whole: u64,
+    done: u64,
+    frame: Vec<u8>,
+    partial: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl<'a, W: Write> Encoder<'a, W> {
+    /// An encoder writing to `output` with `model`; checks the options that
+    /// do not depend on the input.
+    pub fn new(model: &'a Model, output: W, opts: &Options) -> Result<Self> {
+        let context = opts.context.unwrap_or_else(|| default_context(model));
+        if context as usize >= model.config.max_position_embeddings {
+            return Err(Error::Usage(format!(
+                "--context {context} exceeds the model's context of {} tokens",
+                model.config.max_position_embeddings - 1
+            )));
+        }
+        if context == 0 || context > container::MAX_CONTEXT {
+            return Err(Error::Usage(format!(
+                "--context must be 1..={}",
+                container::MAX_CONTEXT
+            )));
+        }
+        Ok(Encoder {
+            model,
+            opts: Options {
+                context: Some(context),
+                ..opts.clone()
+            },
+            backend: Backend::for_compression(model, &opts.device)?,
+            out: Counted { w: output, n: 0 },
+            progress: None,
+            state: State::Head {
+                buf: Vec::new(),
+                need: 0,
+            },
+            stats: Stats::default(),
+            sha: Sha256::new(),
+        })
+    }
+
+    /// Calls `progress(done, total)` (bytes of sample data) after each frame.
+    pub fn with_progress(mut self, progress: Progress<'a>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The `.lmc` file header, once the WAV header has been read.
+    pub fn header(&self) -> Option<&FileHeader> {
+        match &self.state {
+            State::Data(b) => Some(&b.h),
+            _ => None,
+        }
+    }
+
+    /// Takes the next bytes of the WAV stream, encoding each frame as soon
+    /// as it is complete. After an error the encoder refuses everything.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        let r = self.push_inner(bytes);
+        if r.is_err() {
+            self.state = State::Failed;
+        }
+        r
+    }
+
+    fn push_inner(&mut self, mut bytes: &[u8]) -> Result<()> {
+        // The header is copied exactly as far as the parser asks, so what
+        // follows it goes straight to the frames.
+        while let State::Head { buf, need } = &mut self.state {
+            if buf.len() < *need {
+                let k = (*need - buf.len()).min(bytes.len());
+                buf.extend_from_slice(&bytes[..k]);
+                bytes = &bytes[k..];
+                if buf.len() < *need {
+                    return Ok(());
+                }
+            }
+            match wav::parse_header(buf)? {
+                Parsed::Need { bytes, .. } => *need = bytes,
+                Parsed::Header(wh) => {
+                    let body = self.start(wh)?;
+                    self.state = State::Data(Box::new(body));
+                }
+            }
+        }
+        let State::Data(b) = &mut self.state else {
+            return Err(Error::Usage("the encoder failed earlier".into()));
+        };
+        while !bytes.is_empty() {
+            let left = b.whole - b.done;
+            if left > 0 {
+                let want = (left as usize).min(b.frame_bytes);
+                let k = (want - b.frame.len()).min(bytes.len());
+                b.frame.extend_from_slice(&bytes[..k]);
+                bytes = &bytes[k..];
+                if b.frame.len() == want {
+                    self.sha.update(&b.frame);
+                    let frame = encode_frame(
+                        self.model,
+                        &self.backend,
+                        &b.h,
+                        (b.done / b.frame_bytes as u64) as u32,
+                        &b.frame,
+                        &self.opts,
+                        &mut self.stats,
+                    )?;
+                    self.out.put(&frame)?;
+                    b.done += want as u64;
+                    b.frame.clear();
+                    if let Some(p) = self.progress {
+                        p(b.done, b.h.data_len);
+                    }
+                }
+                continue;
+            }
+            let short = (b.h.data_len - b.whole) as usize - b.partial.len();
+            if short > 0 {
+                let k = short.min(bytes.len());
+                b.partial.extend_from_slice(&bytes[..k]);
+                bytes = &bytes[k..];
+                continue;
+            }
+            if b.tail.len() + bytes.len() > MAX_TAIL {
+                return Err(Error::Wav("more than 64 MiB after the data chunk".into()));
+            }
+            b.tail.extend_from_slice(bytes);
+            bytes = &[];
+        }
+        Ok(())
+    }
+
+    /// The file header for this WAV header and options, written out.
+    fn start(&mut self, wh: wav::Header) -> Result<Body> {
+        let opts = &self.opts;
+        if let Some(d) = opts.drop_bits {
+            if d as u32 >= wh.format.bits() {
+                return Err(Error::Usage(format!(
+                    "--drop-bits {d} leaves nothing to model in {}-bit samples",
+                    wh.format.bits()
+                )));
+            }
+        }
+        self.sha.update(&wh.head);
+        let model = self.model;
+        let (forward_mode, device) = Backend::record(&opts.device);
+        let h = FileHeader {
+            version: container::VERSION,
+            wav_head: wh.head,
+            format: wh.format,
+            data_len: wh.data_len,
+            layout: opts.layout,
+            context: opts.context.expect("set by new"),
+            drop_bits: opts.drop_bits,
+            top_k: opts.top_k.max(1),
+            freq_bits: coder::TOTAL_BITS as u8,
+            forward_mode,
+            device,
+            frame_chunks: opts
+                .frame_chunks
+                .unwrap_or_else(|| default_frame_chunks(&opts.device))
+                .clamp(1, container::MAX_FRAME_CHUNKS),
+            model_spec: model.spec.clone(),
+            fingerprint: model.fingerprint,
+            start_token: model.start_token,
+            mapping: opts.mapping.unwrap_or(model.mapping),
+        };
+        let frame_bytes = frame_len(&h)? * h.format.block_align();
+        if h.data_len / frame_bytes as u64 >= u32::MAX as u64 {
+            return Err(Error::Usage(format!(
+                "--context {} makes more than 2^32 frames of this input",
+                h.context
+            )));
+        }
+        let mut o = Out::default();
+        h.write(&mut o);
+        self.out.put(&o.buf)?;
+        let block = h.format.block_align() as u64;
+        Ok(Body {
+            whole: h.data_len / block * block,
+            h,
+            frame_bytes,
+            done: 0,
+            frame: Vec::with_capacity(frame_bytes),
+            partial: Vec::new(),
+            tail: Vec::new(),
+        })
+    }
+
+    /// Checks that the input was a whole WAV file, writes the trailer and
+    /// gives back the output and what happened.
+    pub fn finish(mut self) -> Result<(W, Stats)> {
+        let b = match std::mem::replace(&mut self.state, State::Failed) {
+            State::Head { buf, .. } => {
+                return Err(match wav::parse_header(&buf)? {
+                    Parsed::Need { bytes, what } => {
+                        Error::Wav(format!("truncated {what} ({} of {bytes} bytes)", buf.len()))
+                    }
+                    Parsed::Header(_) => unreachable!("push parses every complete header"),
+                })
+            }
+            State::Data(b) => b,
+            State::Failed => return Err(Error::Usage("the encoder failed earlier".into())),
+        };
+        let got = b.done + b.frame.len() as u64 + b.partial.len() as u64;
+        if got < b.h.data_len {
+            return Err(Error::Wav(format!(
+                "truncated data chunk: header says {} bytes, input has {got}",
+                b.h.data_len
+            )));
+        }
+        self.sha.update(&b.partial);
+        self.sha.update(&b.tail);
+        let total = b.h.wav_head.len() as u64 + b.h.data_len + b.tail.len() as u64;
+        wav::check_riff_size(&b.h.wav_head, total)?;
+        let t = Trailer {
+            partial: b.partial,
+            wav_tail: b.tail,
+            sha256: self.sha.finalize().into(),
+        };
+        let mut o = Out::default();
+        t.write(&mut o);
+        self.out.put(&o.buf)?;
+        let mut stats = self.stats;
+        stats.input_bytes = total;
+        stats.output_bytes = self.out.n;
+        stats.audio_seconds = seconds(&b.h);
+        Ok((self.out.w, stats))
+    }
+}
+
+impl<W: Write> Write for Encoder<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.push(buf)?;
+        Ok(buf.len())
+    }
+
+    /// Frames are written whole as soon as they are complete; this flushes
+    /// the output, not a partial frame (the format has none).
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.w.flush()
+    }
+}
+
+/// Compresses a whole WAV stream into an `.lmc` stream: an [`Encoder`] fed
+/// from `input`.
 pub fn compress<R: Read, W: Write + ?Sized>(
     model: &Model,
     input: &mut R,
@@ -26,104 +330,16 @@ pub fn compress<R: Read, W: Write + ?Sized>(
     opts: &Options,
     progress: Progress,
 ) -> Result<Stats> {
-    let wh = wav::read_header(input)?;
-    let mut sha = Sha256::new();
-    sha.update(&wh.head);
-    if let Some(d) = opts.drop_bits {
-        if d as u32 >= wh.format.bits() {
-            return Err(Error::Usage(format!(
-                "--drop-bits {d} leaves nothing to model in {}-bit samples",
-                wh.format.bits()
-            )));
+    let mut enc = Encoder::new(model, output, opts)?.with_progress(progress);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = crate::io::read_full(input, &mut buf, "input")?;
+        enc.push(&buf[..n])?;
+        if n < buf.len() {
+            break;
         }
     }
-    let context = opts.context.unwrap_or_else(|| default_context(model));
-    if context as usize >= model.config.max_position_embeddings {
-        return Err(Error::Usage(format!(
-            "--context {context} exceeds the model's context of {} tokens",
-            model.config.max_position_embeddings - 1
-        )));
-    }
-    if context == 0 || context > container::MAX_CONTEXT {
-        return Err(Error::Usage(format!(
-            "--context must be 1..={}",
-            container::MAX_CONTEXT
-        )));
-    }
-    let (forward_mode, device) = Backend::record(&opts.device);
-    let h = FileHeader {
-        wav_head: wh.head.clone(),
-        format: wh.format,
-        data_len: wh.data_len,
-        layout: opts.layout,
-        context,
-        drop_bits: opts.drop_bits,
-        top_k: opts.top_k.max(1),
-        freq_bits: coder::TOTAL_BITS as u8,
-        forward_mode,
-        device,
-        frame_chunks: opts
-            .frame_chunks
-            .unwrap_or_else(|| default_frame_chunks(&opts.device))
-            .clamp(1, container::MAX_FRAME_CHUNKS),
-        model_spec: model.spec.clone(),
-        fingerprint: model.fingerprint,
-        start_token: model.start_token,
-        mapping: opts.mapping.unwrap_or(model.mapping),
-    };
-    let backend = Backend::for_compression(model, &opts.device)?;
-    let mut out = Counted { w: output, n: 0 };
-    let mut o = Out::default();
-    h.write(&mut o);
-    out.put(&o.buf)?;
-
-    let f = h.format;
-    let block = f.block_align();
-    let frame_bytes = frame_len(&h)? * block;
-    let whole = wh.data_len / block as u64 * block as u64;
-    let truncated = |got: u64| {
-        Error::Wav(format!(
-            "truncated data chunk: header says {} bytes, input has {got}",
-            wh.data_len
-        ))
-    };
-    let mut stats = Stats::default();
-    let mut buf = vec![0u8; frame_bytes];
-    let mut done = 0u64;
-    while done < whole {
-        let n = ((whole - done) as usize).min(frame_bytes);
-        let got = crate::io::read_full(input, &mut buf[..n], "input")?;
-        sha.update(&buf[..got]);
-        if got < n {
-            return Err(truncated(done + got as u64));
-        }
-        let frame = encode_frame(model, &backend, &h, &buf[..n], opts, &mut stats)?;
-        out.put(&frame)?;
-        done += n as u64;
-        progress(done, wh.data_len);
-    }
-    let mut partial = vec![0u8; (wh.data_len - whole) as usize];
-    let got = crate::io::read_full(input, &mut partial, "input")?;
-    if got < partial.len() {
-        return Err(truncated(whole + got as u64));
-    }
-    sha.update(&partial);
-    let wav_tail = wav::read_tail(input)?;
-    sha.update(&wav_tail);
-    let total = wh.head.len() as u64 + wh.data_len + wav_tail.len() as u64;
-    wav::check_riff_size(&wh.head, total)?;
-    let t = Trailer {
-        partial,
-        wav_tail,
-        sha256: sha.finalize().into(),
-    };
-    let mut o = Out::default();
-    t.write(&mut o);
-    out.put(&o.buf)?;
-    stats.input_bytes = total;
-    stats.output_bytes = out.n;
-    stats.audio_seconds = seconds(&h);
-    Ok(stats)
+    enc.finish().map(|(_, s)| s)
 }
 
 /// One frame: samples → characters → coded chunks → frame header, payloads
@@ -132,6 +348,7 @@ fn encode_frame(
     model: &Model,
     backend: &Backend,
     h: &FileHeader,
+    index: u32,
     data: &[u8],
     opts: &Options,
     stats: &mut Stats,
@@ -153,6 +370,7 @@ fn encode_frame(
     stats.dropped_bytes += mp.dropped.len() as u64;
     stats.samples += n_codes as u64;
     let fh = FrameHeader {
+        index,
         sample_frames: (n_codes / f.channels as usize) as u32,
         params: mp.params,
         dropped_len: mp.dropped.len() as u32,

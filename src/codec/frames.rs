@@ -42,6 +42,8 @@ pub struct FrameReader<R: Read> {
     input: Counting<R>,
     header: FileHeader,
     limits: FrameLimits,
+    /// The index after the last frame read.
+    next: u32,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -58,6 +60,7 @@ impl<R: Read> FrameReader<R> {
             input,
             header,
             limits,
+            next: 0,
         })
     }
 
@@ -75,12 +78,11 @@ impl<R: Read> FrameReader<R> {
         let mut tag = [0u8];
         container::read_exact(&mut self.input, &mut tag, "frame")?;
         match tag[0] {
-            TAG_FRAME => Ok(Section::Frame(FrameHeader::read(
-                &mut self.input,
-                &self.limits,
-                &self.header.format,
-                self.header.mapping,
-            )?)),
+            TAG_FRAME => {
+                let fh = FrameHeader::read(&mut self.input, &self.limits, &self.header, self.next)?;
+                self.next = fh.index.wrapping_add(1);
+                Ok(Section::Frame(fh))
+            }
             TAG_END => Ok(Section::End(Trailer::read(&mut self.input)?)),
             t => Err(Error::Corrupt(format!("unknown section tag {t}"))),
         }

@@ -1,6 +1,6 @@
 //! Compression and decompression: the only module that knows every stage.
 //!
-//! [`compress`] (in `encode.rs`) and [`Decompressor`] (in `decode.rs`) are
+//! [`Encoder`] (in `encode.rs`) and [`Decoder`] (in `decode.rs`) are
 //! written as mirrors: each step of one has its inverse at the same place in
 //! the other. Both go frame by frame; `frames.rs` reads the container's
 //! sections for decompression and [`info`] alike, and `chunks.rs` is the one
@@ -12,8 +12,8 @@ mod encode;
 mod frames;
 mod info;
 
-pub use decode::Decompressor;
-pub use encode::compress;
+pub use decode::Decoder;
+pub use encode::{compress, Encoder};
 pub use frames::{FrameReader, Section};
 pub use info::{info, Info};
 
@@ -143,12 +143,12 @@ pub struct Stats {
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
 /// Counts bytes written so `Stats` can report the output size.
-struct Counted<'a, W: Write + ?Sized> {
-    w: &'a mut W,
+struct Counted<W: Write> {
+    w: W,
     n: u64,
 }
 
-impl<W: Write + ?Sized> Counted<'_, W> {
+impl<W: Write> Counted<W> {
     fn put(&mut self, b: &[u8]) -> Result<()> {
         self.n += b.len() as u64;
         self.w

@@ -6,7 +6,7 @@
 
 use lmic::model::tiny::{write_tiny_model, TinySpec};
 use lmic::model::{KvCache, Model, Row};
-use lmic::{DecodeOptions, Decompressor, Error, Options, Stats};
+use lmic::{DecodeOptions, Decoder, Error, Options, Stats};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -155,11 +155,7 @@ pub fn compress_with(m: &Model, wav: &[u8], o: &Options) -> Result<(Vec<u8>, Sta
 
 pub fn decompress_with(m: &Model, lmc: &[u8]) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
-    Decompressor::open(lmc, |_| Ok(m))?.decompress(
-        &mut out,
-        &DecodeOptions::default(),
-        &|_, _| {},
-    )?;
+    Decoder::open(lmc, &DecodeOptions::default(), |_| Ok(m))?.decompress(&mut out)?;
     Ok(out)
 }
 

@@ -15,7 +15,7 @@ use super::{installed, pcm, BenchOptions, BASELINES};
 use lmic::error::{Error, IoContext, Result};
 use lmic::model::Model;
 use lmic::wav::{self, SampleKind};
-use lmic::{DecodeOptions, Decompressor, Options};
+use lmic::{DecodeOptions, Decoder, Options};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -133,8 +133,8 @@ fn lmic(model: &Model, o: &BenchOptions, chunks: &[(u32, &[u8])]) -> Result<(u64
         let mut lmc = Vec::new();
         let st = lmic::compress(model, &mut &w[..], &mut lmc, &opts, &|_, _| {})?;
         let mut back = Vec::new();
-        let res = Decompressor::open(&lmc[..], |_| Ok(model))
-            .and_then(|d| d.decompress(&mut back, &DecodeOptions::default(), &|_, _| {}));
+        let res = Decoder::open(&lmc[..], &DecodeOptions::default(), |_| Ok(model))
+            .and_then(|d| d.decompress(&mut back));
         ok &= res.is_ok() && back == w;
         file += lmc.len() as u64;
         code += st.coded_bytes + st.verbatim_bytes + st.dropped_bytes;
