@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(out) = args.get(1) {
         std::fs::write(out, &lmc)?;
         // Decode from the file, streaming, as `lmic decompress` does.
-        let d = Decoder::open(
+        let mut d = Decoder::open(
             BufReader::new(File::open(out)?),
             &DecodeOptions::default(),
             |h| Model::load(&h.model_spec),

@@ -640,10 +640,18 @@ impl Trailer {
         o.seal();
     }
 
-    pub fn read<R: Read + ?Sized>(r: &mut R) -> Result<Trailer> {
+    /// Reads a trailer after its tag; the file header says how many
+    /// partial-frame bytes it holds (which also makes a trailer hard to
+    /// mistake for damaged bytes when salvaging).
+    pub fn read<R: Read + ?Sized>(r: &mut R, partial_len: usize) -> Result<Trailer> {
         let mut i = In::new(r, "trailer");
         i.crc.update(&[TAG_END]);
-        let partial = i.blob(256, "partial frame")?;
+        if i.u32()? as usize != partial_len {
+            return Err(Error::Corrupt(
+                "partial-frame bytes do not match the data size".into(),
+            ));
+        }
+        let partial = i.vec(partial_len)?;
         let wav_tail = i.blob(MAX_HEAD, "WAV tail")?;
         let mut sha256 = [0u8; 32];
         i.fill(&mut sha256)?;
@@ -779,7 +787,8 @@ mod tests {
             f
         );
         r.read_exact(&mut tag).unwrap();
-        assert_eq!(Trailer::read(&mut r).unwrap(), t);
+        assert!(Trailer::read(&mut &r[..], 2).is_err());
+        assert_eq!(Trailer::read(&mut r, 1).unwrap(), t);
         // Any flipped bit in the header is caught.
         for bit in 0..o.buf.len() * 8 {
             let mut b = o.buf.clone();

@@ -16,5 +16,5 @@ pub mod rng;
 pub mod tokens;
 pub mod wav;
 
-pub use codec::{compress, info, DecodeOptions, Decoder, Encoder, Info, Options, Stats};
+pub use codec::{compress, info, Damage, DecodeOptions, Decoder, Encoder, Info, Options, Stats};
 pub use error::{Error, Result};

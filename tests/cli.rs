@@ -319,6 +319,21 @@ fn broken_files_table() {
             ])
             .assert()
             .failure();
+        // `--salvage` still fails, but writes the timeline in full whenever
+        // the file header (format, model) survived.
+        lmic()
+            .args(["decompress", "--salvage", "--model", &model_arg()])
+            .arg(&f)
+            .arg(&out)
+            .assert()
+            .failure();
+        let header_ok = lmic::container::FileHeader::read(&mut &bytes[..]).is_ok();
+        if header_ok && name != "another model" {
+            assert_eq!(std::fs::read(&out).unwrap().len(), w.len(), "{name}");
+            std::fs::remove_file(&out).unwrap();
+        } else {
+            assert!(!out.exists(), "{name}");
+        }
     }
 }
 

@@ -119,6 +119,11 @@ pub enum Command {
         /// Decode and verify the checksum without writing anything.
         #[arg(short, long, conflicts_with_all = ["output", "stdout", "delete_input"])]
         test: bool,
+        /// Recover a damaged file: write every intact frame, silence of the
+        /// right length for each lost one, report the lost sample ranges on
+        /// stderr and exit non-zero.
+        #[arg(long, conflicts_with_all = ["test", "delete_input"])]
+        salvage: bool,
         #[command(flatten)]
         common: Common,
     },

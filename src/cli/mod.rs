@@ -99,6 +99,7 @@ where
             out,
             model,
             test,
+            salvage,
             common,
         } => {
             set_threads(common.threads)?;
@@ -107,7 +108,12 @@ where
             } else {
                 Direction::Decompress
             };
-            decompress_all(inputs, &out, dir, model.as_deref(), &common)?;
+            let opts = DecodeOptions {
+                device: common.device.clone(),
+                salvage,
+                ..DecodeOptions::default()
+            };
+            decompress_all(inputs, &out, dir, model.as_deref(), &common, &opts)?;
         }
         Command::Test {
             inputs,
@@ -120,7 +126,18 @@ where
                 stdout: false,
                 delete_input: false,
             };
-            decompress_all(inputs, &out, Direction::Test, model.as_deref(), &common)?;
+            let opts = DecodeOptions {
+                device: common.device.clone(),
+                ..DecodeOptions::default()
+            };
+            decompress_all(
+                inputs,
+                &out,
+                Direction::Test,
+                model.as_deref(),
+                &common,
+                &opts,
+            )?;
         }
         Command::Info { input } => {
             print!("{}", lmic::info(open_input(&input)?)?);
@@ -293,12 +310,9 @@ fn decompress_all(
     dir: Direction,
     model: Option<&str>,
     common: &Common,
+    opts: &DecodeOptions,
 ) -> anyhow::Result<()> {
     let jobs = files::plan(inputs, out, dir)?;
-    let opts = DecodeOptions {
-        device: common.device.clone(),
-        ..DecodeOptions::default()
-    };
     // Files naming the same model share one load.
     let mut models: Vec<(String, std::rc::Rc<Model>)> = vec![];
     files::run_all(jobs, dir, common.quiet, |input, target| {
@@ -310,7 +324,7 @@ fn decompress_all(
                 bar.set_position(d)
             }
         };
-        let d = Decoder::open(open_input(input)?, &opts, |h| {
+        let mut d = Decoder::open(open_input(input)?, opts, |h| {
             let spec = model.unwrap_or(&h.model_spec).to_string();
             if let Some((_, m)) = models.iter().find(|(s, _)| *s == spec) {
                 return Ok(m.clone());
@@ -338,6 +352,10 @@ fn decompress_all(
                 st
             }
         };
+        let damage = d.damage();
+        if !damage.is_empty() {
+            return Err(salvage_report(input, d.header(), damage));
+        }
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -351,6 +369,36 @@ fn decompress_all(
             wall_seconds: t0.elapsed().as_secs_f64(),
         })
     })
+}
+
+/// Prints what `--salvage` lost, one line each, and gives the error that
+/// makes the exit status non-zero (the output is kept).
+fn salvage_report(input: &Path, h: &lmic::container::FileHeader, d: &lmic::Damage) -> Error {
+    let rate = h.format.sample_rate.max(1) as f64;
+    for e in &d.errors {
+        eprintln!("lmic: {}: damage: {e}", input.display());
+    }
+    for r in &d.lost {
+        eprintln!(
+            "lmic: {}: lost sample frames {}..{} ({:.3} s to {:.3} s), written as silence",
+            input.display(),
+            r.start,
+            r.end,
+            r.start as f64 / rate,
+            r.end as f64 / rate
+        );
+    }
+    if d.tail_lost {
+        eprintln!(
+            "lmic: {}: the trailer is lost: the bytes after the sample data are missing and nothing was verified",
+            input.display()
+        );
+    }
+    let lost: u64 = d.lost.iter().map(|r| r.end - r.start).sum();
+    let frames = h.data_len / h.format.block_align().max(1) as u64;
+    Error::Corrupt(format!(
+        "salvaged with damage: {lost} of {frames} sample frames lost; every intact frame was written"
+    ))
 }
 
 fn set_threads(n: Option<usize>) -> Result<()> {

@@ -65,6 +65,8 @@ pub struct Decoder<'p, R: Read, M: Borrow<Model>> {
     pending: Vec<u8>,
     pos: usize,
     state: State,
+    salvage: bool,
+    damage: Damage,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -109,6 +111,8 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             pending: Vec::new(),
             pos: 0,
             state: State::Start,
+            salvage: opts.salvage,
+            damage: Damage::default(),
         })
     }
 
@@ -133,7 +137,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
 
     /// Decodes everything into `output`. On any error the bytes already
     /// written must be discarded.
-    pub fn decompress<W: Write + ?Sized>(mut self, output: &mut W) -> Result<Stats> {
+    pub fn decompress<W: Write + ?Sized>(&mut self, output: &mut W) -> Result<Stats> {
         while self.fill()? {
             output
                 .write_all(&self.pending[self.pos..])
@@ -141,7 +145,12 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             self.stats.output_bytes += (self.pending.len() - self.pos) as u64;
             self.pos = self.pending.len();
         }
-        Ok(self.stats)
+        Ok(self.stats.clone())
+    }
+
+    /// With [`DecodeOptions::salvage`]: what was lost (empty if nothing).
+    pub fn damage(&self) -> &Damage {
+        &self.damage
     }
 
     /// Makes the next decoded bytes pending; false at the end.
@@ -156,9 +165,9 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
     fn next_piece(&mut self) -> Result<bool> {
         self.pos = 0;
         self.pending.clear();
-        let h = self.frames.header();
         match self.state {
             State::Start => {
+                let h = self.frames.header();
                 self.pending.extend_from_slice(&h.wav_head);
                 self.sha.update(&h.wav_head);
                 self.stats.audio_seconds = seconds(h);
@@ -169,68 +178,193 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             State::Done => return Ok(false),
             State::Failed => return Err(Error::Usage("the decoder failed earlier".into())),
         }
-        let fh = match self.frames.next_section()? {
-            Section::Frame(fh) => fh,
-            Section::End(t) => {
-                let h = self.frames.header();
-                if self.done != self.whole {
-                    return Err(Error::Corrupt(format!(
-                        "{} bytes of sample data decoded, the header declares {}",
-                        self.done, self.whole
-                    )));
+        if !self.salvage {
+            match self.frames.next_section()? {
+                Section::Frame(fh) => {
+                    let expected = self.done / self.frame_bytes;
+                    if fh.index as u64 != expected {
+                        return Err(Error::Corrupt(format!(
+                            "frame {} where frame {expected} belongs",
+                            fh.index
+                        )));
+                    }
+                    let bytes = self.frame(&fh)?;
+                    self.put(bytes);
                 }
-                if t.partial.len() as u64 != h.data_len - self.whole {
-                    return Err(Error::Corrupt(
-                        "partial-frame bytes do not match the data size".into(),
-                    ));
+                Section::End(t) => {
+                    if self.done != self.whole {
+                        return Err(Error::Corrupt(format!(
+                            "{} bytes of sample data decoded, the header declares {}",
+                            self.done, self.whole
+                        )));
+                    }
+                    self.end(&t.partial, &t.wav_tail, &t.sha256)?;
                 }
-                self.sha.update(&t.partial);
-                self.sha.update(&t.wav_tail);
-                let actual: [u8; 32] = std::mem::take(&mut self.sha).finalize().into();
-                if actual != t.sha256 {
-                    return Err(Error::Checksum {
-                        expected: hex(&t.sha256),
-                        actual: hex(&actual),
-                    });
-                }
-                self.pending.extend_from_slice(&t.partial);
-                self.pending.extend_from_slice(&t.wav_tail);
-                self.state = State::Done;
-                return Ok(true);
             }
-        };
-        let expected = self.done / self.frame_bytes;
-        if fh.index as u64 != expected {
-            return Err(Error::Corrupt(format!(
-                "frame {} where frame {expected} belongs",
-                fh.index
-            )));
+            return Ok(true);
         }
-        let body = self.frames.body(&fh)?;
+        // Salvaging: a section that fails is skipped by looking for the
+        // next one that parses and passes its checksums, one byte further
+        // each time; a frame's index says where it belongs.
+        let mut failed = false;
+        loop {
+            self.frames.mark();
+            let r = match self.frames.next_section() {
+                Ok(Section::Frame(fh)) => self.salvage_frame(&fh),
+                Ok(Section::End(t)) => {
+                    self.lose_rest();
+                    let all = self.damage.is_empty();
+                    if let Err(e) = self.end(&t.partial, &t.wav_tail, &t.sha256) {
+                        if all {
+                            self.damage.errors.push(e.to_string());
+                        }
+                    }
+                    return Ok(true);
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(()) => return Ok(true),
+                Err(e) => {
+                    if !failed {
+                        self.damage.errors.push(e.to_string());
+                        failed = true;
+                    }
+                    if self.frames.at_end()? {
+                        // No trailer: the rest of the samples is silence,
+                        // the bytes after the sample data are gone.
+                        self.lose_rest();
+                        let f = self.frames.header().format;
+                        let partial =
+                            silence(&f, (self.frames.header().data_len - self.whole) as usize);
+                        self.pending.extend_from_slice(&partial);
+                        self.damage.tail_lost = true;
+                        self.state = State::Done;
+                        return Ok(true);
+                    }
+                    self.frames.resync();
+                }
+            }
+        }
+    }
+
+    /// A frame's payloads decoded to WAV sample bytes.
+    fn frame(&mut self, fh: &FrameHeader) -> Result<Vec<u8>> {
+        let body = self.frames.body(fh)?;
         let h = self.frames.header();
         let model = self.model.borrow();
         let bytes = decode_frame(
             model,
             &self.backend,
             h,
-            &fh,
+            fh,
             body,
             self.sched,
             &mut self.stats,
         )?;
-        self.done += bytes.len() as u64;
-        if self.done > self.whole {
+        if self.done + bytes.len() as u64 > self.whole {
             return Err(Error::Corrupt(
                 "more sample data than the header declares".into(),
             ));
         }
-        self.sha.update(&bytes);
-        self.pending = bytes;
-        if let Some(p) = self.progress {
-            p(self.done, h.data_len);
-        }
-        Ok(true)
+        Ok(bytes)
     }
+
+    /// Appends decoded (or silent) sample bytes to what is pending.
+    fn put(&mut self, bytes: Vec<u8>) {
+        self.done += bytes.len() as u64;
+        self.sha.update(&bytes);
+        if self.pending.is_empty() {
+            self.pending = bytes;
+        } else {
+            self.pending.extend_from_slice(&bytes);
+        }
+        if let Some(p) = self.progress {
+            p(self.done, self.frames.header().data_len);
+        }
+    }
+
+    /// The partial frame and the bytes after the sample data, once the
+    /// original's sha256 matches.
+    fn end(&mut self, partial: &[u8], tail: &[u8], sha256: &[u8; 32]) -> Result<()> {
+        self.sha.update(partial);
+        self.sha.update(tail);
+        let actual: [u8; 32] = std::mem::take(&mut self.sha).finalize().into();
+        self.state = State::Done;
+        self.pending.extend_from_slice(partial);
+        self.pending.extend_from_slice(tail);
+        if actual != *sha256 {
+            if !self.salvage {
+                self.pending.clear();
+            }
+            return Err(Error::Checksum {
+                expected: hex(sha256),
+                actual: hex(&actual),
+            });
+        }
+        Ok(())
+    }
+
+    /// A frame found while salvaging: silence for the frames lost before
+    /// it, then its samples.
+    fn salvage_frame(&mut self, fh: &FrameHeader) -> Result<()> {
+        let expected = self.done / self.frame_bytes;
+        let frames = self.whole.div_ceil(self.frame_bytes);
+        let block = self.frames.header().format.block_align() as u64;
+        let index = fh.index as u64;
+        let start = index * self.frame_bytes;
+        let len = self.frame_bytes.min(self.whole.saturating_sub(start));
+        if index < expected || index >= frames || fh.sample_frames as u64 * block != len {
+            return Err(Error::Corrupt(format!("frame {index} out of place")));
+        }
+        let bytes = self.frame(fh)?;
+        self.lose_until(start);
+        self.put(bytes);
+        Ok(())
+    }
+
+    /// Silence up to byte `to` of the sample data, recorded as lost.
+    fn lose_until(&mut self, to: u64) {
+        if to > self.done {
+            let f = self.frames.header().format;
+            let block = f.block_align() as u64;
+            self.damage.lost.push(self.done / block..to / block);
+            let quiet = silence(&f, (to - self.done) as usize);
+            self.put(quiet);
+        }
+    }
+
+    fn lose_rest(&mut self) {
+        self.lose_until(self.whole);
+    }
+}
+
+/// What `--salvage` could not recover from a damaged file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Damage {
+    /// Sample frames (one sample per channel) written as silence, in order.
+    pub lost: Vec<std::ops::Range<u64>>,
+    /// The trailer was lost: the bytes after the sample data (chunks such as
+    /// `LIST`) are missing from the output, and nothing could be verified.
+    pub tail_lost: bool,
+    /// The first error of each damaged region, and a checksum mismatch.
+    pub errors: Vec<String>,
+}
+
+impl Damage {
+    pub fn is_empty(&self) -> bool {
+        self.lost.is_empty() && !self.tail_lost && self.errors.is_empty()
+    }
+}
+
+/// `n` bytes of digital silence in this format (8-bit PCM is unsigned).
+fn silence(f: &crate::wav::Format, n: usize) -> Vec<u8> {
+    let zero = if f.kind == crate::wav::SampleKind::Unsigned {
+        0x80
+    } else {
+        0
+    };
+    vec![zero; n]
 }
 
 impl<R: Read, M: Borrow<Model>> Read for Decoder<'_, R, M> {

@@ -49,7 +49,13 @@ pub struct FrameReader<R: Read> {
 impl<R: Read> FrameReader<R> {
     /// Reads and checks the file header.
     pub fn open(input: R) -> Result<Self> {
-        let mut input = Counting { r: input, n: 0 };
+        let mut input = Counting {
+            r: input,
+            n: 0,
+            since_mark: None,
+            replay: Vec::new(),
+            at: 0,
+        };
         let header = FileHeader::read(&mut input)?;
         let limits = FrameLimits {
             sample_frames: frame_len(&header)? as u32,
@@ -73,6 +79,44 @@ impl<R: Read> FrameReader<R> {
         self.input.n
     }
 
+    /// For salvaging: remembers this place (the start of a section) and
+    /// keeps what is read from here on, so [`resync`](Self::resync) can look
+    /// for a section one byte further.
+    pub fn mark(&mut self) {
+        self.input.since_mark = Some(Vec::new());
+    }
+
+    /// Goes back to one byte after the last [`mark`](Self::mark), marked
+    /// again there: the bytes read since are read again.
+    pub fn resync(&mut self) {
+        let seen = self.input.since_mark.take().unwrap_or_default();
+        let mut replay = seen.get(1..).unwrap_or_default().to_vec();
+        replay.extend_from_slice(&self.input.replay[self.input.at..]);
+        self.input.replay = replay;
+        self.input.at = 0;
+        self.input.since_mark = Some(Vec::new());
+    }
+
+    /// Whether nothing is left after the byte at the last mark: not even
+    /// what a [`resync`](Self::resync) would read again.
+    pub fn at_end(&mut self) -> Result<bool> {
+        let seen = self.input.since_mark.as_ref().map_or(0, Vec::len);
+        if seen > 1 || self.input.at < self.input.replay.len() {
+            return Ok(false);
+        }
+        let mut b = [0u8];
+        let got = crate::io::read_full(&mut self.input.r, &mut b, ".lmc")?;
+        self.input.replay = b[..got].to_vec();
+        self.input.at = 0;
+        Ok(got == 0)
+    }
+
+    /// Whether frames carry their index (version 4 on); in older files
+    /// frames are numbered as they are read.
+    pub fn indexed(&self) -> bool {
+        self.header.version >= 4
+    }
+
     /// The next frame header, or the trailer.
     pub fn next_section(&mut self) -> Result<Section> {
         let mut tag = [0u8];
@@ -83,7 +127,14 @@ impl<R: Read> FrameReader<R> {
                 self.next = fh.index.wrapping_add(1);
                 Ok(Section::Frame(fh))
             }
-            TAG_END => Ok(Section::End(Trailer::read(&mut self.input)?)),
+            TAG_END => {
+                let f = &self.header.format;
+                let partial = self.header.data_len % f.block_align() as u64;
+                Ok(Section::End(Trailer::read(
+                    &mut self.input,
+                    partial as usize,
+                )?))
+            }
             t => Err(Error::Corrupt(format!("unknown section tag {t}"))),
         }
     }
@@ -160,15 +211,30 @@ impl<R: Read> FrameReader<R> {
     }
 }
 
-/// Counts what is read, so sizes need no re-serialising.
+/// Counts what is read, so sizes need no re-serialising; when salvaging
+/// it also keeps what was read since a mark and reads it again after a
+/// resync.
 struct Counting<R: Read> {
     r: R,
     n: u64,
+    since_mark: Option<Vec<u8>>,
+    replay: Vec<u8>,
+    at: usize,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.r.read(buf)?;
+        let k = if self.at < self.replay.len() {
+            let k = buf.len().min(self.replay.len() - self.at);
+            buf[..k].copy_from_slice(&self.replay[self.at..self.at + k]);
+            self.at += k;
+            k
+        } else {
+            self.r.read(buf)?
+        };
+        if let Some(seen) = &mut self.since_mark {
+            seen.extend_from_slice(&buf[..k]);
+        }
         self.n += k as u64;
         Ok(k)
     }

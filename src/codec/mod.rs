@@ -12,7 +12,7 @@ mod encode;
 mod frames;
 mod info;
 
-pub use decode::Decoder;
+pub use decode::{Damage, Decoder};
 pub use encode::{compress, Encoder};
 pub use frames::{FrameReader, Section};
 pub use info::{info, Info};
@@ -89,6 +89,12 @@ pub struct DecodeOptions {
     /// Files made on a device decode only on that device family; this picks
     /// the CUDA ordinal.
     pub device: DeviceSpec,
+    /// Write every intact frame of a damaged file, silence of the right
+    /// length for a lost one, and report the damage
+    /// ([`Decoder::damage`]) instead of failing: for recovering archives.
+    /// Frames are independent, so only the damaged ones are lost; the file
+    /// header must be intact (it names the model and the format).
+    pub salvage: bool,
 }
 
 impl Default for DecodeOptions {
@@ -98,6 +104,7 @@ impl Default for DecodeOptions {
             // than one group spread op by op over the cores.
             decode_group: 4,
             device: DeviceSpec::Cpu,
+            salvage: false,
         }
     }
 }

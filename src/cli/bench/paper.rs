@@ -134,7 +134,7 @@ fn lmic(model: &Model, o: &BenchOptions, chunks: &[(u32, &[u8])]) -> Result<(u64
         let st = lmic::compress(model, &mut &w[..], &mut lmc, &opts, &|_, _| {})?;
         let mut back = Vec::new();
         let res = Decoder::open(&lmc[..], &DecodeOptions::default(), |_| Ok(model))
-            .and_then(|d| d.decompress(&mut back));
+            .and_then(|mut d| d.decompress(&mut back));
         ok &= res.is_ok() && back == w;
         file += lmc.len() as u64;
         code += st.coded_bytes + st.verbatim_bytes + st.dropped_bytes;
