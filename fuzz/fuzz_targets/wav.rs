@@ -1,5 +1,6 @@
-//! The WAV reader on arbitrary bytes, and the exactness of the sample-code
-//! conversion on whatever sample data follows a header it accepts.
+//! The container reader (WAV, RF64/BW64, Wave64, AIFF, AIFF-C) on arbitrary
+//! bytes, and the exactness of the sample-code conversion on whatever sample
+//! data follows a header it accepts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use lmic::wav;
@@ -9,6 +10,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(h) = wav::read_header(&mut r) else {
         return;
     };
+    // The head alone says which container it is, and parses again to itself.
+    assert_eq!(wav::Container::of_head(&h.head), Some(h.container));
+    let _ = wav::check_size(&h.head, data.len() as u64);
     let f = h.format;
     let block = f.block_align();
     assert!(

@@ -519,7 +519,7 @@ pub fn train(o: &TrainOptions, log: &dyn Fn(&str)) -> Result<()> {
         for f in fs {
             let c = read_clip(f)?;
             // Float samples map to order-preserving codes, not amplitudes.
-            if c.format.kind == SampleKind::Float || c.codes.is_empty() {
+            if c.format.kind.is_float() || c.codes.is_empty() {
                 log(&format!("skipping {} (float or empty)", c.name));
                 continue;
             }

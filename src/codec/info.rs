@@ -68,11 +68,7 @@ impl std::fmt::Display for Info {
         let f = h.format;
         let samples = h.data_len / f.bytes as u64;
         let secs = samples as f64 / f.channels as f64 / f.sample_rate.max(1) as f64;
-        let kind = match f.kind {
-            crate::wav::SampleKind::Unsigned => "unsigned",
-            crate::wav::SampleKind::Signed => "signed",
-            crate::wav::SampleKind::Float => "float",
-        };
+        let kind = f.kind.name();
         write!(
             out,
             "format:          lmic .lmc, {} mapping\n\

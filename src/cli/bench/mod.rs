@@ -55,7 +55,7 @@ pub(crate) struct Codec<'a> {
 impl Codec<'_> {
     /// Whether it takes this format; files it does not are not its failures.
     fn accepts(&self, f: &lmic::wav::Format) -> bool {
-        f.bits() <= self.max_bits && (self.max_bits == 32 || f.kind != lmic::wav::SampleKind::Float)
+        f.bits() <= self.max_bits && (self.max_bits == 32 || !f.kind.is_float())
     }
 }
 

@@ -48,7 +48,7 @@ fn reduce(path: &Path) -> Result<Option<Stream>> {
     let data = std::fs::read(path).ctx(|| format!("reading {}", path.display()))?;
     let mut r = &data[..];
     let h = wav::read_header(&mut r).map_err(|e| e.in_file(path))?;
-    if h.format.kind == SampleKind::Float {
+    if SampleKind::is_float(h.format.kind) {
         return Ok(None);
     }
     let f = h.format;
