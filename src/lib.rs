@@ -3,6 +3,13 @@
 //! Pipeline order: [`wav`] → [`mapping`] → [`tokens`] → [`model`] → [`probs`]
 //! → [`coder`] → [`container`]; [`codec`] ties them together and is the
 //! only module that knows them all (see ARCHITECTURE.md).
+//!
+//! The streaming types [`Encoder`] (a `Write`) and [`Decoder`] (a `Read`)
+//! are the API, as in the `zstd` and `flate2` crates; [`compress`] and
+//! [`Decoder::decompress`] are shortcuts for whole streams. The README's
+//! example, run as a doctest:
+//!
+#![doc = include_str!("../docs/library.md")]
 
 pub mod codec;
 pub mod coder;

@@ -681,3 +681,38 @@ fn completions_and_man_page() {
     );
     lmic().args(["completions", "nosh"]).assert().failure();
 }
+
+/// Default names follow the container: `take.aiff` → `take.lmc` → `take.aiff`
+/// again (the header says AIFF), `take.w64` → `.w64`; a `.lmc` made from a
+/// WAV gives `.wav`.
+#[test]
+fn default_names_follow_the_container() {
+    let d = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/v4-cascade-audio-v3-aiff16.lmc");
+    let take = d.path().join("take.lmc");
+    std::fs::copy(&fixture, &take).unwrap();
+    lmic().args(["decompress", "-q"]).arg(&take).assert().success();
+    let aiff = d.path().join("take.aiff");
+    assert_eq!(&std::fs::read(&aiff).unwrap()[..4], b"FORM");
+    std::fs::remove_file(&take).unwrap();
+    lmic()
+        .args(["compress", "-q", "--model", &model_arg()])
+        .arg(&aiff)
+        .assert()
+        .success();
+    assert!(take.exists(), "take.aiff compresses to take.lmc");
+    let w = d.path().join("w.wav");
+    std::fs::write(&w, Wav::pcm(1, 16, 100, 1).bytes()).unwrap();
+    lmic()
+        .args(["compress", "-q", "--delete-input", "--model", &model_arg()])
+        .arg(&w)
+        .assert()
+        .success();
+    lmic()
+        .args(["decompress", "-q", "--model", &model_arg()])
+        .arg(d.path().join("w.lmc"))
+        .assert()
+        .success();
+    assert!(w.exists());
+}

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     File(PathBuf),
+    /// Decompression's default: the input less `.lmc`, plus the extension
+    /// of the container the file holds (`.wav`, `.aiff`, `.w64`...), which
+    /// only its header says.
+    Beside(PathBuf),
     Stdout,
     /// Decode and verify only (`lmic test`).
     Nothing,
@@ -22,36 +26,49 @@ pub enum Direction {
     Test,
 }
 
-impl Direction {
-    /// The suffix of this direction's outputs and the one its inputs drop.
-    fn suffixes(self) -> (&'static str, &'static str) {
+impl Target {
+    /// A [`Target::Beside`] made a file name with the extension of the
+    /// container the `.lmc` holds (`wav_head` is its stored head).
+    pub fn resolved(&self, wav_head: &[u8]) -> Target {
         match self {
-            Direction::Compress => ("lmc", "wav"),
-            _ => ("wav", "lmc"),
+            Target::Beside(stem) => {
+                let ext = lmic::wav::Container::of_head(wav_head).map_or("wav", |c| c.extension());
+                let mut name = stem.as_os_str().to_owned();
+                name.push(".");
+                name.push(ext);
+                Target::File(PathBuf::from(name))
+            }
+            t => t.clone(),
         }
     }
 }
 
-/// The output beside `input`: `a.wav` → `a.lmc` (any other name gets
-/// `.lmc` appended), `x.lmc` → `x.wav` (other names are refused, as gzip
-/// refuses an unknown suffix, rather than guessed).
-pub fn default_output(input: &Path, dir: Direction) -> Result<PathBuf> {
-    let (to, from) = dir.suffixes();
-    let has = |e: &str| {
-        input
-            .extension()
-            .and_then(|x| x.to_str())
-            .is_some_and(|x| x.eq_ignore_ascii_case(e))
-    };
-    if has(from) {
-        return Ok(input.with_extension(to));
-    }
+/// Audio names compression replaces by `.lmc` (flac's habit); decompression
+/// brings back the container's own.
+const AUDIO_EXTENSIONS: [&str; 9] = [
+    "wav", "wave", "bwf", "rf64", "w64", "aif", "aiff", "aifc", "afc",
+];
+
+/// The output beside `input`: `a.wav` (or `.aiff`, `.w64`, ...) → `a.lmc`,
+/// any other name gets `.lmc` appended; `x.lmc` → `x` plus the container's
+/// extension, once known (other names are refused, as gzip refuses an
+/// unknown suffix, rather than guessed).
+pub fn default_output(input: &Path, dir: Direction) -> Result<Target> {
+    let ext = input
+        .extension()
+        .and_then(|x| x.to_str())
+        .map(str::to_ascii_lowercase);
+    let ext = ext.as_deref();
     match dir {
+        Direction::Compress if ext.is_some_and(|e| AUDIO_EXTENSIONS.contains(&e)) => {
+            Ok(Target::File(input.with_extension("lmc")))
+        }
         Direction::Compress => {
             let mut name = input.as_os_str().to_owned();
             name.push(".lmc");
-            Ok(PathBuf::from(name))
+            Ok(Target::File(PathBuf::from(name)))
         }
+        _ if ext == Some("lmc") => Ok(Target::Beside(input.with_extension(""))),
         _ => Err(Error::Usage(format!(
             "{}: not named .lmc, so no output name can be derived (use -o OUT)",
             input.display()
@@ -118,7 +135,7 @@ pub fn plan(
                 (Some(t), _) => t.clone(),
                 // Reading stdin writes stdout, as zstd and xz do.
                 (None, _) if is_std(&i) => Target::Stdout,
-                (None, _) => Target::File(default_output(&i, dir)?),
+                (None, _) => default_output(&i, dir)?,
             };
             Ok((i, t))
         })
@@ -214,16 +231,32 @@ mod tests {
     #[test]
     fn names_and_plans() {
         use Direction::*;
+        let file = |s: &str| Target::File(p(s));
         assert_eq!(
             default_output(&p("d/a.wav"), Compress).unwrap(),
-            p("d/a.lmc")
+            file("d/a.lmc")
         );
-        assert_eq!(default_output(&p("a.WAV"), Compress).unwrap(), p("a.lmc"));
         assert_eq!(
-            default_output(&p("a.rf64"), Compress).unwrap(),
-            p("a.rf64.lmc")
+            default_output(&p("a.WAV"), Compress).unwrap(),
+            file("a.lmc")
         );
-        assert_eq!(default_output(&p("x.lmc"), Decompress).unwrap(), p("x.wav"));
+        for e in ["rf64", "w64", "aiff", "AIF", "aifc"] {
+            let a = p(&format!("a.{e}"));
+            assert_eq!(default_output(&a, Compress).unwrap(), file("a.lmc"));
+        }
+        assert_eq!(
+            default_output(&p("a.flac"), Compress).unwrap(),
+            file("a.flac.lmc")
+        );
+        let beside = default_output(&p("d/x.take1.lmc"), Decompress).unwrap();
+        assert_eq!(beside, Target::Beside(p("d/x.take1")));
+        assert_eq!(beside.resolved(b"RIFF\0\0\0\0WAVE"), file("d/x.take1.wav"));
+        assert_eq!(beside.resolved(b"FORM\0\0\0\0AIFF"), file("d/x.take1.aiff"));
+        assert_eq!(beside.resolved(b"FORM\0\0\0\0AIFC"), file("d/x.take1.aifc"));
+        assert_eq!(
+            beside.resolved(b"RF64\xff\xff\xff\xffWAVE"),
+            file("d/x.take1.wav")
+        );
         assert!(default_output(&p("x.bin"), Decompress).is_err());
         let many = plan(
             vec![p("a.wav"), p("b.wav"), p("c.wav")],
@@ -255,7 +288,13 @@ mod tests {
         );
         assert_eq!(legacy.unwrap(), [(p("x.lmc"), Target::File(p("back.wav")))]);
         let two = plan(vec![p("x.lmc"), p("y.lmc")], &outs(None, false), Decompress);
-        assert_eq!(two.unwrap().len(), 2);
+        assert_eq!(
+            two.unwrap(),
+            [
+                (p("x.lmc"), Target::Beside(p("x"))),
+                (p("y.lmc"), Target::Beside(p("y")))
+            ]
+        );
         let pipe = plan(vec![p("-"), p("-")], &outs(None, false), Compress);
         assert_eq!(pipe.unwrap(), [(p("-"), Target::Stdout)]);
         assert_eq!(

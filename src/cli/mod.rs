@@ -344,7 +344,7 @@ fn decompress_all(
         let stats = match target {
             Target::Nothing => d.decompress(&mut io::sink())?,
             t => {
-                let sink = Sink::for_target(t, common.force)?;
+                let sink = Sink::for_target(&t.resolved(&d.header().wav_head), common.force)?;
                 let mut w = sink.writer();
                 let st = d.decompress(&mut w)?;
                 drop(w);

@@ -113,11 +113,13 @@ impl Sink {
         })
     }
 
-    /// The sink for a planned target (never `Target::Nothing`).
+    /// The sink for a planned target (never `Target::Nothing`; a
+    /// `Target::Beside` is resolved once the file's header is read).
     pub fn for_target(t: &super::files::Target, force: bool) -> Result<Sink> {
         match t {
             super::files::Target::File(p) => Sink::create(p, force),
-            _ => Ok(Sink::Stdout),
+            super::files::Target::Stdout => Ok(Sink::Stdout),
+            t => unreachable!("a sink for {t:?}: resolved before"),
         }
     }
 

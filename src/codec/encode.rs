@@ -18,9 +18,6 @@ use crate::wav::{self, Parsed};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
 
-/// What a WAV file may hold after its sample data (chunks such as `LIST`).
-const MAX_TAIL: usize = 64 << 20;
-
 /// Compresses a WAV stream written into it, one frame at a time, into an
 /// `.lmc` stream: the streaming encoder, like `zstd::Encoder` or
 /// `flate2::write::GzEncoder`. Memory stays at one frame whatever the input's
@@ -200,8 +197,8 @@ impl<'a, W: Write> Encoder<'a, W> {
                 bytes = &bytes[k..];
                 continue;
             }
-            if b.tail.len() + bytes.len() > MAX_TAIL {
-                return Err(Error::Wav("more than 64 MiB after the data chunk".into()));
+            if b.tail.len() + bytes.len() > wav::MAX_TAIL {
+                return Err(wav::tail_too_long());
             }
             b.tail.extend_from_slice(bytes);
             bytes = &[];
@@ -272,9 +269,7 @@ impl<'a, W: Write> Encoder<'a, W> {
         let b = match std::mem::replace(&mut self.state, State::Failed) {
             State::Head { buf, .. } => {
                 return Err(match wav::parse_header(&buf)? {
-                    Parsed::Need { bytes, what } => {
-                        Error::Wav(format!("truncated {what} ({} of {bytes} bytes)", buf.len()))
-                    }
+                    Parsed::Need { bytes, what } => wav::truncated(&what, buf.len(), bytes),
                     Parsed::Header(_) => unreachable!("push parses every complete header"),
                 })
             }
@@ -291,7 +286,7 @@ impl<'a, W: Write> Encoder<'a, W> {
         self.sha.update(&b.partial);
         self.sha.update(&b.tail);
         let total = b.h.wav_head.len() as u64 + b.h.data_len + b.tail.len() as u64;
-        wav::check_riff_size(&b.h.wav_head, total)?;
+        wav::check_size(&b.h.wav_head, total)?;
         let t = Trailer {
             partial: b.partial,
             wav_tail: b.tail,

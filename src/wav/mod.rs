@@ -301,11 +301,7 @@ pub fn read_header<R: Read>(r: &mut R) -> Result<Header> {
                 buf.resize(bytes, 0);
                 let got = crate::io::read_full(r, &mut buf[start..], "WAV")?;
                 if got < bytes - start {
-                    return Err(Error::Wav(format!(
-                        "truncated {what} ({} of {} bytes)",
-                        start + got,
-                        bytes
-                    )));
+                    return Err(truncated(&what, start + got, bytes));
                 }
             }
         }
@@ -335,19 +331,28 @@ pub fn check_size(head: &[u8], total_len: u64) -> Result<()> {
     Ok(())
 }
 
-/// The former name of [`check_size`], while callers move over.
-pub fn check_riff_size(head: &[u8], total_len: u64) -> Result<()> {
-    check_size(head, total_len)
+/// What a file may hold after its sample data (chunks such as `LIST`).
+pub const MAX_TAIL: usize = MAX_HEAD;
+
+/// The error for a header that ended after `got` of the `need` bytes
+/// [`Parsed::Need`] asked for.
+pub fn truncated(what: &str, got: usize, need: usize) -> Error {
+    Error::Wav(format!("truncated {what} ({got} of {need} bytes)"))
+}
+
+/// The error for more than [`MAX_TAIL`] bytes after the sample data.
+pub fn tail_too_long() -> Error {
+    Error::Wav("more than 64 MiB after the data chunk".into())
 }
 
 /// Reads the rest of the input (trailing chunks after the data).
 pub fn read_tail<R: Read>(r: &mut R) -> Result<Vec<u8>> {
     let mut tail = Vec::new();
-    r.take(MAX_HEAD as u64 + 1)
+    r.take(MAX_TAIL as u64 + 1)
         .read_to_end(&mut tail)
         .ctx(|| "reading WAV".into())?;
-    if tail.len() > MAX_HEAD {
-        return Err(Error::Wav("more than 64 MiB after the data chunk".into()));
+    if tail.len() > MAX_TAIL {
+        return Err(tail_too_long());
     }
     Ok(tail)
 }
