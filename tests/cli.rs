@@ -692,7 +692,11 @@ fn default_names_follow_the_container() {
         .join("tests/data/v4-cascade-audio-v3-aiff16.lmc");
     let take = d.path().join("take.lmc");
     std::fs::copy(&fixture, &take).unwrap();
-    lmic().args(["decompress", "-q"]).arg(&take).assert().success();
+    lmic()
+        .args(["decompress", "-q"])
+        .arg(&take)
+        .assert()
+        .success();
     let aiff = d.path().join("take.aiff");
     assert_eq!(&std::fs::read(&aiff).unwrap()[..4], b"FORM");
     std::fs::remove_file(&take).unwrap();
