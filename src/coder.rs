@@ -14,6 +14,7 @@ const TOP: u32 = 1 << 24;
 /// A valid stream is read exactly to its unshortened length, never further.
 const IMPLIED_ZEROS: usize = 8;
 
+/// Range encoder: intervals in, bytes out ([`finish`](Self::finish)).
 pub struct Encoder {
     low: u64,
     range: u32,
@@ -31,6 +32,7 @@ impl Default for Encoder {
 }
 
 impl Encoder {
+    /// An encoder with nothing coded yet.
     pub fn new() -> Self {
         Encoder {
             low: 0,
@@ -98,6 +100,8 @@ impl Encoder {
         self.low = (self.low & 0x00FF_FFFF) << 8;
     }
 
+    /// Flushes the state and gives the coded bytes, trailing zeros left
+    /// out (the [`Decoder`] supplies them).
     pub fn finish(mut self) -> Vec<u8> {
         // Any value in [low, low + range) decodes the same symbols. Take the
         // one with the most zero low bytes: the decoder reads zeros past the
@@ -129,6 +133,8 @@ impl Encoder {
     }
 }
 
+/// The mirror of [`Encoder`]: reads the intervals back from its bytes.
+/// Past the end of the input it reads zeros.
 pub struct Decoder<'a> {
     code: u32,
     range: u32,
@@ -139,6 +145,7 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
+    /// A decoder at the start of `input` (what [`Encoder::finish`] gave).
     pub fn new(input: &'a [u8]) -> Self {
         let mut d = Decoder {
             code: 0,
@@ -170,6 +177,8 @@ impl<'a> Decoder<'a> {
         (self.code / self.r).min(total - 1)
     }
 
+    /// Removes the symbol `[cum, cum + freq)` found from
+    /// [`target`](Self::target) (of the same total).
     #[inline]
     pub fn consume(&mut self, cum: u32, freq: u32) {
         self.code = self.code.wrapping_sub(self.r.wrapping_mul(cum));
@@ -184,6 +193,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// The mirror of [`Encoder::encode_uniform`]: a value in `[0, n)`.
     pub fn decode_uniform(&mut self, n: u32) -> u32 {
         let mut digits = Vec::new();
         let mut m = n;
@@ -278,6 +288,7 @@ pub fn encode_dropped(values: &[u32], bits: u32) -> Vec<u8> {
     enc.finish()
 }
 
+/// The mirror of [`encode_dropped`]: `count` values of `bits` each.
 pub fn decode_dropped(data: &[u8], bits: u32, count: usize) -> Vec<u32> {
     let mut dec = Decoder::new(data);
     let mut m = BitModel::new();

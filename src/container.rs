@@ -29,6 +29,8 @@ use crate::mapping::{FrameParams, Kind, Layout};
 use crate::wav::{Format, SampleKind};
 use std::io::Read;
 
+/// The first 8 bytes of every `.lmc` file (PNG-style: the CR LF, ^Z and LF
+/// expose text-mode transfers).
 pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
 /// Version 4: frames carry their index (so `--salvage` keeps the timeline
 /// across a damaged region), and AIFF's big-endian sample kinds exist.
@@ -44,11 +46,14 @@ pub const FORWARD_DEVICE: u8 = 2;
 const MAX_DEVICE: usize = 64;
 const MAX_HEAD: usize = 64 << 20;
 const MAX_SPEC: usize = 4096;
+/// Largest context (characters per chunk) a file may declare.
 pub const MAX_CONTEXT: u32 = 1 << 16;
+/// Largest `frame_chunks` a file may declare.
 pub const MAX_FRAME_CHUNKS: u32 = 4096;
 
 /// Writes into a buffer while keeping a running CRC32 of what was written.
 pub struct Out {
+    /// Everything written so far, seals included.
     pub buf: Vec<u8>,
     crc: crc32fast::Hasher,
 }
@@ -63,19 +68,24 @@ impl Default for Out {
 }
 
 impl Out {
+    /// Appends `b` verbatim.
     pub fn bytes(&mut self, b: &[u8]) {
         self.crc.update(b);
         self.buf.extend_from_slice(b);
     }
+    /// Appends one byte.
     pub fn u8(&mut self, v: u8) {
         self.bytes(&[v]);
     }
+    /// Appends 2 bytes, little endian.
     pub fn u16(&mut self, v: u16) {
         self.bytes(&v.to_le_bytes());
     }
+    /// Appends 4 bytes, little endian.
     pub fn u32(&mut self, v: u32) {
         self.bytes(&v.to_le_bytes());
     }
+    /// Appends 8 bytes, little endian.
     pub fn u64(&mut self, v: u64) {
         self.bytes(&v.to_le_bytes());
     }
@@ -87,6 +97,7 @@ impl Out {
         }
         self.u8(v as u8);
     }
+    /// Appends `b` after its length (a `u32`), for variable-length fields.
     pub fn blob(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
         self.bytes(b);
@@ -99,7 +110,7 @@ impl Out {
 }
 
 /// Reads from a stream with a running CRC32 and a name for error messages.
-pub struct In<'a, R: Read + ?Sized> {
+pub(crate) struct In<'a, R: Read + ?Sized> {
     r: &'a mut R,
     crc: crc32fast::Hasher,
     what: &'static str,
@@ -195,6 +206,8 @@ pub fn read_exact<R: Read + ?Sized>(r: &mut R, b: &mut [u8], what: &str) -> Resu
     Ok(())
 }
 
+/// The file header: everything needed to decode the frames (the audio
+/// format, the mapping, the coding parameters and which model).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileHeader {
     /// The container version the file was written with (the writer always
@@ -202,19 +215,33 @@ pub struct FileHeader {
     pub version: u16,
     /// WAV bytes before the sample data, verbatim.
     pub wav_head: Vec<u8>,
+    /// Channels, sample rate, sample width and kind.
     pub format: Format,
+    /// Bytes of sample data (the data chunk's payload).
     pub data_len: u64,
+    /// Whether chunks follow one channel (planar) or interleaved samples.
     pub layout: Layout,
     /// Characters per chunk at most.
     pub context: u32,
     /// User-chosen dropped bits (None: the default per bit depth).
     pub drop_bits: Option<u8>,
+    /// Tokens coded explicitly per position (1 or more); the rest go
+    /// through an escape.
     pub top_k: u32,
+    /// Bits of the coder's total frequency; always [`coder::TOTAL_BITS`](crate::coder::TOTAL_BITS).
     pub freq_bits: u8,
+    /// How logits were computed: [`FORWARD_ROWWISE_F32`] or [`FORWARD_DEVICE`].
     pub forward_mode: u8,
+    /// Full chunks a frame holds at the format's widest mapping: what sets
+    /// the frame length (1..=[`MAX_FRAME_CHUNKS`]).
     pub frame_chunks: u32,
+    /// The model as it was named at compression (`lmic:NAME`, a directory,
+    /// a `.gguf` file, `hf:org/name@commit`), so decompression can find it.
     pub model_spec: String,
+    /// The model's [`fingerprint`](crate::model::Model::fingerprint):
+    /// decoding refuses any other model.
     pub fingerprint: [u8; 32],
+    /// The token every chunk starts with (the model's BOS).
     pub start_token: u32,
     /// With `FORWARD_DEVICE`: the device family (`cuda`, `candle-cpu`).
     pub device: String,
@@ -223,6 +250,7 @@ pub struct FileHeader {
 }
 
 impl FileHeader {
+    /// Writes the header, sealed with its CRC32 (always as [`VERSION`]).
     pub fn write(&self, o: &mut Out) {
         debug_assert_eq!(self.version, VERSION, "only the current version is written");
         o.bytes(&MAGIC);
@@ -253,6 +281,8 @@ impl FileHeader {
         o.seal();
     }
 
+    /// Reads and checks a header written by any version from
+    /// [`OLDEST_VERSION`] to [`VERSION`]; every field is range-checked.
     pub fn read<R: Read + ?Sized>(r: &mut R) -> Result<FileHeader> {
         let mut i = In::new(r, "file header");
         let mut magic = [0u8; 8];
@@ -362,6 +392,7 @@ impl FileHeader {
     }
 }
 
+/// How a chunk's payload is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkKind {
     /// Arithmetic-coded tokens.
@@ -371,8 +402,10 @@ pub enum ChunkKind {
     Verbatim,
 }
 
+/// One chunk in a frame header's chunk table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkEntry {
+    /// Coded or verbatim.
     pub kind: ChunkKind,
     /// Tokens of a coded chunk ([`ONE_PER_CHAR`]: as many as characters).
     pub tokens: u32,
@@ -388,11 +421,16 @@ pub const ONE_PER_CHAR: u32 = 0;
 /// before anything is allocated.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameLimits {
+    /// Sample frames in a full frame.
     pub sample_frames: u32,
+    /// Chunks in a frame, all channels.
     pub chunks: u32,
+    /// Payload bytes of one chunk.
     pub chunk_bytes: u32,
 }
 
+/// What precedes a frame's payloads: its place, the mapping's parameters
+/// and the chunk table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FrameHeader {
     /// The frame's place in the file, from 0 (version 3 files store none:
@@ -402,17 +440,23 @@ pub struct FrameHeader {
     pub sample_frames: u32,
     /// The mapping's parameters; the variant is the file's mapping.
     pub params: FrameParams,
+    /// Bytes of the dropped-bit stream after the chunk payloads.
     pub dropped_len: u32,
+    /// CRC32 of the dropped-bit stream.
     pub dropped_crc: u32,
     /// CRC32 of all chunk payloads, in order.
     pub payload_crc: u32,
+    /// The chunk table, in payload order.
     pub chunks: Vec<ChunkEntry>,
 }
 
-pub const TAG_FRAME: u8 = 1;
-pub const TAG_END: u8 = 0;
+/// The byte that starts a frame.
+pub(crate) const TAG_FRAME: u8 = 1;
+/// The byte that starts the trailer.
+pub(crate) const TAG_END: u8 = 0;
 
 impl FrameHeader {
+    /// Writes the tag and the header, sealed with its CRC32.
     pub fn write(&self, o: &mut Out) {
         // The fields of both mappings have fixed places (version 3's
         // layout): a mapping without them writes zeros.
@@ -622,16 +666,20 @@ fn read_block<R: Read + ?Sized>(i: &mut In<'_, R>, ch: usize) -> Result<lpc::Blo
     Ok(lpc::Block { stereo, channels })
 }
 
+/// The end of the file: what is not in any frame, and the checksum of the
+/// whole original.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trailer {
     /// Data bytes after the last whole sample frame.
     pub partial: Vec<u8>,
     /// Everything after the data chunk's payload (pad byte, later chunks).
     pub wav_tail: Vec<u8>,
+    /// SHA-256 of the original file, head to tail.
     pub sha256: [u8; 32],
 }
 
 impl Trailer {
+    /// Writes the tag and the trailer, sealed with its CRC32.
     pub fn write(&self, o: &mut Out) {
         o.u8(TAG_END);
         o.blob(&self.partial);

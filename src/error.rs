@@ -3,24 +3,45 @@
 
 use std::io;
 
+/// Everything that can go wrong in lmic; each variant says which stage
+/// refused and why, in one line.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading or writing a file, pipe or stream failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being read or written (usually a path).
         context: String,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// The input audio is not a WAV/RF64/BW64/Wave64/AIFF/AIFF-C file lmic
+    /// can read, or is truncated.
     #[error("not a supported WAV file: {0}")]
     Wav(String),
+    /// The input is not an `.lmc` file, or one of a version, mapping, forward
+    /// mode or device this lmic does not read.
     #[error("not a valid .lmc file: {0}")]
     Container(String),
+    /// An `.lmc` file whose contents are inconsistent: a failed CRC, a
+    /// field out of range, a payload that ends early.
     #[error("corrupt .lmc file: {0}")]
     Corrupt(String),
+    /// A model could not be found, downloaded, parsed or run.
     #[error("model: {0}")]
     Model(String),
+    /// Decompression with a model other than the one the file was made with
+    /// (the fingerprints differ).
     #[error("model mismatch: file was compressed with {file} but the loaded model is {loaded}")]
-    ModelMismatch { file: String, loaded: String },
+    ModelMismatch {
+        /// The model spec and fingerprint recorded in the file.
+        file: String,
+        /// The model that was loaded instead.
+        loaded: String,
+    },
+    /// A tokenizer could not be loaded, or lacks what lmic needs (a token for
+    /// every character a mapping emits).
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// Options or arguments that cannot work (caught before any output).
@@ -30,13 +51,21 @@ pub enum Error {
     /// device that is absent here).
     #[error("{0}")]
     Unsupported(String),
+    /// The decoded audio's SHA-256 differs from the one in the trailer.
     #[error("checksum mismatch: decoded audio differs from the original (expected sha256 {expected}, got {actual})")]
-    Checksum { expected: String, actual: String },
+    Checksum {
+        /// The trailer's SHA-256, in hex.
+        expected: String,
+        /// The decoded audio's, in hex.
+        actual: String,
+    },
 }
 
+/// `Result` with lmic's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// An [`Error::Io`]: `source` while doing `context`.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
@@ -88,6 +117,8 @@ impl Error {
 
 /// Trait to attach a context string to io results.
 pub trait IoContext<T> {
+    /// The error, if any, as an [`Error::Io`] under the context `what`
+    /// (called only on failure).
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
 }
 

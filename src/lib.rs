@@ -10,6 +10,7 @@
 //! example, run as a doctest:
 //!
 #![doc = include_str!("../docs/library.md")]
+#![warn(missing_docs)]
 
 pub mod codec;
 pub mod coder;

@@ -31,7 +31,9 @@ pub struct Scratch {
 }
 
 impl Dist {
-    pub fn has_escape(&self) -> bool {
+    /// Whether some tokens are left to the escape (fewer explicit ids than
+    /// the vocabulary).
+    pub(crate) fn has_escape(&self) -> bool {
         (self.ids.len() as u32) < self.vocab
     }
 
@@ -141,6 +143,7 @@ impl Dist {
         f
     }
 
+    /// The mirror of [`encode`](Self::encode): the next token.
     pub fn decode(&self, dec: &mut Decoder) -> u32 {
         let t = dec.target(TOTAL);
         // cum is ascending: the interval is the last one starting at or below t.

@@ -9,6 +9,7 @@
 pub struct Lcg(pub u64);
 
 impl Lcg {
+    /// A generator whose first state is `seed`.
     pub fn new(seed: u64) -> Lcg {
         Lcg(seed)
     }

@@ -10,15 +10,20 @@ use crate::error::{Error, Result};
 use std::collections::HashMap;
 use tokenizers::Tokenizer;
 
+/// A model's tokenizer with the map that makes every 7-bit character code
+/// round-trip through it.
 pub struct TokenCodec {
     tok: Tokenizer,
     /// ASCII code → character put in the text.
     to_text: [char; 128],
     from_text: HashMap<char, u8>,
+    /// Tokens in the tokenizer's vocabulary, added tokens included.
     pub vocab_size: usize,
 }
 
 impl TokenCodec {
+    /// Builds the character map for `tok`; fails when too few characters
+    /// round-trip to stand in for the ones that do not.
     pub fn new(tok: Tokenizer) -> Result<Self> {
         let vocab_size = tok.get_vocab_size(true);
         let mut to_text = ['\0'; 128];
@@ -68,6 +73,8 @@ impl TokenCodec {
             .collect()
     }
 
+    /// The text the tokenizer sees for `chars` (7-bit codes), remapped
+    /// characters included.
     pub fn text(&self, chars: &[u8]) -> String {
         chars.iter().map(|&c| self.to_text[c as usize]).collect()
     }

@@ -122,10 +122,13 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         self
     }
 
+    /// The file header (format, model spec, coding parameters).
     pub fn header(&self) -> &FileHeader {
         self.frames.header()
     }
 
+    /// The model `open`'s callback gave, checked against the header's
+    /// fingerprint.
     pub fn model(&self) -> &Model {
         self.model.borrow()
     }
@@ -352,6 +355,7 @@ pub struct Damage {
 }
 
 impl Damage {
+    /// Nothing was lost: the output is the original, verified.
     pub fn is_empty(&self) -> bool {
         self.lost.is_empty() && !self.tail_lost && self.errors.is_empty()
     }

@@ -14,6 +14,8 @@ use std::io::Read;
 /// One section after the file header.
 #[derive(Debug)]
 pub enum Section {
+    /// A frame header; its body follows and must be read or skipped
+    /// before the next section.
     Frame(FrameHeader),
     /// The end: nothing follows the trailer.
     End(Trailer),
@@ -70,6 +72,7 @@ impl<R: Read> FrameReader<R> {
         })
     }
 
+    /// The file header read by [`open`](Self::open).
     pub fn header(&self) -> &FileHeader {
         &self.header
     }

@@ -8,16 +8,25 @@ use std::io::Read;
 /// A summary of an `.lmc` file.
 #[derive(Clone, Debug)]
 pub struct Info {
+    /// The file header: format, mapping, model and coding parameters.
     pub header: FileHeader,
+    /// Bytes of the `.lmc` file.
     pub file_bytes: u64,
+    /// Bytes of the audio file it decompresses to.
     pub original_bytes: u64,
     /// Container frames (each holds up to `frame_chunks` chunks per channel).
     pub frames: u64,
+    /// Chunks in all frames, coded and verbatim.
     pub chunks: u64,
+    /// Chunks stored as packed characters instead of coded.
     pub verbatim_chunks: u64,
+    /// Tokens of the coded chunks.
     pub tokens: u64,
+    /// Bytes of all chunk payloads.
     pub payload_bytes: u64,
+    /// Bytes of the dropped-bit streams.
     pub dropped_bytes: u64,
+    /// SHA-256 of the original file, from the trailer.
     pub sha256: [u8; 32],
 }
 

@@ -39,6 +39,8 @@ pub struct Options {
     /// Low bits per sample stored outside the model (classic mapping:
     /// exactly this many, default by bit depth; lpc: at least this many).
     pub drop_bits: Option<u8>,
+    /// Whether a frame's chunks run channel by channel (planar) or across
+    /// interleaved samples.
     pub layout: Layout,
     /// Chunks per frame: the unit of streaming (None: 64 on the CPU, 512 on
     /// a device, which wants hundreds of chunks per pass).
@@ -129,20 +131,30 @@ pub fn default_context(model: &crate::model::Model) -> u32 {
 /// What happened, for `lmic info`, benchmarks and tests.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Stats {
+    /// Bytes of the original audio file (compression only).
     pub input_bytes: u64,
+    /// Bytes written: the `.lmc` file when compressing, the audio file when
+    /// decompressing.
     pub output_bytes: u64,
     /// Duration of the audio.
     pub audio_seconds: f64,
+    /// Samples coded or decoded, counting every channel.
     pub samples: u64,
+    /// Chunks, coded and verbatim.
     pub chunks: u64,
+    /// Chunks stored as packed characters instead of coded.
     pub verbatim_chunks: u64,
+    /// Tokens of coded chunks, each one position of the model.
     pub tokens: u64,
+    /// Tokens outside the top-k, coded through the escape (compression only).
     pub escapes: u64,
     /// Sum of −log2 p over the quantised frequencies of coded chunks.
     pub ideal_bits: f64,
     /// Payload bytes of coded chunks (compare with `ideal_bits / 8`).
     pub coded_bytes: u64,
+    /// Payload bytes of verbatim chunks.
     pub verbatim_bytes: u64,
+    /// Bytes of the dropped-bit streams (the low bits kept outside the model).
     pub dropped_bytes: u64,
 }
 

@@ -175,12 +175,14 @@ pub struct Params {
     pub drop: u8,
     /// Fixed predictor order applied before the split (0: none).
     pub predictor: u8,
+    /// How the dropped-bit stream is stored.
     pub dropped_mode: DroppedMode,
 }
 
 /// How a classic frame's dropped bits are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DroppedMode {
+    /// Packed `drop` bits per sample.
     Raw,
     /// The small adaptive binary model of [`coder::encode_dropped`], used
     /// where it is smaller than raw.
@@ -188,12 +190,14 @@ pub enum DroppedMode {
 }
 
 impl DroppedMode {
+    /// The byte that stands for it in frame headers.
     pub fn to_u8(self) -> u8 {
         match self {
             DroppedMode::Raw => 0,
             DroppedMode::Adaptive => 1,
         }
     }
+    /// The inverse of [`to_u8`](Self::to_u8); `None` for an unknown byte.
     pub fn from_u8(v: u8) -> Option<Self> {
         match v {
             0 => Some(DroppedMode::Raw),

@@ -38,13 +38,17 @@ pub const MAX_SHIFT: u8 = 31;
 /// back, the sum is shifted right by `shift`. No coefficients: predict 0.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Predictor {
+    /// Right shift of the weighted sum (0..=[`MAX_SHIFT`]).
     pub shift: u8,
+    /// Quantised coefficients, nearest sample first; the length is the
+    /// order (0..=[`MAX_ORDER`]).
     pub coefs: Vec<i32>,
 }
 
 /// How a stereo block's two channels are coded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stereo {
+    /// Each channel predicted as it is.
     Independent = 0,
     /// Left, then side = left − right.
     LeftSide = 1,
@@ -53,6 +57,7 @@ pub enum Stereo {
 }
 
 impl Stereo {
+    /// The mode stored as `v` in a frame header; `None` for an unknown byte.
     pub fn from_u8(v: u8) -> Option<Stereo> {
         match v {
             0 => Some(Stereo::Independent),
@@ -66,7 +71,9 @@ impl Stereo {
 /// The parameters of one block, stored in the frame header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
+    /// How the two channels are coded (stereo only; otherwise independent).
     pub stereo: Stereo,
+    /// One predictor per channel (after the stereo transform).
     pub channels: Vec<Predictor>,
 }
 
@@ -387,10 +394,15 @@ pub struct Params {
 /// parameters are added: the [`Mapped`] fields, the wasted-bit shift and
 /// each chunk's dropped bits.
 pub struct Narrow {
+    /// The frame's characters, one per sample.
     pub chars: Vec<u8>,
+    /// Where each chunk's characters lie in `chars` (start, length).
     pub spans: Vec<(usize, usize)>,
+    /// The dropped-bit stream.
     pub dropped: Vec<u8>,
+    /// Wasted low bits shifted out of every code.
     pub shift: u8,
+    /// Each chunk's dropped low bits.
     pub chunk_drops: Vec<u8>,
 }
 

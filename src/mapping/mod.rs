@@ -33,11 +33,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every mapping, in the order of their numbers.
     pub const ALL: [Kind; 3] = [Kind::Classic, Kind::Lpc, Kind::Cascade];
 
+    /// The mapping whose number (the file header's mapping byte) is `v`.
     pub fn from_u8(v: u8) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| *k as u8 == v)
     }
+    /// Its name on the command line and in `config.json` (`classic`, `lpc`,
+    /// `cascade`).
     pub fn name(self) -> &'static str {
         match self {
             Kind::Classic => "classic",
@@ -80,6 +84,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// Its name on the command line and in `lmic info`.
     pub fn name(self) -> &'static str {
         match self {
             Layout::Interleaved => "interleaved",
@@ -104,12 +109,16 @@ impl FromStr for Layout {
 /// What a frame stores, per mapping, so that the decoder can undo it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameParams {
+    /// Shift, dropped bits, fixed predictor and dropped-bit mode.
     Classic(classic::Params),
+    /// Shift, each chunk's dropped bits and the predictor blocks.
     Lpc(lpc::Params),
+    /// Shift, each chunk's dropped bits and the preset.
     Cascade(cascade::Params),
 }
 
 impl FrameParams {
+    /// The mapping these parameters belong to.
     pub fn kind(&self) -> Kind {
         match self {
             FrameParams::Classic(_) => Kind::Classic,
@@ -133,7 +142,9 @@ impl FrameParams {
 /// choices, the same on both sides.
 #[derive(Clone, Copy, Debug)]
 pub struct Setup {
+    /// The audio format (its bit depth bounds the codes).
     pub format: Format,
+    /// How the channels are laid out in the text.
     pub layout: Layout,
     /// Characters per chunk at most.
     pub context: u32,
@@ -147,9 +158,11 @@ pub struct Setup {
 /// characters to undo the mapping.
 #[derive(Debug)]
 pub struct Mapped {
+    /// The frame's characters; `spans` says which belong to which chunk.
     pub chars: Vec<u8>,
     /// Where each chunk's characters lie in `chars` (start, length).
     pub spans: Vec<(usize, usize)>,
+    /// What the frame header stores for the decoder.
     pub params: FrameParams,
     /// The dropped-bit stream, stored after the chunk payloads.
     pub dropped: Vec<u8>,

@@ -6,6 +6,7 @@
 use super::Model;
 use crate::error::{Error, Result};
 
+/// What starts the spec of a built-in model (`lmic:audio-v3`).
 pub const PREFIX: &str = "lmic:";
 
 /// The model used when `--model` is not given.
@@ -51,7 +52,8 @@ pub fn names() -> Vec<String> {
         .collect()
 }
 
-pub fn load(name: &str) -> Result<Model> {
+/// The built-in model `name` (without the prefix).
+pub(crate) fn load(name: &str) -> Result<Model> {
     let m = MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
         Error::Model(format!(
             "{PREFIX}{name} is not built into this lmic (it has {})",

@@ -20,7 +20,7 @@ pub enum Ops {
 
 /// One block's weights; projections are `[in, out]` so a pass multiplies
 /// activations by them directly.
-pub struct LayerWeights {
+pub(crate) struct LayerWeights {
     pub attn_norm: Tensor,
     pub wq: Tensor,
     pub wk: Tensor,
@@ -32,10 +32,14 @@ pub struct LayerWeights {
     pub w_down: Tensor,
 }
 
+/// The network as candle tensors: built once by [`new`](Self::new), run by
+/// [`hidden`](Self::hidden) with the ops it was built with.
 pub struct CandleLlama {
-    pub embed: Tensor,
-    pub layers: Vec<LayerWeights>,
-    pub norm: Tensor,
+    /// Token embeddings, `[vocab, hidden]`.
+    pub(crate) embed: Tensor,
+    pub(crate) layers: Vec<LayerWeights>,
+    /// The final RMSNorm's weights.
+    pub(crate) norm: Tensor,
     /// Output projection, `[hidden, vocab]`.
     pub head: Tensor,
     /// Rotary tables `[positions, head_dim / 2]`.

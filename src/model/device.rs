@@ -104,6 +104,7 @@ fn ce(e: candle_core::Error) -> Error {
 }
 
 impl DeviceNet {
+    /// `model`'s weights uploaded to the device `spec` names.
     pub fn new(model: &Model, spec: &DeviceSpec) -> Result<DeviceNet> {
         let device = spec.device()?;
         let c = &model.config;

@@ -12,13 +12,20 @@ use super::{Config, Model};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
+/// One token of one sequence at one position: the unit
+/// [`Model::forward`] computes.
 #[derive(Clone, Copy, Debug)]
 pub struct Row {
+    /// The sequence it belongs to: its slot in the [`KvCache`].
     pub seq: usize,
+    /// Its position in the sequence (0: the start token).
     pub pos: usize,
+    /// The input token.
     pub token: u32,
 }
 
+/// The rotary embedding's cos/sin tables for every position, computed with
+/// libm in f64 so they are the same on every platform.
 pub struct Rope {
     half: usize,
     max_pos: usize,
@@ -32,6 +39,7 @@ impl Rope {
         (&self.cos, &self.sin, self.max_pos, self.half)
     }
 
+    /// The tables for `c`'s head size, base and positions.
     pub fn new(c: &Config) -> Rope {
         let half = c.head_dim() / 2;
         let max_pos = c.max_position_embeddings.max(1);

@@ -35,7 +35,7 @@ fn strings(c: &Content, key: &str) -> Result<Vec<String>> {
 }
 
 /// Everything a GGUF file holds, in Hugging Face naming and layout.
-pub struct GgufParts {
+pub(crate) struct GgufParts {
     pub config: Config,
     pub tensors: HashMap<String, Tensor>,
     pub tokenizer: tokenizers::Tokenizer,
@@ -43,7 +43,8 @@ pub struct GgufParts {
     pub fingerprint: [u8; 32],
 }
 
-pub fn load_gguf(path: &Path) -> Result<Model> {
+/// Loads a `.gguf` file; the fingerprint covers the whole file.
+pub(crate) fn load_gguf(path: &Path) -> Result<Model> {
     let p = read_gguf(path)?;
     let spec = std::fs::canonicalize(path)
         .unwrap_or_else(|_| path.to_path_buf())
@@ -79,7 +80,7 @@ pub fn export_hf_dir(path: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn read_gguf(path: &Path) -> Result<GgufParts> {
+pub(crate) fn read_gguf(path: &Path) -> Result<GgufParts> {
     let bytes = std::fs::read(path).ctx(|| format!("reading {}", path.display()))?;
     let mut h = Sha256::new();
     h.update(b"lmic-gguf-v1\0");

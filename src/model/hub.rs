@@ -8,11 +8,14 @@ use std::path::{Path, PathBuf};
 /// `hf:org/name@commit`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubId {
+    /// `org/name`.
     pub repo: String,
+    /// A branch, tag or commit (`main` when none is given).
     pub revision: String,
 }
 
 impl HubId {
+    /// The id in `spec`, or `None` when it is not one (a local path, say).
     pub fn parse(spec: &str) -> Option<HubId> {
         let s = spec.strip_prefix("hf:").unwrap_or(spec);
         let (repo, rev) = match s.split_once('@') {

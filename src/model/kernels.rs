@@ -53,7 +53,9 @@ const NR: usize = 16;
 /// together, never how one is computed — so a row gives the same bits alone
 /// or among thousands, on SSE2, AVX or AVX-512 machines alike.
 pub struct Linear {
+    /// Output features (rows of the PyTorch weight).
     pub n: usize,
+    /// Input features (columns of the PyTorch weight).
     pub k: usize,
     panels: Vec<f32>,
 }
@@ -75,6 +77,7 @@ impl Linear {
         Linear { n, k, panels }
     }
 
+    /// Memory of the packed weight, padding included.
     pub fn bytes(&self) -> usize {
         self.panels.len() * 4
     }
@@ -229,6 +232,8 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// `x · sigmoid(x)`, the MLP's activation, through [`exp`] so that it
+/// gives the same bits everywhere.
 #[inline]
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))

@@ -29,25 +29,43 @@ use kernels::Linear;
 /// The subset of a Hugging Face `config.json` a Llama needs.
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
 pub struct Config {
+    /// Width of the residual stream; it splits into `num_attention_heads`
+    /// heads of even width.
     pub hidden_size: usize,
+    /// Width of the MLP's gate and up projections.
     pub intermediate_size: usize,
+    /// Transformer blocks.
     pub num_hidden_layers: usize,
+    /// Query heads.
     pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention; None: as many as query
+    /// heads), see [`kv_heads`](Self::kv_heads).
     #[serde(default)]
     pub num_key_value_heads: Option<usize>,
+    /// Rows of the embedding and of the output projection; at least the
+    /// tokenizer's vocabulary.
     pub vocab_size: usize,
+    /// The RMSNorm epsilon (default 1e-5).
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
+    /// Base of the rotary embedding's frequencies (default 10000).
     #[serde(default = "default_theta")]
     pub rope_theta: f64,
+    /// Positions the model was trained for, the start token included
+    /// (default 2048); bounds the default context.
     #[serde(default = "default_max_pos")]
     pub max_position_embeddings: usize,
+    /// The output projection is the embedding matrix (no `lm_head.weight`).
     #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// The token chunks start with (None: the tokenizer's `<s>` or
+    /// `<|endoftext|>`, else 0).
     #[serde(default)]
     pub bos_token_id: Option<u32>,
+    /// `llama` or `mistral` when present; any other architecture is refused.
     #[serde(default)]
     pub model_type: Option<String>,
+    /// Must be absent or null: scaled rotary embeddings are refused.
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
     /// lmic's own key: the model was trained on fixed-predictor residuals
@@ -71,9 +89,11 @@ fn default_max_pos() -> usize {
 }
 
 impl Config {
+    /// Key/value heads: `num_key_value_heads`, or one per query head.
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
+    /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
@@ -103,7 +123,8 @@ impl Config {
     }
 }
 
-pub struct Layer {
+/// One transformer block's weights, unpacked for [`forward`].
+pub(crate) struct Layer {
     pub attn_norm: Vec<f32>,
     pub wq: Linear,
     pub wk: Linear,
@@ -115,13 +136,19 @@ pub struct Layer {
     pub w_down: Linear,
 }
 
+/// A loaded model, ready for [`forward`]: the weights in lmic's own
+/// layout, the tokenizer, and the identity a file records.
 pub struct Model {
+    /// The architecture, as in `config.json`.
     pub config: Config,
-    pub embed: Vec<f32>,
-    pub layers: Vec<Layer>,
-    pub norm: Vec<f32>,
+    /// Token embeddings, `[vocab, hidden]` row-major.
+    pub(crate) embed: Vec<f32>,
+    pub(crate) layers: Vec<Layer>,
+    /// The final RMSNorm's weights.
+    pub(crate) norm: Vec<f32>,
     /// The output projection (a packed copy of the embeddings when tied).
     pub lm_head: Linear,
+    /// Characters ↔ tokens with this model's tokenizer.
     pub codec: TokenCodec,
     /// Token each chunk starts with (the model's BOS).
     pub start_token: u32,
@@ -137,6 +164,7 @@ pub struct Model {
 }
 
 impl Model {
+    /// The fingerprint in lowercase hex, as `lmic info` prints it.
     pub fn fingerprint_hex(&self) -> String {
         hex(&self.fingerprint)
     }
@@ -146,6 +174,7 @@ impl Model {
         format!("{} ({})", self.spec, &self.fingerprint_hex()[..16])
     }
 
+    /// Logits per position (the config's vocabulary size).
     pub fn vocab_size(&self) -> usize {
         self.config.vocab_size
     }
@@ -264,6 +293,9 @@ impl Model {
         Self::from_tensors(config, tensors, tokenizer, start_token, fingerprint, spec)
     }
 
+    /// Builds a model from tensors by Hugging Face name (any float dtype),
+    /// checking every shape; what every format's loader ends in. The caller's
+    /// `fingerprint` must cover every byte that affects predictions.
     pub fn from_tensors(
         config: Config,
         mut t: HashMap<String, candle_core::Tensor>,
@@ -367,6 +399,7 @@ impl Model {
     }
 }
 
+/// Lowercase hex of `b`, for fingerprints and checksums in messages.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

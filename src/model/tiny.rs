@@ -8,17 +8,27 @@ use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// The shape of a tiny model (the vocabulary is always 130 entries, with the
+/// character-level tokenizer).
 #[derive(Clone, Debug)]
 pub struct TinySpec {
+    /// Width of the residual stream.
     pub hidden: usize,
+    /// Transformer blocks.
     pub layers: usize,
+    /// Query heads (`hidden / heads` must be even).
     pub heads: usize,
+    /// Key/value heads (a divisor of `heads`).
     pub kv_heads: usize,
+    /// Width of the MLP.
     pub intermediate: usize,
+    /// Positions, the start token included (bounds the context).
     pub max_pos: usize,
+    /// Seed of the weights' generator.
     pub seed: u64,
     /// Standard deviation of the embeddings; larger makes sharper predictions.
     pub embed_std: f32,
+    /// Tie the output projection to the embeddings.
     pub tie: bool,
 }
 
@@ -55,6 +65,8 @@ impl Rng {
     }
 }
 
+/// Writes the model `spec` describes into `dir` (created if need be):
+/// `config.json`, `tokenizer.json` and `model.safetensors`.
 pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> Result<()> {
     std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
     let vocab = 130usize;

@@ -45,6 +45,7 @@ impl SampleKind {
             SampleKind::FloatBig => 4,
         }
     }
+    /// The inverse of [`to_u8`](Self::to_u8); `None` for an unknown byte.
     pub fn from_u8(v: u8) -> Option<Self> {
         Some(match v {
             0 => SampleKind::Unsigned,
@@ -79,17 +80,22 @@ impl SampleKind {
 /// The sample layout of the sample data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Format {
+    /// Interleaved channels (1..=64).
     pub channels: u16,
+    /// Sample frames per second.
     pub sample_rate: u32,
     /// Bytes per sample in the container (1..=4).
     pub bytes: u16,
+    /// How the bytes of a sample encode it.
     pub kind: SampleKind,
 }
 
 impl Format {
+    /// Bytes per sample frame (one sample of every channel).
     pub fn block_align(&self) -> usize {
         self.channels as usize * self.bytes as usize
     }
+    /// Bits per sample in the container: the width of a sample code.
     pub fn bits(&self) -> u32 {
         self.bytes as u32 * 8
     }
@@ -197,9 +203,11 @@ impl Container {
 pub struct Header {
     /// The bytes before the first sample, verbatim.
     pub head: Vec<u8>,
+    /// The sample layout the container declares.
     pub format: Format,
     /// Bytes of sample data.
     pub data_len: u64,
+    /// Which container the file is (restored as the same one).
     pub container: Container,
     /// The file length the container's own size field declares (RIFF size
     /// + 8, ds64 riffSize + 8, Wave64's riff size, FORM size + 8).
@@ -261,7 +269,12 @@ pub enum Parsed {
     Header(Header),
     /// Not enough bytes yet: try again with at least `bytes` of them.
     /// `what` names the part being read, for a truncation error.
-    Need { bytes: usize, what: String },
+    Need {
+        /// Bytes from the start of the file needed to go on.
+        bytes: usize,
+        /// The part being read (`"SSND chunk header"`).
+        what: String,
+    },
 }
 
 /// Parses the header at the start of `buf` without consuming anything, so a
