@@ -6,7 +6,8 @@
 //!     cargo run --release --example stage_cost -- corpus/eval/*.wav
 //!
 //! Frames are cut as compression cuts them at the CPU defaults (16,384
-//! samples, all channels together), every predictor starting cold in each.
+//! samples, all channels together), every predictor starting cold in each
+//! (`FRAME=N` cuts every N samples instead).
 
 use lmic::mapping::cascade::{self, Config, Stage};
 use lmic::mapping::{detect_shift, lpc};
@@ -97,7 +98,13 @@ fn main() {
         let mut codes = Vec::new();
         lmic::wav::to_codes(&h.format, data, &mut codes);
         let (ch, bits) = (h.format.channels as usize, h.format.bits());
-        let per = FRAME_SAMPLES / ch * ch;
+        // FRAME=N: predictors start cold every N samples instead (what
+        // carrying their state across frames would be worth).
+        let frame_samples = std::env::var("FRAME")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(FRAME_SAMPLES);
+        let per = frame_samples / ch * ch;
         let mut line = format!("{:<44}", path.rsplit('/').next().unwrap());
         for ((_, cfg), t) in variants.iter().zip(&mut total) {
             let (mut code, mut raw) = (0.0, 0);

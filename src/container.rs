@@ -454,6 +454,9 @@ pub struct FrameHeader {
 pub(crate) const TAG_FRAME: u8 = 1;
 /// The byte that starts the trailer.
 pub(crate) const TAG_END: u8 = 0;
+/// The top bit of a cascade frame's preset byte: the frame goes on from the
+/// previous frame's filters (no file before version 4 sets it).
+const CARRY: u8 = 0x80;
 
 impl FrameHeader {
     /// Writes the tag and the header, sealed with its CRC32.
@@ -490,7 +493,7 @@ impl FrameHeader {
             }
         }
         if let FrameParams::Cascade(p) = &self.params {
-            o.u8(p.preset);
+            o.u8(p.preset | if p.carry { CARRY } else { 0 });
         }
         if let FrameParams::Lpc(p) = &self.params {
             for b in &p.blocks {
@@ -610,11 +613,13 @@ impl FrameHeader {
                         blocks,
                     })
                 } else {
+                    let (preset, carry) = (preset & !CARRY, preset & CARRY != 0);
                     cascade::Config::preset(preset)?;
                     FrameParams::Cascade(cascade::Params {
                         shift,
                         chunk_drops,
                         preset,
+                        carry,
                     })
                 }
             }
@@ -780,6 +785,7 @@ mod tests {
                 shift: 2,
                 chunk_drops: vec![3, 0],
                 preset: cascade::DEFAULT_PRESET,
+                carry: true,
             }),
         };
         let f = FrameHeader {

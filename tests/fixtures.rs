@@ -53,6 +53,7 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
         "v4-lpc-audio-v2-stereo16-planar",
         "v4-lpc-audio-v2-stereo24",
         "v4-cascade-audio-v3-aiff16",
+        "v4-cascade-audio-v3-carry",
     ] {
         assert!(files.iter().any(|f| f.contains(want)), "no {want} fixture");
     }

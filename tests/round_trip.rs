@@ -325,3 +325,46 @@ proptest! {
         prop_assert_eq!(decompress_with(model(), &lmc).unwrap(), bytes);
     }
 }
+
+/// Cascade frames between keyframes go on from the previous frame's
+/// filters: every keyframe spacing round-trips, carrying makes the file
+/// smaller than cold frames, and the decoder refuses a file whose carrying
+/// frame lost its predecessor.
+#[test]
+fn cascade_keyframes_round_trip() {
+    let w = Wav::pcm(2, 16, 2000, 6).bytes();
+    let with = |k: u32| Options {
+        mapping: Some(Kind::Cascade),
+        keyframe_every: k,
+        ..opts()
+    };
+    let sizes: Vec<usize> = [1, 2, 5, 16, 1000]
+        .iter()
+        .map(|&k| round_trip(&w, &with(k)).0.len())
+        .collect();
+    assert!(
+        sizes[4] < sizes[0],
+        "carried {} vs cold {}",
+        sizes[4],
+        sizes[0]
+    );
+    // Frame 1 cut out of a file whose frames all carry on from frame 0:
+    // frame 2 cannot be restored, and says so.
+    let (lmc, _) = compress_with(model(), &w, &with(1000)).unwrap();
+    let mut r = lmic::codec::FrameReader::open(&lmc[..]).unwrap();
+    let mut at = vec![];
+    while at.len() < 3 {
+        at.push(r.position() as usize);
+        let lmic::codec::Section::Frame(fh) = r.next_section().unwrap() else {
+            panic!("three frames")
+        };
+        r.skip_body(&fh).unwrap();
+    }
+    let mut cut = lmc[..at[1]].to_vec();
+    cut.extend_from_slice(&lmc[at[2]..]);
+    let err = decompress_with(model(), &cut).unwrap_err();
+    assert!(
+        err.to_string().contains("frame 2 where frame 1 belongs"),
+        "{err}"
+    );
+}

@@ -138,6 +138,38 @@ fn damage_loses_only_the_frames_it_touches() {
     check(&wav, &out, &d, &[], true);
 }
 
+/// Cascade frames between keyframes need their predecessor's filters: a
+/// damaged frame costs the rest of its segment, and the next keyframe
+/// decodes again.
+#[test]
+fn a_lost_cascade_frame_costs_its_segment() {
+    let wav = original();
+    let o = lmic::Options {
+        mapping: Some(lmic::mapping::Kind::Cascade),
+        keyframe_every: 4,
+        ..opts()
+    };
+    let (lmc, _) = compress_with(model(), &wav, &o).unwrap();
+    let at = sections(&lmc);
+    // Cascade chunks hold 30 stereo sample frames (one character each):
+    // frames of 90, 23 of them.
+    assert_eq!(at.len(), 23 + 1);
+    let f90 = |a: u64, b: u64| a * 90..(b * 90).min(2000);
+    let mut b = lmc.clone();
+    b[at[5] + 40] ^= 4; // inside the segment 4..8
+    b[at[12] + 40] ^= 4; // a keyframe: its whole segment 12..16
+    let (out, d) = salvage(&b);
+    assert_eq!(d.lost, [f90(5, 8), f90(12, 16)], "{d:?}");
+    assert_eq!(out.len(), wav.len());
+    let head = wav.len() - 2000 * BLOCK - 24;
+    let (a, z) = (head + 8 * 90 * BLOCK, head + 12 * 90 * BLOCK);
+    assert_eq!(
+        out[a..z],
+        wav[a..z],
+        "the keyframe after the damage decodes"
+    );
+}
+
 /// Version 3 frames carry no index: an intact one salvages to itself, and
 /// a damaged one loses its frame.
 #[test]

@@ -125,15 +125,22 @@ fn whole(codes: &[u32], bits: u32, channels: usize, data: &[u8]) {
             predictor: data[3] & 1 == 1,
         };
         // A context too small for one sample frame is refused, not mapped.
-        let Ok(mp) = mapping::map(kind, &s, codes.to_vec()) else {
+        let Ok(mp) = mapping::map(kind, &s, codes.to_vec(), &mut Default::default()) else {
             continue;
         };
         assert_eq!(mp.params.kind(), kind);
         assert!(mp.chars.iter().all(|&c| c < 128));
         let covered: usize = mp.spans.iter().map(|&(_, n)| n).sum();
         assert_eq!(covered, mp.chars.len());
-        let back = mapping::unmap(&s, &mp.params, &mp.chars, &mp.dropped, &mp.spans)
-            .expect("a mapping's own parameters unmap");
+        let back = mapping::unmap(
+            &s,
+            &mp.params,
+            &mp.chars,
+            &mp.dropped,
+            &mp.spans,
+            &mut Default::default(),
+        )
+        .expect("a mapping's own parameters unmap");
         assert_eq!(back, codes);
     }
 }

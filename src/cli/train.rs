@@ -212,7 +212,9 @@ fn make_example(
         drop_bits: None,
         predictor: o.predictor,
     };
-    let mp = match mapping::map(o.mapping, &setup, codes[..frames * channels].to_vec()) {
+    // Each window starts cold, as a keyframe does.
+    let cold = &mut mapping::Carry::default();
+    let mp = match mapping::map(o.mapping, &setup, codes[..frames * channels].to_vec(), cold) {
         Ok(mp) => mp,
         // A window too short for one chunk (classic, wide samples).
         Err(lmic::Error::Usage(_)) => return Ok(None),

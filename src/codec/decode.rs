@@ -67,6 +67,8 @@ pub struct Decoder<'p, R: Read, M: Borrow<Model>> {
     state: State,
     salvage: bool,
     damage: Damage,
+    /// The mapping's state from the previous frame.
+    carry: mapping::Carry,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             state: State::Start,
             salvage: opts.salvage,
             damage: Damage::default(),
+            carry: mapping::Carry::default(),
         })
     }
 
@@ -229,6 +232,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             match r {
                 Ok(()) => return Ok(true),
                 Err(e) => {
+                    self.carry.reset();
                     if !failed {
                         self.damage.errors.push(e.to_string());
                         failed = true;
@@ -257,11 +261,11 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         let h = self.frames.header();
         let model = self.model.borrow();
         let bytes = decode_frame(
-            model,
-            &self.backend,
+            (model, &self.backend),
             h,
             fh,
             body,
+            &mut self.carry,
             self.sched,
             &mut self.stats,
         )?;
@@ -320,6 +324,13 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         if index < expected || index >= frames || fh.sample_frames as u64 * block != len {
             return Err(Error::Corrupt(format!("frame {index} out of place")));
         }
+        if fh.params.carries() && (index != expected || self.carry.is_empty()) {
+            // Intact, but it goes on from filters lost with an earlier
+            // frame: lost too, up to the next keyframe.
+            self.frames.skip_body(fh)?;
+            self.lose_until(start + len);
+            return Ok(());
+        }
         let bytes = self.frame(fh)?;
         self.lose_until(start);
         self.put(bytes);
@@ -331,7 +342,11 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         if to > self.done {
             let f = self.frames.header().format;
             let block = f.block_align() as u64;
-            self.damage.lost.push(self.done / block..to / block);
+            let (from, to_frame) = (self.done / block, to / block);
+            match self.damage.lost.last_mut() {
+                Some(r) if r.end == from => r.end = to_frame,
+                _ => self.damage.lost.push(from..to_frame),
+            }
             let quiet = silence(&f, (to - self.done) as usize);
             self.put(quiet);
         }
@@ -403,11 +418,11 @@ fn check_model(h: &FileHeader, model: &Model) -> Result<()> {
 /// One frame: payloads → chunks' characters → samples → WAV bytes. The
 /// mirror of `encode::encode_frame`.
 fn decode_frame(
-    model: &Model,
-    backend: &Backend,
+    (model, backend): (&Model, &Backend),
     h: &FileHeader,
     fh: &FrameHeader,
     body: FrameBody,
+    carry: &mut mapping::Carry,
     sched: Schedule,
     stats: &mut Stats,
 ) -> Result<Vec<u8>> {
@@ -424,6 +439,7 @@ fn decode_frame(
         &chars,
         &body.dropped,
         &body.spans,
+        carry,
     )?;
     let mut bytes = Vec::new();
     wav::from_codes(&h.format, &codes, &mut bytes);

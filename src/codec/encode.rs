@@ -79,6 +79,8 @@ struct Body {
     frame: Vec<u8>,
     partial: Vec<u8>,
     tail: Vec<u8>,
+    /// The mapping's state from the previous frame.
+    carry: mapping::Carry,
 }
 
 impl<'a, W: Write> Encoder<'a, W> {
@@ -172,12 +174,16 @@ impl<'a, W: Write> Encoder<'a, W> {
                 bytes = &bytes[k..];
                 if b.frame.len() == want {
                     self.sha.update(&b.frame);
+                    let index = (b.done / b.frame_bytes as u64) as u32;
+                    if index.is_multiple_of(self.opts.keyframe_every.max(1)) {
+                        b.carry.reset();
+                    }
                     let frame = encode_frame(
-                        self.model,
-                        &self.backend,
+                        (self.model, &self.backend),
                         &b.h,
-                        (b.done / b.frame_bytes as u64) as u32,
+                        index,
                         &b.frame,
+                        &mut b.carry,
                         &self.opts,
                         &mut self.stats,
                     )?;
@@ -260,6 +266,7 @@ impl<'a, W: Write> Encoder<'a, W> {
             frame: Vec::with_capacity(frame_bytes),
             partial: Vec::new(),
             tail: Vec::new(),
+            carry: mapping::Carry::default(),
         })
     }
 
@@ -340,11 +347,11 @@ pub fn compress<R: Read, W: Write + ?Sized>(
 /// One frame: samples → characters → coded chunks → frame header, payloads
 /// and dropped bits. The mirror of `decode::decode_frame`.
 fn encode_frame(
-    model: &Model,
-    backend: &Backend,
+    (model, backend): (&Model, &Backend),
     h: &FileHeader,
     index: u32,
     data: &[u8],
+    carry: &mut mapping::Carry,
     opts: &Options,
     stats: &mut Stats,
 ) -> Result<Vec<u8>> {
@@ -353,7 +360,7 @@ fn encode_frame(
     wav::to_codes(&f, data, &mut codes);
     let n_codes = codes.len();
     let predictor = opts.predictor.unwrap_or(model.predictor);
-    let mp = mapping::map(h.mapping, &setup(h, predictor), codes)?;
+    let mp = mapping::map(h.mapping, &setup(h, predictor), codes, carry)?;
     let texts: Vec<&[u8]> = mp.spans.iter().map(|&(s, n)| &mp.chars[s..s + n]).collect();
     let sched = Schedule {
         batch_tokens: opts.batch_tokens,

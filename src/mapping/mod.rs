@@ -127,6 +127,12 @@ impl FrameParams {
         }
     }
 
+    /// Whether the frame goes on from the previous frame's predictor state
+    /// (cascade frames between keyframes).
+    pub fn carries(&self) -> bool {
+        matches!(self, FrameParams::Cascade(p) if p.carry)
+    }
+
     /// Each chunk's dropped low bits, for the mappings that store them in
     /// the chunk table.
     pub fn chunk_drops(&self) -> Option<&[u8]> {
@@ -168,28 +174,55 @@ pub struct Mapped {
     pub dropped: Vec<u8>,
 }
 
-/// Interleaved sample codes → characters.
-pub fn map(kind: Kind, s: &Setup, codes: Vec<u32>) -> Result<Mapped> {
+/// What a mapping carries from one frame to the next: the cascade's
+/// adapted filters. Empty at a keyframe, where every predictor starts cold
+/// (and decoding, salvaging or seeking can start).
+#[derive(Default)]
+pub struct Carry(Option<cascade::Cascade>);
+
+impl Carry {
+    /// Forgets the state: the next frame is a keyframe.
+    pub fn reset(&mut self) {
+        self.0 = None;
+    }
+
+    /// Whether there is no state to go on from.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// Interleaved sample codes → characters, going on from `carry` (which
+/// holds this frame's state afterwards).
+pub fn map(kind: Kind, s: &Setup, codes: Vec<u32>, carry: &mut Carry) -> Result<Mapped> {
     match kind {
         Kind::Classic => classic::map(s, codes),
         Kind::Lpc => lpc::map(s, codes),
-        Kind::Cascade => cascade::map(s, codes),
+        Kind::Cascade => cascade::map(s, codes, &mut carry.0),
     }
 }
 
 /// Inverse of [`map`]: `chars` are the frame's characters, chunk after chunk
-/// as `spans` lays them out.
+/// as `spans` lays them out; `carry` is the previous frame's state.
 pub fn unmap(
     s: &Setup,
     p: &FrameParams,
     chars: &[u8],
     dropped: &[u8],
     spans: &[(usize, usize)],
+    carry: &mut Carry,
 ) -> Result<Vec<u32>> {
     match p {
         FrameParams::Classic(p) => classic::unmap(s, p, chars, dropped),
         FrameParams::Lpc(p) => lpc::unmap(s, p, chars, dropped, spans),
-        FrameParams::Cascade(p) => cascade::unmap(s, p, chars, dropped, spans),
+        FrameParams::Cascade(p) => {
+            let r = cascade::unmap(s, p, chars, dropped, spans, &mut carry.0);
+            if r.is_err() {
+                // Half-updated filters must not reach the next frame.
+                carry.reset();
+            }
+            r
+        }
     }
 }
 
