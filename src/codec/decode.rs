@@ -3,7 +3,7 @@
 use super::chunks::{self, Schedule};
 use super::frames::{FrameBody, FrameReader, Section};
 use super::{frame_len, seconds, setup, DecodeOptions, Progress, Stats};
-use crate::container::{FileHeader, FrameHeader};
+use crate::container::{FileHeader, FrameHeader, Trailer};
 use crate::error::{Error, Result};
 use crate::mapping;
 use crate::model::backend::Backend;
@@ -69,6 +69,10 @@ pub struct Decoder<'p, R: Read, M: Borrow<Model>> {
     damage: Damage,
     /// The mapping's state from the previous frame.
     carry: mapping::Carry,
+    /// In order (not salvaging): the index the next frame must have, and
+    /// what was read ahead.
+    next_index: u32,
+    ahead: Option<Ahead>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -116,6 +120,8 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             salvage: opts.salvage,
             damage: Damage::default(),
             carry: mapping::Carry::default(),
+            next_index: 0,
+            ahead: None,
         })
     }
 
@@ -185,29 +191,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             State::Failed => return Err(Error::Usage("the decoder failed earlier".into())),
         }
         if !self.salvage {
-            match self.frames.next_section()? {
-                Section::Frame(fh) => {
-                    let expected = self.done / self.frame_bytes;
-                    if fh.index as u64 != expected {
-                        return Err(Error::Corrupt(format!(
-                            "frame {} where frame {expected} belongs",
-                            fh.index
-                        )));
-                    }
-                    let bytes = self.frame(&fh)?;
-                    self.put(bytes);
-                }
-                Section::End(t) => {
-                    if self.done != self.whole {
-                        return Err(Error::Corrupt(format!(
-                            "{} bytes of sample data decoded, the header declares {}",
-                            self.done, self.whole
-                        )));
-                    }
-                    self.end(&t.partial, &t.wav_tail, &t.sha256)?;
-                }
-            }
-            return Ok(true);
+            return self.next_in_order().map(|()| true);
         }
         // Salvaging: a section that fails is skipped by looking for the
         // next one that parses and passes its checksums, one byte further
@@ -255,20 +239,87 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         }
     }
 
-    /// A frame's payloads decoded to WAV sample bytes.
+    /// The next section, all-or-nothing, pipelined: while the mapping
+    /// restores frame N's samples (one core: the cascade runs sample by
+    /// sample), the model decodes frame N+1's chunks, which never depend on
+    /// frame N. Results are the same as one after the other.
+    fn next_in_order(&mut self) -> Result<()> {
+        let cur = match self.ahead.take() {
+            Some(Ahead::Chars(c)) => c,
+            Some(Ahead::End(t)) => return self.finish_in_order(&t),
+            None => match self.read_in_order()? {
+                Next::Frame(fh, body) => {
+                    let engine = (self.model.borrow(), &self.backend);
+                    let h = self.frames.header();
+                    model_frame(engine, h, fh, body, self.sched, &mut self.stats)?
+                }
+                Next::End(t) => return self.finish_in_order(&t),
+            },
+        };
+        let next = self.read_in_order()?;
+        let h = self.frames.header();
+        let engine = (self.model.borrow(), &self.backend);
+        let (sched, stats, carry) = (self.sched, &mut self.stats, &mut self.carry);
+        let bytes = match next {
+            Next::Frame(fh, body) => {
+                let (bytes, chars) = rayon::join(
+                    || restore_frame(h, &cur, carry),
+                    || model_frame(engine, h, fh, body, sched, stats),
+                );
+                self.ahead = Some(Ahead::Chars(chars?));
+                bytes?
+            }
+            Next::End(t) => {
+                self.ahead = Some(Ahead::End(t));
+                restore_frame(h, &cur, carry)?
+            }
+        };
+        if self.done + bytes.len() as u64 > self.whole {
+            return Err(Error::Corrupt(
+                "more sample data than the header declares".into(),
+            ));
+        }
+        self.put(bytes);
+        Ok(())
+    }
+
+    /// The next section in order: a frame (checked to be the one that
+    /// belongs next) with its body, or the trailer.
+    fn read_in_order(&mut self) -> Result<Next> {
+        Ok(match self.frames.next_section()? {
+            Section::Frame(fh) => {
+                if fh.index != self.next_index {
+                    return Err(Error::Corrupt(format!(
+                        "frame {} where frame {} belongs",
+                        fh.index, self.next_index
+                    )));
+                }
+                self.next_index += 1;
+                let body = self.frames.body(&fh)?;
+                Next::Frame(fh, body)
+            }
+            Section::End(t) => Next::End(t),
+        })
+    }
+
+    fn finish_in_order(&mut self, t: &Trailer) -> Result<()> {
+        if self.done != self.whole {
+            return Err(Error::Corrupt(format!(
+                "{} bytes of sample data decoded, the header declares {}",
+                self.done, self.whole
+            )));
+        }
+        self.end(&t.partial, &t.wav_tail, &t.sha256)
+    }
+
+    /// A frame's payloads decoded to WAV sample bytes (salvaging: one
+    /// frame at a time).
     fn frame(&mut self, fh: &FrameHeader) -> Result<Vec<u8>> {
         let body = self.frames.body(fh)?;
         let h = self.frames.header();
-        let model = self.model.borrow();
-        let bytes = decode_frame(
-            (model, &self.backend),
-            h,
-            fh,
-            body,
-            &mut self.carry,
-            self.sched,
-            &mut self.stats,
-        )?;
+        let engine = (self.model.borrow(), &self.backend);
+        let chars = model_frame(engine, h, fh.clone(), body, self.sched, &mut self.stats)?;
+        let bytes = restore_frame(h, &chars, &mut self.carry)?;
         if self.done + bytes.len() as u64 > self.whole {
             return Err(Error::Corrupt(
                 "more sample data than the header declares".into(),
@@ -415,30 +466,61 @@ fn check_model(h: &FileHeader, model: &Model) -> Result<()> {
     Ok(())
 }
 
-/// One frame: payloads → chunks' characters → samples → WAV bytes. The
-/// mirror of `encode::encode_frame`.
-fn decode_frame(
+/// What the in-order decoder has read ahead of the frame it restores.
+enum Ahead {
+    /// The next frame, through the model.
+    Chars(Chars),
+    End(Trailer),
+}
+
+/// A section read in order.
+enum Next {
+    Frame(FrameHeader, FrameBody),
+    End(Trailer),
+}
+
+/// A frame's characters, decoded by the model, and what the mapping needs
+/// besides them.
+struct Chars {
+    fh: FrameHeader,
+    chars: Vec<u8>,
+    dropped: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+/// One frame's first half: payloads → chunks' characters. The mirror of
+/// the model half of `encode::encode_frame`.
+fn model_frame(
     (model, backend): (&Model, &Backend),
     h: &FileHeader,
-    fh: &FrameHeader,
+    fh: FrameHeader,
     body: FrameBody,
-    carry: &mut mapping::Carry,
     sched: Schedule,
     stats: &mut Stats,
-) -> Result<Vec<u8>> {
+) -> Result<Chars> {
     let lens: Vec<usize> = body.spans.iter().map(|&(_, n)| n).collect();
     let texts = chunks::decode_chunks(model, backend, h, &body.payloads, &lens, sched, stats)?;
-    let chars: Vec<u8> = texts.concat();
-
     stats.samples += fh.sample_frames as u64 * h.format.channels as u64;
+    Ok(Chars {
+        fh,
+        chars: texts.concat(),
+        dropped: body.dropped,
+        spans: body.spans,
+    })
+}
+
+/// The second half: characters → samples → WAV bytes, going on from the
+/// previous frame's predictor state. The mirror of the mapping half of
+/// `encode::encode_frame`.
+fn restore_frame(h: &FileHeader, c: &Chars, carry: &mut mapping::Carry) -> Result<Vec<u8>> {
     // The classic mapping's predictor choice is stored per frame; setup's
     // flag only steers the encoder.
     let codes = mapping::unmap(
         &setup(h, false),
-        &fh.params,
-        &chars,
-        &body.dropped,
-        &body.spans,
+        &c.fh.params,
+        &c.chars,
+        &c.dropped,
+        &c.spans,
         carry,
     )?;
     let mut bytes = Vec::new();
