@@ -81,6 +81,8 @@ struct Body {
     tail: Vec<u8>,
     /// The mapping's state from the previous frame.
     carry: mapping::Carry,
+    /// The last frame through the mapping, waiting for the model.
+    mapped: Option<MappedFrame>,
 }
 
 impl<'a, W: Write> Encoder<'a, W> {
@@ -175,24 +177,43 @@ impl<'a, W: Write> Encoder<'a, W> {
                 if b.frame.len() == want {
                     self.sha.update(&b.frame);
                     let index = (b.done / b.frame_bytes as u64) as u32;
+                    let Body {
+                        h,
+                        frame,
+                        carry,
+                        mapped,
+                        ..
+                    } = &mut **b;
                     if index.is_multiple_of(self.opts.keyframe_every.max(1)) {
-                        b.carry.reset();
+                        carry.reset();
                     }
-                    let frame = encode_frame(
-                        (self.model, &self.backend),
-                        &b.h,
-                        index,
-                        &b.frame,
-                        &mut b.carry,
-                        &self.opts,
-                        &mut self.stats,
-                    )?;
-                    self.out.put(&frame)?;
+                    // Pipelined, the mirror of the decoder: the model codes
+                    // frame N−1's chunks while the mapping (the cascade, on
+                    // one core) predicts frame N.
+                    let engine = (self.model, &self.backend);
+                    let (opts, stats) = (&self.opts, &mut self.stats);
+                    let coded = match mapped.take() {
+                        Some(prev) => {
+                            let (coded, next) = rayon::join(
+                                || code_frame(engine, h, prev, opts, stats),
+                                || map_frame(engine.0, h, index, frame, carry, opts),
+                            );
+                            *mapped = Some(next?);
+                            Some(coded?)
+                        }
+                        None => {
+                            *mapped = Some(map_frame(engine.0, h, index, frame, carry, opts)?);
+                            None
+                        }
+                    };
+                    if let Some(c) = coded {
+                        self.out.put(&c)?;
+                        if let Some(p) = self.progress {
+                            p(b.done, b.h.data_len);
+                        }
+                    }
                     b.done += want as u64;
                     b.frame.clear();
-                    if let Some(p) = self.progress {
-                        p(b.done, b.h.data_len);
-                    }
                 }
                 continue;
             }
@@ -267,13 +288,14 @@ impl<'a, W: Write> Encoder<'a, W> {
             partial: Vec::new(),
             tail: Vec::new(),
             carry: mapping::Carry::default(),
+            mapped: None,
         })
     }
 
     /// Checks that the input was a whole WAV file, writes the trailer and
     /// gives back the output and what happened.
     pub fn finish(mut self) -> Result<(W, Stats)> {
-        let b = match std::mem::replace(&mut self.state, State::Failed) {
+        let mut b = match std::mem::replace(&mut self.state, State::Failed) {
             State::Head { buf, .. } => {
                 return Err(match wav::parse_header(&buf)? {
                     Parsed::Need { bytes, what } => wav::truncated(&what, buf.len(), bytes),
@@ -289,6 +311,14 @@ impl<'a, W: Write> Encoder<'a, W> {
                 "truncated data chunk: header says {} bytes, input has {got}",
                 b.h.data_len
             )));
+        }
+        if let Some(last) = b.mapped.take() {
+            let engine = (self.model, &self.backend);
+            let coded = code_frame(engine, &b.h, last, &self.opts, &mut self.stats)?;
+            self.out.put(&coded)?;
+            if let Some(p) = self.progress {
+                p(b.done, b.h.data_len);
+            }
         }
         self.sha.update(&b.partial);
         self.sha.update(&b.tail);
@@ -344,23 +374,42 @@ pub fn compress<R: Read, W: Write + ?Sized>(
     enc.finish().map(|(_, s)| s)
 }
 
-/// One frame: samples → characters → coded chunks → frame header, payloads
-/// and dropped bits. The mirror of `decode::decode_frame`.
-fn encode_frame(
-    (model, backend): (&Model, &Backend),
+/// A frame through the mapping, waiting for the model.
+struct MappedFrame {
+    index: u32,
+    /// Samples in the frame (all channels).
+    n_codes: usize,
+    mp: mapping::Mapped,
+}
+
+/// One frame's first half: samples → characters, going on from the
+/// previous frame's predictor state. The mirror of `decode::restore_frame`.
+fn map_frame(
+    model: &Model,
     h: &FileHeader,
     index: u32,
     data: &[u8],
     carry: &mut mapping::Carry,
     opts: &Options,
-    stats: &mut Stats,
-) -> Result<Vec<u8>> {
-    let f = h.format;
+) -> Result<MappedFrame> {
     let mut codes = Vec::new();
-    wav::to_codes(&f, data, &mut codes);
+    wav::to_codes(&h.format, data, &mut codes);
     let n_codes = codes.len();
     let predictor = opts.predictor.unwrap_or(model.predictor);
     let mp = mapping::map(h.mapping, &setup(h, predictor), codes, carry)?;
+    Ok(MappedFrame { index, n_codes, mp })
+}
+
+/// The second half: characters → coded chunks → frame header, payloads and
+/// dropped bits. The mirror of `decode::model_frame`.
+fn code_frame(
+    (model, backend): (&Model, &Backend),
+    h: &FileHeader,
+    m: MappedFrame,
+    opts: &Options,
+    stats: &mut Stats,
+) -> Result<Vec<u8>> {
+    let MappedFrame { index, n_codes, mp } = m;
     let texts: Vec<&[u8]> = mp.spans.iter().map(|&(s, n)| &mp.chars[s..s + n]).collect();
     let sched = Schedule {
         batch_tokens: opts.batch_tokens,
@@ -373,7 +422,7 @@ fn encode_frame(
     stats.samples += n_codes as u64;
     let fh = FrameHeader {
         index,
-        sample_frames: (n_codes / f.channels as usize) as u32,
+        sample_frames: (n_codes / h.format.channels as usize) as u32,
         params: mp.params,
         dropped_len: mp.dropped.len() as u32,
         dropped_crc: crc32fast::hash(&mp.dropped),
