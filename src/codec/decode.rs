@@ -489,7 +489,7 @@ struct Chars {
 }
 
 /// One frame's first half: payloads → chunks' characters. The mirror of
-/// the model half of `encode::encode_frame`.
+/// `encode::code_frame`.
 fn model_frame(
     (model, backend): (&Model, &Backend),
     h: &FileHeader,
@@ -510,8 +510,8 @@ fn model_frame(
 }
 
 /// The second half: characters → samples → WAV bytes, going on from the
-/// previous frame's predictor state. The mirror of the mapping half of
-/// `encode::encode_frame`.
+/// previous frame's predictor state. The mirror of
+/// `encode::map_frame`.
 fn restore_frame(h: &FileHeader, c: &Chars, carry: &mut mapping::Carry) -> Result<Vec<u8>> {
     // The classic mapping's predictor choice is stored per frame; setup's
     // flag only steers the encoder.
