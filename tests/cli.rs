@@ -720,3 +720,29 @@ fn default_names_follow_the_container() {
         .success();
     assert!(w.exists());
 }
+
+/// Reports to a closed pipe (`lmic info x | head -1`) end quietly: no
+/// panic, no message, exit 0 or 141 (SIGPIPE's status).
+#[test]
+fn reports_to_a_closed_pipe_end_quietly() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/v4-cascade-audio-v3-aiff16.lmc");
+    for args in [vec!["info"], vec!["--help"]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lmic"))
+            .args(&args)
+            .arg(&fixture)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(141)),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}

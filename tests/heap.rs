@@ -69,7 +69,7 @@ mod memory {
 
     const PROBE: &str = "LMIC_MEMORY_PROBE";
 
-    /// Compresses and decompresses 1 and then 9 frames (16 chunks of 256
+    /// Compresses and decompresses 2 and then 10 frames (16 chunks of 256
     /// samples) of 16-bit mono with the built-in model, printing the heap peak of each call above what was
     /// live before it (the input, and the output buffer reserved beforehand).
     #[test]

@@ -30,7 +30,7 @@ where
                 e.kind(),
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
             ) {
-                print!("{e}");
+                write_out(&e.to_string())?;
                 return Ok(());
             }
             let msg = e.to_string();
@@ -140,7 +140,7 @@ where
             )?;
         }
         Command::Info { input } => {
-            print!("{}", lmic::info(open_input(&input)?)?);
+            write_out(&lmic::info(open_input(&input)?)?.to_string())?;
         }
         Command::Bench {
             inputs,
@@ -399,6 +399,16 @@ fn salvage_report(input: &Path, h: &lmic::container::FileHeader, d: &lmic::Damag
     Error::Corrupt(format!(
         "salvaged with damage: {lost} of {frames} sample frames lost; every intact frame was written"
     ))
+}
+
+/// Writes a command's report to stdout; a closed pipe (`lmic info x | head`)
+/// is an error `main` ends on quietly, not a panic as `print!` would be.
+pub(crate) fn write_out(s: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = io::stdout().lock();
+    o.write_all(s.as_bytes())
+        .and_then(|()| o.flush())
+        .map_err(|e| Error::io("writing output", e))
 }
 
 fn set_threads(n: Option<usize>) -> Result<()> {

@@ -16,6 +16,9 @@ pub struct Info {
     pub original_bytes: u64,
     /// Container frames (each holds up to `frame_chunks` chunks per channel).
     pub frames: u64,
+    /// Frames that do not go on from the previous frame's predictor state:
+    /// where decoding, and salvaging after damage, can start.
+    pub keyframes: u64,
     /// Chunks in all frames, coded and verbatim.
     pub chunks: u64,
     /// Chunks stored as packed characters instead of coded.
@@ -35,12 +38,14 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let mut r = FrameReader::open(input)?;
     let (mut frames, mut chunks, mut verbatim, mut tokens, mut payload, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut keyframes = 0u64;
     let trailer = loop {
         let fh = match r.next_section()? {
             Section::Frame(fh) => fh,
             Section::End(t) => break t,
         };
         frames += 1;
+        keyframes += !fh.params.carries() as u64;
         let spans = r.spans(&fh)?;
         for (c, &(_, n)) in fh.chunks.iter().zip(&spans) {
             chunks += 1;
@@ -60,6 +65,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         header: h,
         file_bytes: r.position(),
         frames,
+        keyframes,
         chunks,
         verbatim_chunks: verbatim,
         tokens,
@@ -80,7 +86,7 @@ impl std::fmt::Display for Info {
         let kind = f.kind.name();
         write!(
             out,
-            "format:          lmic .lmc, {} mapping\n\
+            "format:          lmic .lmc version {}, {} mapping\n\
          audio:           {} Hz, {} channel(s), {}-bit {kind} PCM, {:.3} s, {} samples\n\
          original size:   {} bytes\n\
          compressed size: {} bytes ({:.2}% of original)\n\
@@ -90,8 +96,10 @@ impl std::fmt::Display for Info {
          forward pass:    {}\n\
          parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
+         keyframes:       {} (where decoding and salvaging can start)\n\
          payload:         {} bytes of chunks, {} bytes of dropped bits\n\
          sha256:          {}\n",
+            h.version,
             h.mapping.name(),
             f.sample_rate,
             f.channels,
@@ -118,6 +126,7 @@ impl std::fmt::Display for Info {
             i.frames,
             i.verbatim_chunks,
             i.tokens,
+            i.keyframes,
             i.payload_bytes,
             i.dropped_bytes,
             crate::model::hex(&i.sha256),

@@ -505,9 +505,9 @@ pub fn report(r: Request) -> anyhow::Result<()> {
             lmic::DecodeOptions::default().decode_group,
         )?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&s).unwrap());
+            super::write_out(&format!("{}\n", serde_json::to_string_pretty(&s).unwrap()))?;
         } else {
-            print!("{}", speed::table(&s));
+            super::write_out(&speed::table(&s))?;
         }
         return Ok(());
     }
@@ -530,9 +530,9 @@ pub fn report(r: Request) -> anyhow::Result<()> {
         let rep = paper::paper(&files, &o, chunks, &say)?;
         if json {
             let v = serde_json::json!({ "chunks": rep.chunks, "rows": rep.rows });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap());
+            super::write_out(&format!("{}\n", serde_json::to_string_pretty(&v).unwrap()))?;
         } else {
-            print!("{}", paper::table(&rep));
+            super::write_out(&paper::table(&rep))?;
         }
         if rep.rows.iter().any(|r| !r.ok) {
             anyhow::bail!("a round trip FAILED (see the table)");
@@ -546,28 +546,28 @@ pub fn report(r: Request) -> anyhow::Result<()> {
     }
     if json {
         let v = serde_json::json!({ "files": rows, "totals": totals });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        super::write_out(&format!("{}\n", serde_json::to_string_pretty(&v).unwrap()))?;
     } else {
-        print!("{}", table(&rows));
-        println!();
-        print!("{}", table(&totals));
+        super::write_out(&table(&rows))?;
+        super::write_out("\n")?;
+        super::write_out(&table(&totals))?;
         for t in &totals {
             if let (Some(i), Some(sz)) = (t.ideal_bytes, t.size) {
-                println!(
-                    "{}: ideal code length of coded chunks {:.0} bytes; file {sz} bytes",
+                super::write_out(&format!(
+                    "{}: ideal code length of coded chunks {:.0} bytes; file {sz} bytes\n",
                     t.codec, i
-                );
+                ))?;
             }
         }
         let esc: Vec<f64> = rows.iter().filter_map(|r| r.escape_share).collect();
         if !esc.is_empty() {
-            println!(
-                "lmic escapes: {:.2}% of coded tokens (mean over files)",
+            super::write_out(&format!(
+                "lmic escapes: {:.2}% of coded tokens (mean over files)\n",
                 100.0 * esc.iter().sum::<f64>() / esc.len() as f64
-            );
+            ))?;
         }
         for l in like_for_like(&rows) {
-            println!("{l}");
+            super::write_out(&format!("{l}\n"))?;
         }
     }
     if rows.iter().any(|r| r.note == "FAILED") {
