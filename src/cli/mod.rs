@@ -222,11 +222,15 @@ where
         // from the real options.
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "lmic", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lmic", &mut script);
+            write_out(&String::from_utf8_lossy(&script))?;
         }
         Command::Man => {
             use clap::CommandFactory;
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_out(&String::from_utf8_lossy(&page))?;
         }
         Command::MakeTinyModel { dir, seed } => lmic::model::tiny::write_tiny_model(
             &dir,
