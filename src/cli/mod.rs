@@ -11,7 +11,7 @@ use args::{Cli, Command, Common};
 use files::{Direction, Summary, Target};
 use lmic::error::{Error, IoContext, Result};
 use lmic::model::{builtin, Model};
-use lmic::{DecodeOptions, Decoder, Encoder, Options};
+use lmic::{DecodeOptions, Decoder, Options};
 use sink::{open_input, progress_bar, Sink};
 use std::io::{self, IsTerminal};
 use std::path::Path;
@@ -274,9 +274,8 @@ fn compress_one(
             bar.set_position(d)
         }
     };
-    let mut enc = Encoder::new(model, sink.writer(), opts)?.with_progress(&prog);
-    io::copy(&mut reader, &mut enc).map_err(|e| Error::from_io(e, "reading input"))?;
-    let (w, stats) = enc.finish()?;
+    let mut w = sink.writer();
+    let stats = lmic::compress(model, &mut reader, &mut w, opts, &prog)?;
     drop(w);
     if let Some(bar) = bar {
         bar.finish_and_clear();

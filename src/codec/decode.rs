@@ -274,13 +274,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
                 restore_frame(h, &cur, carry)?
             }
         };
-        if self.done + bytes.len() as u64 > self.whole {
-            return Err(Error::Corrupt(
-                "more sample data than the header declares".into(),
-            ));
-        }
-        self.put(bytes);
-        Ok(())
+        self.put(bytes)
     }
 
     /// The next section in order: a frame (checked to be the one that
@@ -319,17 +313,23 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         let h = self.frames.header();
         let engine = (self.model.borrow(), &self.backend);
         let chars = model_frame(engine, h, fh.clone(), body, self.sched, &mut self.stats)?;
-        let bytes = restore_frame(h, &chars, &mut self.carry)?;
+        restore_frame(h, &chars, &mut self.carry)
+    }
+
+    /// Appends a frame's decoded sample bytes to what is pending, unless
+    /// they go past the data size the header declares.
+    fn put(&mut self, bytes: Vec<u8>) -> Result<()> {
         if self.done + bytes.len() as u64 > self.whole {
             return Err(Error::Corrupt(
                 "more sample data than the header declares".into(),
             ));
         }
-        Ok(bytes)
+        self.append(bytes);
+        Ok(())
     }
 
-    /// Appends decoded (or silent) sample bytes to what is pending.
-    fn put(&mut self, bytes: Vec<u8>) {
+    /// Appends sample bytes (decoded, or silence in their place).
+    fn append(&mut self, bytes: Vec<u8>) {
         self.done += bytes.len() as u64;
         self.sha.update(&bytes);
         if self.pending.is_empty() {
@@ -384,8 +384,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         }
         let bytes = self.frame(fh)?;
         self.lose_until(start);
-        self.put(bytes);
-        Ok(())
+        self.put(bytes)
     }
 
     /// Silence up to byte `to` of the sample data, recorded as lost.
@@ -399,7 +398,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
                 _ => self.damage.lost.push(from..to_frame),
             }
             let quiet = silence(&f, (to - self.done) as usize);
-            self.put(quiet);
+            self.append(quiet);
         }
     }
 

@@ -363,14 +363,7 @@ pub fn compress<R: Read, W: Write + ?Sized>(
     progress: Progress,
 ) -> Result<Stats> {
     let mut enc = Encoder::new(model, output, opts)?.with_progress(progress);
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = crate::io::read_full(input, &mut buf, "input")?;
-        enc.push(&buf[..n])?;
-        if n < buf.len() {
-            break;
-        }
-    }
+    io::copy(input, &mut enc).map_err(|e| Error::from_io(e, "reading input"))?;
     enc.finish().map(|(_, s)| s)
 }
 

@@ -114,12 +114,6 @@ impl<R: Read> FrameReader<R> {
         Ok(got == 0)
     }
 
-    /// Whether frames carry their index (version 4 on); in older files
-    /// frames are numbered as they are read.
-    pub fn indexed(&self) -> bool {
-        self.header.version >= 4
-    }
-
     /// The next frame header, or the trailer.
     pub fn next_section(&mut self) -> Result<Section> {
         let mut tag = [0u8];
