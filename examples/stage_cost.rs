@@ -7,9 +7,11 @@
 //!
 //! Frames are cut as compression cuts them at the CPU defaults (16,384
 //! samples, all channels together), every predictor starting cold in each
-//! (`FRAME=N` cuts every N samples instead).
+//! (`FRAME=N` cuts every N samples instead). `SPLIT=1` scores what the
+//! narrow split leaves instead: each 256-sample chunk's shifted residuals
+//! coded (the proxy's state restarting per chunk) plus its dropped bits raw.
 
-use lmic::mapping::cascade::{self, Config, Stage};
+use lmic::mapping::cascade::{self, Config, Nlms, Stage};
 use lmic::mapping::{detect_shift, lpc};
 use std::time::Instant;
 
@@ -79,6 +81,30 @@ fn main() {
     v("solve 1", &|c| c.solve_every = 1);
     v("solve 2", &|c| c.solve_every = 2);
     v("solve 8", &|c| c.solve_every = 8);
+    let nlms = |s: &[(usize, f64)]| -> Vec<Nlms> {
+        s.iter()
+            .map(|&(taps, mu)| Nlms {
+                taps,
+                mu: mu / taps as f64,
+            })
+            .collect()
+    };
+    v("n256/32/16", &|c| {
+        c.stages.clear();
+        c.nlms = nlms(&[(256, 0.12), (32, 0.06), (16, 0.04)])
+    });
+    v("n1280/256/32/16", &|c| {
+        c.stages.clear();
+        c.nlms = nlms(&[(1280, 0.1), (256, 0.12), (32, 0.06), (16, 0.04)])
+    });
+    v("n32/16+ss", &|c| c.nlms = nlms(&[(32, 0.06), (16, 0.04)]));
+    v("n256/32/16+ss", &|c| {
+        c.nlms = nlms(&[(256, 0.12), (32, 0.06), (16, 0.04)])
+    });
+    v("n1280/256/32+ss", &|c| {
+        c.nlms = nlms(&[(1280, 0.1), (256, 0.12), (32, 0.06)])
+    });
+    v("n16+ss", &|c| c.nlms = nlms(&[(16, 0.04)]));
     if let Ok(only) = std::env::var("ONLY") {
         variants.retain(|(n, _)| n == "lpc" || only.split(',').any(|o| o == n));
     }
@@ -122,7 +148,19 @@ fn main() {
                     }
                     Some(c) => x = cascade::residuals(c, &x, ch, eff),
                 }
-                code += code_bits(&x);
+                code += if std::env::var_os("SPLIT").is_some() {
+                    // What the narrow split costs the proxy: each chunk's
+                    // characters coded, the dropped bits stored raw.
+                    x.chunks(CHUNK)
+                        .map(|c| {
+                            let d = lpc::narrow_drop(c);
+                            let hi: Vec<i64> = c.iter().map(|&r| r >> d).collect();
+                            code_bits(&hi) + (d as usize * c.len()) as f64
+                        })
+                        .sum::<f64>()
+                } else {
+                    code_bits(&x)
+                };
                 raw += raw_bits(&x);
             }
             t.secs += start.elapsed().as_secs_f64();

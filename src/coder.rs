@@ -14,6 +14,71 @@ const TOP: u32 = 1 << 24;
 /// A valid stream is read exactly to its unshortened length, never further.
 const IMPLIED_ZEROS: usize = 8;
 
+/// Where coded intervals go: straight into the range [`Encoder`], or into
+/// [`Intervals`], which keeps them to be coded later in another order (a
+/// lane interleaves its chunks position by position, so each chunk's
+/// intervals are found in parallel first and coded together after).
+pub trait Sink {
+    /// Codes the interval `[cum, cum + freq)` of `total`.
+    fn encode(&mut self, cum: u32, freq: u32, total: u32);
+
+    /// Codes `value < n` uniformly, for any n up to 2^32, in 16-bit digits.
+    fn encode_uniform(&mut self, mut value: u32, mut n: u32) {
+        debug_assert!(value < n);
+        while n > 1 << 16 {
+            self.encode(value & 0xFFFF, 1, 1 << 16);
+            value >>= 16;
+            n = n.div_ceil(1 << 16);
+        }
+        if n > 1 {
+            self.encode(value, 1, n);
+        }
+    }
+}
+
+/// Intervals recorded in order, with the end of each token's run, to be
+/// replayed into an [`Encoder`].
+#[derive(Clone, Debug, Default)]
+pub struct Intervals {
+    ops: Vec<(u32, u32, u32)>,
+    ends: Vec<usize>,
+}
+
+impl Intervals {
+    /// Marks the end of a token: everything recorded since the last mark
+    /// belongs to it.
+    pub fn end_token(&mut self) {
+        self.ends.push(self.ops.len());
+    }
+
+    /// Tokens marked so far.
+    pub fn tokens(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Codes token `i`'s intervals into `enc`.
+    pub fn replay(&self, i: usize, enc: &mut Encoder) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        for &(c, f, t) in &self.ops[start..self.ends[i]] {
+            enc.encode(c, f, t);
+        }
+    }
+}
+
+impl Sink for Intervals {
+    fn encode(&mut self, cum: u32, freq: u32, total: u32) {
+        debug_assert!(freq > 0 && cum + freq <= total && total <= 1 << TOTAL_BITS);
+        self.ops.push((cum, freq, total));
+    }
+}
+
+impl Sink for Encoder {
+    #[inline]
+    fn encode(&mut self, cum: u32, freq: u32, total: u32) {
+        Encoder::encode(self, cum, freq, total)
+    }
+}
+
 /// Range encoder: intervals in, bytes out ([`finish`](Self::finish)).
 pub struct Encoder {
     low: u64,
@@ -61,19 +126,6 @@ impl Encoder {
         while self.range < TOP {
             self.range <<= 8;
             self.shift_low();
-        }
-    }
-
-    /// Codes `value < n` uniformly, for any n up to 2^32, in 16-bit digits.
-    pub fn encode_uniform(&mut self, mut value: u32, mut n: u32) {
-        debug_assert!(value < n);
-        while n > 1 << 16 {
-            self.encode(value & 0xFFFF, 1, 1 << 16);
-            value >>= 16;
-            n = n.div_ceil(1 << 16);
-        }
-        if n > 1 {
-            self.encode(value, 1, n);
         }
     }
 

@@ -6,12 +6,14 @@
 //! ```text
 //! FileHeader   magic, version, WAV head bytes, format, mapping and model
 //!              parameters, model spec + fingerprint, CRC32
-//! Frame*       tag 1, sample frames, shift, drop, predictor, dropped-bit
-//!              stream info, chunk table (kind, tokens, bytes; with the lpc
-//!              and cascade mappings also each chunk's dropped bits), with the
-//!              cascade mapping its preset byte, with the lpc mapping the
-//!              predictor blocks (stereo mode, order, shift, coefficients),
-//!              CRC32, then the chunk payloads and the dropped-bit stream
+//! Frame*       tag 1, index, sample frames, shift, drop, predictor,
+//!              dropped-bit stream info, chunk table (per chunk one byte:
+//!              verbatim or coded, explicit token count or one per
+//!              character, the lpc and cascade mappings' dropped bits; then
+//!              the chunks per lane and each lane's bytes), with the cascade
+//!              mapping its preset byte, with the lpc mapping the predictor
+//!              blocks (stereo mode, order, shift, coefficients), CRC32,
+//!              then the lanes, the verbatim chunks and the dropped-bit stream
 //! Trailer      tag 0, partial-frame bytes, bytes after the data chunk,
 //!              sha256 of the original file, CRC32
 //! ```
@@ -32,9 +34,12 @@ use std::io::Read;
 /// The first 8 bytes of every `.lmc` file (PNG-style: the CR LF, ^Z and LF
 /// expose text-mode transfers).
 pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
-/// Version 4: frames carry their index (so `--salvage` keeps the timeline
-/// across a damaged region), and AIFF's big-endian sample kinds exist.
-pub const VERSION: u16 = 4;
+/// Version 5: a frame's coded chunks share arithmetic-coded lanes (one
+/// coder flush and one length per lane, not per chunk) and each chunk's
+/// table entry is one byte. Version 4: frames carry their index (so
+/// `--salvage` keeps the timeline across a damaged region), and AIFF's
+/// big-endian sample kinds exist.
+pub const VERSION: u16 = 5;
 /// Version 2 files (classic mapping only, no mapping field) and version 3
 /// (frames without an index) still decode.
 pub const OLDEST_VERSION: u16 = 2;
@@ -409,7 +414,8 @@ pub struct ChunkEntry {
     pub kind: ChunkKind,
     /// Tokens of a coded chunk ([`ONE_PER_CHAR`]: as many as characters).
     pub tokens: u32,
-    /// Payload bytes.
+    /// Payload bytes of a verbatim chunk; 0 for a coded one, whose bytes
+    /// are in its lane ([`FrameHeader::lanes`]).
     pub len: u32,
 }
 
@@ -425,7 +431,7 @@ pub struct FrameLimits {
     pub sample_frames: u32,
     /// Chunks in a frame, all channels.
     pub chunks: u32,
-    /// Payload bytes of one chunk.
+    /// Payload bytes of one chunk (a lane may hold its chunks' worth).
     pub chunk_bytes: u32,
 }
 
@@ -446,8 +452,35 @@ pub struct FrameHeader {
     pub dropped_crc: u32,
     /// CRC32 of all chunk payloads, in order.
     pub payload_crc: u32,
-    /// The chunk table, in payload order.
+    /// The chunk table, in the frame's order.
     pub chunks: Vec<ChunkEntry>,
+    /// Coded chunks per lane: the coded chunks, in order, are dealt out in
+    /// runs of this many (the last run may be shorter), and each run is one
+    /// arithmetic-coded stream that interleaves its chunks position by
+    /// position, so a group of chunks decoded in lockstep reads one stream
+    /// (versions before 5: 1).
+    pub per_lane: u32,
+    /// Bytes of each lane, in order.
+    pub lanes: Vec<u32>,
+}
+
+/// A frame header's flag byte per chunk (version 5): the dropped bits in
+/// the low five bits (lpc and cascade mappings), then these two flags.
+const ENTRY_VERBATIM: u8 = 0x80;
+const ENTRY_TOKENS: u8 = 0x40;
+const ENTRY_DROP: u8 = 0x1f;
+
+impl FrameHeader {
+    /// How many lanes the chunk table implies: the coded chunks in runs of
+    /// [`per_lane`](Self::per_lane).
+    pub fn lane_count(&self) -> usize {
+        let coded = self
+            .chunks
+            .iter()
+            .filter(|c| c.kind == ChunkKind::Coded)
+            .count();
+        coded.div_ceil(self.per_lane.max(1) as usize)
+    }
 }
 
 /// The byte that starts a frame.
@@ -457,6 +490,9 @@ pub(crate) const TAG_END: u8 = 0;
 /// The top bit of a cascade frame's preset byte: the frame goes on from the
 /// previous frame's filters (no file before version 4 sets it).
 const CARRY: u8 = 0x80;
+/// The next bit: the frame's sample values follow (sparse PCM, version 5):
+/// their count, the first zigzag-coded, then each gap less one, all LEB128.
+const LEVELS: u8 = 0x40;
 
 impl FrameHeader {
     /// Writes the tag and the header, sealed with its CRC32.
@@ -479,21 +515,40 @@ impl FrameHeader {
         o.u32(self.dropped_crc);
         o.u32(self.payload_crc);
         o.u32(self.chunks.len() as u32);
-        // Entries are a few bytes each: with short contexts fixed-width
-        // fields and a CRC per chunk cost several per cent of the output.
+        // One byte per chunk in the usual case: before version 5 a chunk's
+        // entry, its own length and its coder's flush came to about 5 bytes
+        // per 256 samples, 2% of the output.
+        let drops = self.params.chunk_drops();
         for (i, c) in self.chunks.iter().enumerate() {
-            let kind = match c.kind {
-                ChunkKind::Coded => 0,
-                ChunkKind::Verbatim => 1,
-            };
-            o.varint(c.tokens << 1 | kind);
-            o.varint(c.len);
-            if let Some(drops) = self.params.chunk_drops() {
-                o.u8(drops[i]);
+            let drop = drops.map_or(0, |d| d[i]);
+            debug_assert!(drop <= ENTRY_DROP);
+            let explicit = c.kind == ChunkKind::Coded && c.tokens != ONE_PER_CHAR;
+            let verbatim = c.kind == ChunkKind::Verbatim;
+            o.u8(drop
+                | if verbatim { ENTRY_VERBATIM } else { 0 }
+                | if explicit { ENTRY_TOKENS } else { 0 });
+            if explicit {
+                o.varint(c.tokens);
+            }
+            if verbatim {
+                o.varint(c.len);
             }
         }
+        o.varint(self.per_lane);
+        debug_assert_eq!(self.lanes.len(), self.lane_count());
+        for &len in &self.lanes {
+            o.varint(len);
+        }
         if let FrameParams::Cascade(p) = &self.params {
-            o.u8(p.preset | if p.carry { CARRY } else { 0 });
+            let levels = if p.levels.is_empty() { 0 } else { LEVELS };
+            o.u8(p.preset | if p.carry { CARRY } else { 0 } | levels);
+            if let Some(&first) = p.levels.first() {
+                o.varint(p.levels.len() as u32);
+                o.varint(((first << 1) ^ (first >> 63)) as u32);
+                for w in p.levels.windows(2) {
+                    o.varint((w[1] - w[0] - 1) as u32);
+                }
+            }
         }
         if let FrameParams::Lpc(p) = &self.params {
             for b in &p.blocks {
@@ -544,32 +599,25 @@ impl FrameHeader {
         if n > limits.chunks {
             return Err(Error::Corrupt(format!("frame of {n} chunks")));
         }
-        let mut chunks = Vec::with_capacity(n as usize);
-        let mut chunk_drops = Vec::new();
-        for _ in 0..n {
-            let v = i.varint()?;
-            let kind = if v & 1 == 0 {
-                ChunkKind::Coded
-            } else {
-                ChunkKind::Verbatim
-            };
-            let tokens = v >> 1;
-            let len = i.varint()?;
-            if len > limits.chunk_bytes || tokens > limits.chunk_bytes * 8 {
-                return Err(Error::Corrupt(format!(
-                    "chunk of {len} bytes, {tokens} tokens"
-                )));
-            }
-            if mapping != Kind::Classic {
-                let drop = i.u8()?;
-                if drop as u32 >= bits {
-                    return Err(Error::Corrupt(format!("chunk drops {drop} bits")));
-                }
-                chunk_drops.push(drop);
-            }
-            chunks.push(ChunkEntry { kind, tokens, len });
-        }
+        let table = if h.version >= 5 {
+            read_table(&mut i, n, limits)?
+        } else {
+            read_table_v4(&mut i, n, limits, mapping)?
+        };
+        let Table {
+            chunks,
+            chunk_drops,
+            per_lane,
+            lanes,
+        } = table;
         let preset = if mapping == Kind::Cascade { i.u8()? } else { 0 };
+        let mut levels = Vec::new();
+        // Before version 5 no frame had levels: the bit stays part of the
+        // preset number there, which then fails as unknown.
+        let levels_bit = if h.version >= 5 { LEVELS } else { 0 };
+        if preset & levels_bit != 0 {
+            levels = read_levels(&mut i, sample_frames as u64 * format.channels as u64, bits)?;
+        }
         let mut blocks = Vec::new();
         if mapping == Kind::Lpc {
             let ch = format.channels as usize;
@@ -578,6 +626,7 @@ impl FrameHeader {
             }
         }
         i.check_seal()?;
+        let chunk_drops = check_drops(mapping, chunk_drops, bits)?;
         let dropped_mode = DroppedMode::from_u8(mode)
             .ok_or_else(|| Error::Corrupt(format!("dropped-bit mode {mode}")))?;
         if shift as u32 >= bits || drop as u32 >= bits {
@@ -613,13 +662,14 @@ impl FrameHeader {
                         blocks,
                     })
                 } else {
-                    let (preset, carry) = (preset & !CARRY, preset & CARRY != 0);
+                    let (preset, carry) = (preset & !(CARRY | levels_bit), preset & CARRY != 0);
                     cascade::Config::preset(preset)?;
                     FrameParams::Cascade(cascade::Params {
                         shift,
                         chunk_drops,
                         preset,
                         carry,
+                        levels,
                     })
                 }
             }
@@ -632,8 +682,156 @@ impl FrameHeader {
             dropped_crc,
             payload_crc,
             chunks,
+            per_lane,
+            lanes,
         })
     }
+}
+
+/// A frame's chunk table as read.
+struct Table {
+    chunks: Vec<ChunkEntry>,
+    chunk_drops: Vec<u8>,
+    per_lane: u32,
+    lanes: Vec<u32>,
+}
+
+/// The check every version's chunk drops pass once the header's CRC has
+/// (so that damage reads as a checksum error): each below the sample width
+/// (lpc and cascade), none for the classic mapping. Gives the lpc and
+/// cascade mappings' `chunk_drops`.
+fn check_drops(mapping: Kind, drops: Vec<u8>, bits: u32) -> Result<Vec<u8>> {
+    if mapping == Kind::Classic {
+        if drops.iter().any(|&d| d != 0) {
+            return Err(Error::Corrupt(
+                "classic-mapping chunk with dropped bits".into(),
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    if let Some(d) = drops.iter().find(|&&d| d as u32 >= bits) {
+        return Err(Error::Corrupt(format!("chunk drops {d} bits")));
+    }
+    Ok(drops)
+}
+
+/// The chunk table from version 5 on (the mirror of the loop in
+/// [`FrameHeader::write`]).
+fn read_table<R: Read + ?Sized>(i: &mut In<'_, R>, n: u32, limits: &FrameLimits) -> Result<Table> {
+    let mut chunks = Vec::with_capacity(n as usize);
+    let mut chunk_drops = Vec::new();
+    for _ in 0..n {
+        let flags = i.u8()?;
+        let kind = if flags & ENTRY_VERBATIM != 0 {
+            ChunkKind::Verbatim
+        } else {
+            ChunkKind::Coded
+        };
+        let tokens = if flags & ENTRY_TOKENS != 0 {
+            let t = i.varint()?;
+            if kind == ChunkKind::Verbatim || t == ONE_PER_CHAR || t > limits.chunk_bytes * 8 {
+                return Err(Error::Corrupt(format!("chunk entry of {t} tokens")));
+            }
+            t
+        } else {
+            ONE_PER_CHAR
+        };
+        let len = if kind == ChunkKind::Verbatim {
+            i.varint()?
+        } else {
+            0
+        };
+        if len > limits.chunk_bytes || flags & !(ENTRY_VERBATIM | ENTRY_TOKENS | ENTRY_DROP) != 0 {
+            return Err(Error::Corrupt(format!(
+                "chunk entry {flags:#x} of {len} bytes"
+            )));
+        }
+        chunk_drops.push(flags & ENTRY_DROP);
+        chunks.push(ChunkEntry { kind, tokens, len });
+    }
+    let per_lane = i.varint()?;
+    if per_lane == 0 || per_lane > MAX_FRAME_CHUNKS {
+        return Err(Error::Corrupt(format!("{per_lane} chunks per lane")));
+    }
+    let coded = chunks.iter().filter(|c| c.kind == ChunkKind::Coded).count();
+    let most = (per_lane as u64).min(coded as u64) * limits.chunk_bytes as u64;
+    let mut lanes = Vec::new();
+    for _ in 0..coded.div_ceil(per_lane as usize) {
+        let len = i.varint()?;
+        if len as u64 > most {
+            return Err(Error::Corrupt(format!("lane of {len} bytes")));
+        }
+        lanes.push(len);
+    }
+    Ok(Table {
+        chunks,
+        chunk_drops,
+        per_lane,
+        lanes,
+    })
+}
+
+/// The chunk table of versions 2 to 4: each entry its kind, tokens and
+/// bytes (then, lpc and cascade, its dropped bits); every coded chunk is a
+/// lane of its own.
+fn read_table_v4<R: Read + ?Sized>(
+    i: &mut In<'_, R>,
+    n: u32,
+    limits: &FrameLimits,
+    mapping: Kind,
+) -> Result<Table> {
+    let mut chunks = Vec::with_capacity(n as usize);
+    let mut chunk_drops = Vec::new();
+    let mut lanes = Vec::new();
+    for _ in 0..n {
+        let v = i.varint()?;
+        let kind = if v & 1 == 0 {
+            ChunkKind::Coded
+        } else {
+            ChunkKind::Verbatim
+        };
+        let tokens = v >> 1;
+        let len = i.varint()?;
+        if len > limits.chunk_bytes || tokens > limits.chunk_bytes * 8 {
+            return Err(Error::Corrupt(format!(
+                "chunk of {len} bytes, {tokens} tokens"
+            )));
+        }
+        chunk_drops.push(if mapping != Kind::Classic { i.u8()? } else { 0 });
+        let len = match kind {
+            ChunkKind::Coded => {
+                lanes.push(len);
+                0
+            }
+            ChunkKind::Verbatim => len,
+        };
+        chunks.push(ChunkEntry { kind, tokens, len });
+    }
+    Ok(Table {
+        chunks,
+        chunk_drops,
+        per_lane: 1,
+        lanes,
+    })
+}
+
+/// A cascade frame's levels (the mirror of their part of
+/// [`FrameHeader::write`]): at most one per sample, within `bits`; order
+/// and range against the frame's own width are checked by the mapping.
+fn read_levels<R: Read + ?Sized>(i: &mut In<'_, R>, samples: u64, bits: u32) -> Result<Vec<i64>> {
+    let n = i.varint()?;
+    if n == 0 || n as u64 > samples || n as u64 > 1u64 << bits {
+        return Err(Error::Corrupt(format!("{n} cascade levels")));
+    }
+    let z = i.varint()? as i64;
+    let mut v = (z >> 1) ^ -(z & 1);
+    let mut levels = Vec::with_capacity(n as usize);
+    levels.push(v);
+    for _ in 1..n {
+        v += i.varint()? as i64 + 1;
+        levels.push(v);
+    }
+    Ok(levels)
 }
 
 /// One lpc predictor block: the stereo mode (stereo only), then per channel
@@ -769,7 +967,7 @@ mod tests {
             }),
             Kind::Lpc => FrameParams::Lpc(lpc::Params {
                 shift: 1,
-                chunk_drops: vec![0, 9],
+                chunk_drops: vec![0, 9, 1, 15],
                 blocks: vec![
                     lpc::Block {
                         stereo: Stereo::LeftSide,
@@ -783,9 +981,10 @@ mod tests {
             }),
             Kind::Cascade => FrameParams::Cascade(cascade::Params {
                 shift: 2,
-                chunk_drops: vec![3, 0],
+                chunk_drops: vec![3, 0, 5, 6],
                 preset: cascade::DEFAULT_PRESET,
                 carry: true,
+                levels: vec![-70_000, -3, 0, 1, 7, 1 << 20],
             }),
         };
         let f = FrameHeader {
@@ -804,9 +1003,21 @@ mod tests {
                 ChunkEntry {
                     kind: ChunkKind::Coded,
                     tokens: 300,
-                    len: 1 << 20,
+                    len: 0,
+                },
+                ChunkEntry {
+                    kind: ChunkKind::Coded,
+                    tokens: ONE_PER_CHAR,
+                    len: 0,
+                },
+                ChunkEntry {
+                    kind: ChunkKind::Coded,
+                    tokens: ONE_PER_CHAR,
+                    len: 0,
                 },
             ],
+            per_lane: 2,
+            lanes: vec![1 << 20, 7],
         };
         let t = Trailer {
             partial: vec![1],

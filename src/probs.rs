@@ -3,7 +3,7 @@
 //! quantisation. Everything here is a pure function of the logits' bits, so
 //! bit-identical logits give bit-identical frequencies on both sides.
 
-use crate::coder::{cost_bits, Decoder, Encoder, TOTAL_BITS};
+use crate::coder::{cost_bits, Decoder, Sink, TOTAL_BITS};
 use crate::model::kernels::exp_slice;
 
 /// Total of the quantised frequencies: the coder's precision.
@@ -117,7 +117,7 @@ impl Dist {
     }
 
     /// Codes `token`, returning its ideal cost in bits and whether it escaped.
-    pub fn encode(&self, enc: &mut Encoder, token: u32) -> (f64, bool) {
+    pub fn encode<S: Sink>(&self, enc: &mut S, token: u32) -> (f64, bool) {
         if let Some(i) = self.ids.iter().position(|&t| t == token) {
             let f = self.code_symbol(enc, i);
             return (cost_bits(f, TOTAL), false);
@@ -136,7 +136,7 @@ impl Dist {
 
     /// Symbol `i` in probability order (the escape is `ids.len()`) lies in
     /// interval `nsym - 1 - i`.
-    fn code_symbol(&self, enc: &mut Encoder, i: usize) -> u32 {
+    fn code_symbol<S: Sink>(&self, enc: &mut S, i: usize) -> u32 {
         let j = self.cum.len() - 2 - i;
         let (c, f) = (self.cum[j], self.cum[j + 1] - self.cum[j]);
         enc.encode(c, f, TOTAL);
@@ -169,6 +169,7 @@ impl Dist {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coder::Encoder;
     use proptest::prelude::*;
 
     proptest! {

@@ -368,3 +368,64 @@ fn cascade_keyframes_round_trip() {
         "{err}"
     );
 }
+
+/// Sparse PCM: 8-bit audio on a grid of 4 but clipped at 255 (no wasted
+/// bits to shift out) is coded as ranks among its 65 values, so it needs
+/// no more raw bits than the same audio clipped at 252, where the shift
+/// applies; a µ-law-like 16-bit signal (256 values on a logarithmic scale)
+/// and a stereo pair round-trip too.
+#[test]
+fn sparse_pcm_is_coded_as_ranks() {
+    // Default frames: a level list must be paid for by a frame's samples.
+    let cascade = Options {
+        mapping: Some(Kind::Cascade),
+        ..Options::default()
+    };
+    let wave = |t: usize| 150.0 * (t as f64 * 0.05).sin() + 40.0 * (t as f64 * 1.3).sin();
+    let grid8 = |rail: u8| -> Vec<u8> {
+        (0..3000)
+            .map(|t| {
+                let c = (((wave(t) as i64 + 128) / 4) * 4).clamp(0, 252) as u8;
+                if c == 252 {
+                    rail
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    let (sparse, grid) = (grid8(255), grid8(252));
+    assert!(sparse.contains(&255) && !sparse.iter().any(|c| c % 4 == 1));
+    let stats = |pcm: &[u8], ch: u16, bits: u16| {
+        let wav = lmic::wav::pcm_wav(ch, 11025, bits, pcm);
+        let (lmc, st) = round_trip(&wav, &cascade);
+        (lmic::codec::info(&lmc[..]).unwrap(), st)
+    };
+    let (info_sparse, st_sparse) = stats(&sparse, 1, 8);
+    let (info_grid, st_grid) = stats(&grid, 1, 8);
+    assert_eq!(info_grid.sparse_frames, 0, "the grid is a wasted-bit shift");
+    assert_eq!(info_sparse.sparse_frames, info_sparse.frames);
+    assert!(
+        st_sparse.dropped_bytes <= st_grid.dropped_bytes,
+        "{} vs {} raw bytes",
+        st_sparse.dropped_bytes,
+        st_grid.dropped_bytes
+    );
+    // µ-law-like: 256 levels, denser near zero.
+    let mulaw: Vec<u8> = (0..3000)
+        .map(|t| {
+            let y = wave(t) / 200.0;
+            let q = (y.abs().ln_1p() * 40.0).round() * y.signum();
+            ((q.abs() / 40.0).exp_m1() * q.signum() * 8000.0) as i16
+        })
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let (info_mulaw, _) = stats(&mulaw, 1, 16);
+    assert!(info_mulaw.sparse_frames > 0);
+    let stereo: Vec<u8> = sparse
+        .iter()
+        .zip(&grid)
+        .flat_map(|(&a, &b)| [a, b])
+        .collect();
+    stats(&stereo, 2, 8);
+}

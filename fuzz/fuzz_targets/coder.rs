@@ -4,7 +4,7 @@
 //! and the dropped-bit coders (mode 2). What is encoded must decode.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lmic::coder::{self, Decoder, Encoder};
+use lmic::coder::{self, Decoder, Encoder, Sink};
 use lmic::probs::{Dist, Scratch};
 
 struct Bytes<'a>(&'a [u8]);

@@ -97,6 +97,18 @@ fn cascade(codes: &[u32], bits: u32, channels: usize) {
     assert!(r.iter().all(|&v| v == lpc::wrap(v, eff)));
     assert_eq!(cascade::restore(&cfg, &r, channels, eff), x);
     let _ = cascade::restore(&cfg, &x, channels, eff);
+    // Sparse PCM: the samples' own values as levels, ranks and back; the
+    // input taken as rank residuals must fail cleanly or decode.
+    let mut v = x.clone();
+    v.sort_unstable();
+    v.dedup();
+    if let Some(levels) = cascade::Levels::new(&v) {
+        let new = || cascade::Cascade::new(&cfg, channels, eff);
+        let (_, ranked) = cascade::residuals_both(&mut new(), &x, eff, &levels);
+        let back = cascade::restore_levels(&mut new(), &ranked, eff, &levels);
+        assert_eq!(back.unwrap(), x);
+        let _ = cascade::restore_levels(&mut new(), &x, eff, &levels);
+    }
 }
 
 /// Every mapping through the entry points the codec uses, at the container

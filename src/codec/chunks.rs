@@ -4,9 +4,9 @@
 //! decided here and only here, for each [`Backend`]; grouping changes speed
 //! and memory, never results.
 
-use super::frames::Payload;
+use super::frames::{Coded, Payload};
 use super::{verbatim_len, Stats};
-use crate::coder::{self, Decoder, Encoder};
+use crate::coder::{self, Decoder, Encoder, Intervals};
 use crate::container::{ChunkKind, FileHeader};
 use crate::error::{Error, Result};
 use crate::model::backend::Backend;
@@ -15,9 +15,16 @@ use crate::model::{KvCache, Model, Row};
 use crate::probs::{Dist, Scratch};
 use rayon::prelude::*;
 
-/// A coded chunk before it is written: payload, ideal code length in bits,
-/// escapes.
-type Coded = (Vec<u8>, f64, u64);
+/// A chunk's model output before it is coded into its lane: its intervals,
+/// ideal code length in bits, escapes.
+type Modelled = (Intervals, f64, u64);
+
+/// Coded chunks per lane on the CPU: as many as the decoder steps together
+/// by default ([`crate::DecodeOptions::decode_group`]), so a lane costs no
+/// parallelism there, while the flush and length that every chunk paid
+/// before version 5 are paid once per lane (about 2.6 bytes of each 256
+/// samples' 5 saved, measured: README, Measurements).
+pub(crate) const LANE_CHUNKS: usize = 4;
 
 /// Knobs that change how work is split, never the bits.
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +44,9 @@ pub(crate) fn chunk_tokens(model: &Model, text: &[u8]) -> Result<Option<Vec<u32>
 }
 
 /// Codes each chunk's characters: tokens through one full forward pass per
-/// batch of chunks, then the arithmetic coder. Falls back to verbatim where
-/// that is smaller or the tokenizer cannot reproduce the text.
+/// batch of chunks, then the arithmetic coder, a lane of chunks at a time.
+/// Falls back to verbatim where that is smaller or the tokenizer cannot
+/// reproduce the text.
 pub(crate) fn encode_chunks(
     model: &Model,
     backend: &Backend,
@@ -47,7 +55,7 @@ pub(crate) fn encode_chunks(
     force_coded: bool,
     sched: Schedule,
     stats: &mut Stats,
-) -> Result<Vec<Payload>> {
+) -> Result<Coded> {
     let top_k = h.top_k as usize;
     let toks: Vec<Option<Vec<u32>>> = texts
         .iter()
@@ -91,22 +99,32 @@ pub(crate) fn encode_chunks(
         }
     }
     let mut out: Vec<Option<Payload>> = vec![None; texts.len()];
-    for (&i, (payload, ideal, escapes)) in coded.iter().zip(results) {
+    let mut kept = Vec::new();
+    for (&i, (ivs, ideal, escapes)) in coded.iter().zip(results) {
         let n = seq(i).len();
-        if force_coded || payload.len() < verbatim_len(texts[i].len()) {
+        // The ideal length decides: a lane's bytes are not one chunk's.
+        if force_coded || ideal < 8.0 * verbatim_len(texts[i].len()) as f64 {
             stats.ideal_bits += ideal;
             stats.escapes += escapes;
             stats.tokens += n as u64;
-            stats.coded_bytes += payload.len() as u64;
             out[i] = Some(Payload {
                 kind: ChunkKind::Coded,
                 tokens: n as u32,
-                bytes: payload,
+                bytes: Vec::new(),
             });
+            kept.push(ivs);
         }
     }
+    let per_lane = match backend {
+        Backend::RowWise => LANE_CHUNKS,
+        // A device decodes a group of hundreds of chunks in lockstep, in
+        // groups the header decides; lanes of one chunk never straddle one.
+        Backend::Device(_) => 1,
+    };
+    let lanes: Vec<Vec<u8>> = kept.par_chunks(per_lane).map(code_lane).collect();
+    stats.coded_bytes += lanes.iter().map(|l| l.len() as u64).sum::<u64>();
     stats.chunks += texts.len() as u64;
-    Ok(out
+    let chunks = out
         .into_iter()
         .zip(texts)
         .map(|(p, t)| {
@@ -121,7 +139,26 @@ pub(crate) fn encode_chunks(
                 }
             })
         })
-        .collect())
+        .collect();
+    Ok(Coded {
+        chunks,
+        lanes,
+        per_lane,
+    })
+}
+
+/// One lane's stream: its chunks' tokens interleaved position by position
+/// (position 0 of every chunk, then position 1, ...), as the decoder steps
+/// them in lockstep.
+fn code_lane(chunks: &[Intervals]) -> Vec<u8> {
+    let mut enc = Encoder::new();
+    let longest = chunks.iter().map(Intervals::tokens).max().unwrap_or(0);
+    for pos in 0..longest {
+        for c in chunks.iter().filter(|c| pos < c.tokens()) {
+            c.replay(pos, &mut enc);
+        }
+    }
+    enc.finish()
 }
 
 /// Chunks per device pass: as many as a 4 GiB working set allows (hidden
@@ -154,13 +191,15 @@ fn encode_device(
     net: &DeviceNet,
     chunks: Vec<&[u32]>,
     top_k: usize,
-) -> Result<Vec<Coded>> {
+) -> Result<Vec<Modelled>> {
     let t = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
     let grid = device_grid(model.start_token, &chunks, t);
     let hidden = net.hidden(&grid, chunks.len(), t)?;
     let v = model.vocab_size();
-    let mut encs: Vec<(Encoder, f64, u64)> =
-        chunks.iter().map(|_| (Encoder::new(), 0.0, 0)).collect();
+    let mut encs: Vec<Modelled> = chunks
+        .iter()
+        .map(|_| (Intervals::default(), 0.0, 0))
+        .collect();
     let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
     for pos in 0..t {
         let logits = hidden.logits(pos)?;
@@ -168,15 +207,13 @@ fn encode_device(
             if pos < toks.len() {
                 Dist::from_logits(&logits[s * v..(s + 1) * v], top_k, &mut scratch, &mut dist);
                 let (bits, esc) = dist.encode(&mut encs[s].0, toks[pos]);
+                encs[s].0.end_token();
                 encs[s].1 += bits;
                 encs[s].2 += esc as u64;
             }
         }
     }
-    Ok(encs
-        .into_iter()
-        .map(|(e, i, x)| (e.finish(), i, x))
-        .collect())
+    Ok(encs)
 }
 
 /// Rows of a chunk: the start token at position 0, then every token but the
@@ -194,7 +231,7 @@ fn chunk_rows(seq: usize, start: u32, toks: &[u32], rows: &mut Vec<Row>) {
 /// memory for large vocabularies.
 const LOGIT_BLOCK: usize = 64;
 
-fn encode_batch(model: &Model, chunks: Vec<&[u32]>, top_k: usize) -> Result<Vec<Coded>> {
+fn encode_batch(model: &Model, chunks: Vec<&[u32]>, top_k: usize) -> Result<Vec<Modelled>> {
     let max_len = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
     let mut rows = Vec::new();
     for (s, c) in chunks.iter().enumerate() {
@@ -211,7 +248,7 @@ fn encode_batch(model: &Model, chunks: Vec<&[u32]>, top_k: usize) -> Result<Vec<
         .par_iter()
         .enumerate()
         .map(|(s, toks)| {
-            let mut enc = Encoder::new();
+            let mut enc = Intervals::default();
             let (mut ideal, mut escapes) = (0f64, 0u64);
             let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
             let v = model.vocab_size();
@@ -222,32 +259,42 @@ fn encode_batch(model: &Model, chunks: Vec<&[u32]>, top_k: usize) -> Result<Vec<
                 for i in 0..n {
                     Dist::from_logits(&logits[i * v..(i + 1) * v], top_k, &mut scratch, &mut dist);
                     let (bits, esc) = dist.encode(&mut enc, toks[b0 + i]);
+                    enc.end_token();
                     ideal += bits;
                     escapes += esc as u64;
                 }
             }
-            (enc.finish(), ideal, escapes)
+            (enc, ideal, escapes)
         })
         .collect())
 }
 
 /// The mirror of [`encode_chunks`]: coded chunks are stepped token by token,
-/// a group of chunks in lockstep, through the same forward function.
+/// the chunks of whole lanes in lockstep, through the same forward function.
 pub(crate) fn decode_chunks(
     model: &Model,
     backend: &Backend,
     h: &FileHeader,
-    payloads: &[Payload],
+    frame: &Coded,
     lens: &[usize],
     sched: Schedule,
     stats: &mut Stats,
 ) -> Result<Vec<Vec<u8>>> {
     let top_k = h.top_k as usize;
     let max_tokens = model.config.max_position_embeddings - 1;
+    let payloads = &frame.chunks;
     let mut out: Vec<Vec<u8>> = vec![Vec::new(); payloads.len()];
     let coded: Vec<usize> = (0..payloads.len())
         .filter(|&i| payloads[i].kind == ChunkKind::Coded)
         .collect();
+    let per_lane = frame.per_lane.max(1);
+    if frame.lanes.len() != coded.len().div_ceil(per_lane) {
+        return Err(Error::Corrupt(format!(
+            "{} lanes for {} coded chunks",
+            frame.lanes.len(),
+            coded.len()
+        )));
+    }
     for (i, p) in payloads.iter().enumerate() {
         let tokens = p.tokens;
         if p.kind == ChunkKind::Coded && (tokens == 0 || tokens as usize > max_tokens) {
@@ -274,31 +321,54 @@ pub(crate) fn decode_chunks(
             let per_seq = KvCache::step_bytes_per_seq(model, longest).max(1);
             // One group per thread, each stepped start to finish on its own:
             // no synchronisation inside a step, and each thread's caches
-            // stay in its share of the CPU caches.
+            // stay in its share of the CPU caches. A group is whole lanes.
             let per_thread = coded.len().div_ceil(rayon::current_num_threads()).max(1);
             let group = sched
                 .decode_group
                 .min(per_thread)
                 .min((1usize << 30) / per_seq)
                 .max(1);
-            let groups: Vec<Result<Vec<Vec<u32>>>> = coded
-                .par_chunks(group)
+            let lanes_per_group = (group / per_lane).max(1);
+            let lanes: Vec<(&[u8], &[usize])> = frame
+                .lanes
+                .iter()
+                .map(|l| &l[..])
+                .zip(coded.chunks(per_lane))
+                .collect();
+            let groups: Vec<Result<Vec<Vec<u32>>>> = lanes
+                .par_chunks(lanes_per_group)
                 .map(|group| {
-                    let counts: Vec<usize> =
-                        group.iter().map(|&i| payloads[i].tokens as usize).collect();
-                    decode_group(
-                        model,
-                        group.iter().map(|&i| &payloads[i].bytes[..]).collect(),
-                        &counts,
-                        top_k,
-                    )
+                    let lanes: Vec<(&[u8], Vec<usize>)> = group
+                        .iter()
+                        .map(|&(bytes, members)| {
+                            (
+                                bytes,
+                                members
+                                    .iter()
+                                    .map(|&i| payloads[i].tokens as usize)
+                                    .collect(),
+                            )
+                        })
+                        .collect();
+                    decode_group(model, &lanes, top_k)
                 })
                 .collect();
-            for (group, ids) in coded.chunks(group).zip(groups) {
+            for (group, ids) in coded.chunks(per_lane * lanes_per_group).zip(groups) {
                 decoded.extend(group.iter().copied().zip(ids?));
             }
         }
         Backend::Device(net) => {
+            // The encoder gives each chunk a lane of its own here (see
+            // `encode_chunks`), so device groups never split a lane.
+            if per_lane != 1 {
+                return Err(Error::Corrupt(format!(
+                    "a device frame with {per_lane} chunks per lane"
+                )));
+            }
+            let mut lane_of = vec![None; payloads.len()];
+            for (lane, &i) in coded.iter().enumerate() {
+                lane_of[i] = Some(&frame.lanes[lane][..]);
+            }
             // The encoder's batches: every chunk it could tokenize, those it
             // then stored verbatim included (their tokens are known here).
             let mut members = Vec::new();
@@ -313,7 +383,7 @@ pub(crate) fn decode_chunks(
                 members.push((i, known));
             }
             for group in members.chunks(device_group(model, h)) {
-                let ids = decode_device(model, net, payloads, group, top_k)?;
+                let ids = decode_device(model, net, payloads, &lane_of, group, top_k)?;
                 decoded.extend(ids);
             }
         }
@@ -345,6 +415,7 @@ fn decode_device(
     model: &Model,
     net: &DeviceNet,
     payloads: &[Payload],
+    lane_of: &[Option<&[u8]>],
     group: &[(usize, Option<Vec<u32>>)],
     top_k: usize,
 ) -> Result<Vec<(usize, Vec<u32>)>> {
@@ -364,7 +435,10 @@ fn decode_device(
     let mut grid = device_grid(model.start_token, &known, t.max(1));
     let mut decs: Vec<Option<Decoder>> = group
         .iter()
-        .map(|(i, k)| k.is_none().then(|| Decoder::new(&payloads[*i].bytes)))
+        .map(|(i, k)| {
+            k.is_none()
+                .then(|| Decoder::new(lane_of[*i].unwrap_or_default()))
+        })
         .collect();
     let mut ids: Vec<Vec<u32>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
     let v = model.vocab_size();
@@ -400,18 +474,22 @@ fn decode_device(
         .collect())
 }
 
+/// Steps the chunks of `lanes` (each lane's bytes and its chunks' token
+/// counts) in lockstep; each lane's chunks are read from its one stream in
+/// order at every position, as [`code_lane`] wrote them.
 fn decode_group(
     model: &Model,
-    payloads: Vec<&[u8]>,
-    counts: &[usize],
+    lanes: &[(&[u8], Vec<usize>)],
     top_k: usize,
 ) -> Result<Vec<Vec<u32>>> {
-    let n = payloads.len();
+    let counts: Vec<usize> = lanes.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+    let n = counts.len();
     let max_len = counts.iter().copied().max().unwrap_or(0);
     let mut cache = KvCache::for_steps(model, n, max_len);
-    let mut decs: Vec<Decoder> = payloads.iter().map(|p| Decoder::new(p)).collect();
+    let mut decs: Vec<Decoder> = lanes.iter().map(|(p, _)| Decoder::new(p)).collect();
     let mut ids: Vec<Vec<u32>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
     let v = model.vocab_size();
+    let mut row_of = vec![usize::MAX; n];
     for pos in 0..max_len {
         let active: Vec<usize> = (0..n).filter(|&s| pos < counts[s]).collect();
         let rows: Vec<Row> = active
@@ -428,21 +506,35 @@ fn decode_group(
             .collect();
         let hidden = model.forward(&mut cache, &rows)?;
         let logits = model.logits(&hidden, rows.len());
-        // Each active chunk owns its decoder: decode them in parallel.
-        let mut work: Vec<(&mut Decoder, &mut Vec<u32>, &[f32])> = Vec::with_capacity(active.len());
-        let mut di = decs.iter_mut().zip(ids.iter_mut()).enumerate();
+        row_of.fill(usize::MAX);
         for (r, &s) in active.iter().enumerate() {
-            let (_, (d, id)) = di.by_ref().find(|(i, _)| *i == s).unwrap();
-            work.push((d, id, &logits[r * v..(r + 1) * v]));
+            row_of[s] = r;
         }
+        // Each lane owns its decoder: decode the lanes in parallel, each
+        // lane's chunks in order.
+        let mut work = Vec::with_capacity(lanes.len());
+        let mut rest = &mut ids[..];
+        let mut first = 0;
+        for (d, (_, members)) in decs.iter_mut().zip(lanes) {
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(members.len());
+            rest = tail;
+            work.push((d, mine, first));
+            first += members.len();
+        }
+        let row_of = &row_of;
         work.into_par_iter().for_each_init(
             || (Dist::default(), Scratch::default()),
-            |(dist, scratch), (d, id, l)| {
-                Dist::from_logits(l, top_k, scratch, dist);
-                id.push(dist.decode(d));
+            |(dist, scratch), (d, mine, first)| {
+                for (j, id) in mine.iter_mut().enumerate() {
+                    let r = row_of[first + j];
+                    if r != usize::MAX {
+                        Dist::from_logits(&logits[r * v..(r + 1) * v], top_k, scratch, dist);
+                        id.push(dist.decode(d));
+                    }
+                }
             },
         );
-        // A payload that ran out is corrupt: stop now rather than run the
+        // A lane that ran out is corrupt: stop now rather than run the
         // model for every token the chunk table claims.
         if decs.iter().any(|d| d.overran()) {
             return Err(Error::Corrupt("a chunk payload ended early".into()));

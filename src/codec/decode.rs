@@ -498,7 +498,7 @@ fn model_frame(
     stats: &mut Stats,
 ) -> Result<Chars> {
     let lens: Vec<usize> = body.spans.iter().map(|&(_, n)| n).collect();
-    let texts = chunks::decode_chunks(model, backend, h, &body.payloads, &lens, sched, stats)?;
+    let texts = chunks::decode_chunks(model, backend, h, &body.coded, &lens, sched, stats)?;
     stats.samples += fh.sample_frames as u64 * h.format.channels as u64;
     Ok(Chars {
         fh,

@@ -408,8 +408,15 @@ fn code_frame(
         batch_tokens: opts.batch_tokens,
         decode_group: 0,
     };
-    let payloads =
-        chunks::encode_chunks(model, backend, h, &texts, opts.force_coded, sched, stats)?;
+    let coded = chunks::encode_chunks(model, backend, h, &texts, opts.force_coded, sched, stats)?;
+    // Lanes first, then the verbatim chunks (their CRC in the same order).
+    let verbatim = || {
+        coded
+            .chunks
+            .iter()
+            .filter(|p| p.kind == ChunkKind::Verbatim)
+            .map(|p| &p.bytes)
+    };
 
     stats.dropped_bytes += mp.dropped.len() as u64;
     stats.samples += n_codes as u64;
@@ -421,20 +428,27 @@ fn code_frame(
         dropped_crc: crc32fast::hash(&mp.dropped),
         payload_crc: {
             let mut c = crc32fast::Hasher::new();
-            payloads.iter().for_each(|p| c.update(&p.bytes));
+            coded
+                .lanes
+                .iter()
+                .chain(verbatim())
+                .for_each(|b| c.update(b));
             c.finalize()
         },
-        chunks: payloads
+        chunks: coded
+            .chunks
             .iter()
             .zip(&mp.spans)
             .map(|(p, &(_, n))| entry(p, n))
             .collect(),
+        per_lane: coded.per_lane as u32,
+        lanes: coded.lanes.iter().map(|l| l.len() as u32).collect(),
     };
     let mut o = Out::default();
     fh.write(&mut o);
     let mut frame = o.buf;
-    for p in &payloads {
-        frame.extend_from_slice(&p.bytes);
+    for b in coded.lanes.iter().chain(verbatim()) {
+        frame.extend_from_slice(b);
     }
     frame.extend_from_slice(&mp.dropped);
     Ok(frame)
@@ -449,6 +463,9 @@ fn entry(p: &Payload, chars: usize) -> ChunkEntry {
         } else {
             p.tokens
         },
-        len: p.bytes.len() as u32,
+        len: match p.kind {
+            ChunkKind::Coded => 0,
+            ChunkKind::Verbatim => p.bytes.len() as u32,
+        },
     }
 }

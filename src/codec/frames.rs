@@ -22,7 +22,8 @@ pub enum Section {
 }
 
 /// A chunk as stored: how it is coded, its token count (resolved: never
-/// [`ONE_PER_CHAR`]) and its payload.
+/// [`ONE_PER_CHAR`]) and, verbatim, its packed characters (a coded chunk's
+/// bytes are in its lane).
 #[derive(Clone, Debug)]
 pub(crate) struct Payload {
     pub kind: ChunkKind,
@@ -30,10 +31,19 @@ pub(crate) struct Payload {
     pub bytes: Vec<u8>,
 }
 
-/// What follows a frame header: its chunks, their characters' places in the
-/// frame, and the dropped-bit stream, all checksummed.
+/// A frame's coded form: its chunks, and the lanes that hold the coded
+/// ones, `per_lane` consecutive coded chunks to a lane.
+#[derive(Clone, Debug)]
+pub(crate) struct Coded {
+    pub chunks: Vec<Payload>,
+    pub lanes: Vec<Vec<u8>>,
+    pub per_lane: usize,
+}
+
+/// What follows a frame header: its chunks and lanes, their characters'
+/// places in the frame, and the dropped-bit stream, all checksummed.
 pub(crate) struct FrameBody {
-    pub payloads: Vec<Payload>,
+    pub coded: Coded,
     pub spans: Vec<(usize, usize)>,
     pub dropped: Vec<u8>,
 }
@@ -157,23 +167,47 @@ impl<R: Read> FrameReader<R> {
     /// their CRCs.
     pub(crate) fn body(&mut self, fh: &FrameHeader) -> Result<FrameBody> {
         let spans = self.spans(fh)?;
-        let mut payloads = Vec::with_capacity(spans.len());
         let mut crc = crc32fast::Hasher::new();
-        for (i, (e, &(_, n))) in fh.chunks.iter().zip(&spans).enumerate() {
-            if e.kind == ChunkKind::Verbatim && e.len as usize != verbatim_len(n) {
-                return Err(Error::Corrupt(format!(
-                    "verbatim chunk {i} has the wrong length"
-                )));
-            }
-            let mut bytes = vec![0u8; e.len as usize];
+        let mut read = |len: u32| -> Result<Vec<u8>> {
+            let mut bytes = vec![0u8; len as usize];
             container::read_exact(&mut self.input, &mut bytes, "chunk payload")?;
             crc.update(&bytes);
-            let tokens = if e.kind == ChunkKind::Coded && e.tokens == ONE_PER_CHAR {
-                n as u32
-            } else {
-                e.tokens
+            Ok(bytes)
+        };
+        let mut chunks = Vec::with_capacity(spans.len());
+        let mut lanes = Vec::with_capacity(fh.lanes.len());
+        // From version 5 the lanes come first, then the verbatim chunks;
+        // before, each chunk's bytes (a coded one's lane) in table order.
+        let lanes_first = self.header.version >= 5;
+        if lanes_first {
+            for &len in &fh.lanes {
+                lanes.push(read(len)?);
+            }
+        }
+        let mut lane_lens = fh.lanes.iter();
+        for (i, (e, &(_, n))) in fh.chunks.iter().zip(&spans).enumerate() {
+            let (tokens, bytes) = match e.kind {
+                ChunkKind::Verbatim => {
+                    if e.len as usize != verbatim_len(n) {
+                        return Err(Error::Corrupt(format!(
+                            "verbatim chunk {i} has the wrong length"
+                        )));
+                    }
+                    (e.tokens, read(e.len)?)
+                }
+                ChunkKind::Coded => {
+                    if !lanes_first {
+                        lanes.push(read(*lane_lens.next().expect("a lane per coded chunk"))?);
+                    }
+                    let tokens = if e.tokens == ONE_PER_CHAR {
+                        n as u32
+                    } else {
+                        e.tokens
+                    };
+                    (tokens, Vec::new())
+                }
             };
-            payloads.push(Payload {
+            chunks.push(Payload {
                 kind: e.kind,
                 tokens,
                 bytes,
@@ -190,7 +224,11 @@ impl<R: Read> FrameReader<R> {
             ));
         }
         Ok(FrameBody {
-            payloads,
+            coded: Coded {
+                chunks,
+                lanes,
+                per_lane: fh.per_lane as usize,
+            },
             spans,
             dropped,
         })
@@ -198,7 +236,9 @@ impl<R: Read> FrameReader<R> {
 
     /// Skips the frame's payloads unread (their CRCs are not checked).
     pub fn skip_body(&mut self, fh: &FrameHeader) -> Result<()> {
-        let skip: u64 = fh.chunks.iter().map(|c| c.len as u64).sum::<u64>() + fh.dropped_len as u64;
+        let skip: u64 = fh.chunks.iter().map(|c| c.len as u64).sum::<u64>()
+            + fh.lanes.iter().map(|&l| l as u64).sum::<u64>()
+            + fh.dropped_len as u64;
         let copied = std::io::copy(&mut (&mut self.input).take(skip), &mut std::io::sink())
             .map_err(|e| Error::io("reading .lmc", e))?;
         if copied != skip {

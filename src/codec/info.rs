@@ -19,6 +19,9 @@ pub struct Info {
     /// Frames that do not go on from the previous frame's predictor state:
     /// where decoding, and salvaging after damage, can start.
     pub keyframes: u64,
+    /// Cascade frames coded as ranks among their few sample values (sparse
+    /// PCM).
+    pub sparse_frames: u64,
     /// Chunks in all frames, coded and verbatim.
     pub chunks: u64,
     /// Chunks stored as packed characters instead of coded.
@@ -38,7 +41,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let mut r = FrameReader::open(input)?;
     let (mut frames, mut chunks, mut verbatim, mut tokens, mut payload, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut keyframes = 0u64;
+    let (mut keyframes, mut sparse) = (0u64, 0u64);
     let trailer = loop {
         let fh = match r.next_section()? {
             Section::Frame(fh) => fh,
@@ -46,6 +49,9 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         };
         frames += 1;
         keyframes += !fh.params.carries() as u64;
+        if let crate::mapping::FrameParams::Cascade(p) = &fh.params {
+            sparse += !p.levels.is_empty() as u64;
+        }
         let spans = r.spans(&fh)?;
         for (c, &(_, n)) in fh.chunks.iter().zip(&spans) {
             chunks += 1;
@@ -56,6 +62,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
             payload += c.len as u64;
             verbatim += (c.kind == ChunkKind::Verbatim) as u64;
         }
+        payload += fh.lanes.iter().map(|&l| l as u64).sum::<u64>();
         dropped += fh.dropped_len as u64;
         r.skip_body(&fh)?;
     };
@@ -66,6 +73,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         file_bytes: r.position(),
         frames,
         keyframes,
+        sparse_frames: sparse,
         chunks,
         verbatim_chunks: verbatim,
         tokens,
@@ -97,6 +105,7 @@ impl std::fmt::Display for Info {
          parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
          keyframes:       {} (where decoding and salvaging can start)\n\
+         sparse frames:   {} (coded as ranks among their few sample values)\n\
          payload:         {} bytes of chunks, {} bytes of dropped bits\n\
          sha256:          {}\n",
             h.version,
@@ -127,6 +136,7 @@ impl std::fmt::Display for Info {
             i.verbatim_chunks,
             i.tokens,
             i.keyframes,
+            i.sparse_frames,
             i.payload_bytes,
             i.dropped_bytes,
             crate::model::hex(&i.sha256),

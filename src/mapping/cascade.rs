@@ -51,6 +51,91 @@ pub struct Params {
     /// Starting cold every 16,384 samples cost 2.6% of the residuals' code
     /// length on the eval set (`FRAME=… examples/stage_cost`).
     pub carry: bool,
+    /// The frame's sample values, ascending, when it uses few of them
+    /// (sparse PCM); empty otherwise. With them the residual is taken
+    /// between the *ranks* of the sample and of the value nearest the
+    /// prediction ([`Levels`]).
+    pub levels: Vec<i64>,
+}
+
+/// Sparse PCM: a frame whose samples take few distinct values.
+///
+/// Why: audio scaled or clipped after quantisation uses a subset of the
+/// codes its width allows — 8-bit files whose samples are multiples of 4
+/// except the positive rail 255, or decoded µ-law — and the wasted-bit
+/// shift catches only subsets that are a power-of-two grid. The filters
+/// still predict the true sample `x`; the residual stored is
+/// `rank(x) − rank(nearest level to P)`, wrapped to the bits that hold a
+/// rank, so it is as small as the gaps between levels allow, and the
+/// decoder inverts it knowing `P` and the levels.
+pub struct Levels<'a> {
+    values: &'a [i64],
+    bits: u32,
+}
+
+impl<'a> Levels<'a> {
+    /// Levels from the frame's stored values (ascending, distinct; checked
+    /// by the caller). `None` when there are none.
+    pub fn new(values: &'a [i64]) -> Option<Levels<'a>> {
+        let n = values.len() as u64;
+        (n > 0).then(|| Levels {
+            values,
+            bits: (64 - (n - 1).leading_zeros()).max(1),
+        })
+    }
+
+    /// Bits a rank residual is wrapped to.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// The rank of the level nearest `p` (the lower one on a tie).
+    fn nearest(&self, p: i64) -> i64 {
+        let v = self.values;
+        let i = v.partition_point(|&x| x < p);
+        if i == 0 {
+            0
+        } else if i == v.len() || p - v[i - 1] <= v[i] - p {
+            i as i64 - 1
+        } else {
+            i as i64
+        }
+    }
+
+    /// The rank residual of sample `x` (one of the levels) given the
+    /// prediction `p`.
+    fn residual(&self, x: i64, p: i64) -> i64 {
+        let r = self.values.partition_point(|&v| v < x) as i64;
+        wrap(r - self.nearest(p), self.bits)
+    }
+
+    /// Inverse of [`Levels::residual`]; `None` for a rank no level has
+    /// (only a corrupt file gives one).
+    fn restore(&self, r: i64, p: i64) -> Option<i64> {
+        let rank = (self.nearest(p) + r) & ((1i64 << self.bits) - 1);
+        self.values.get(rank as usize).copied()
+    }
+}
+
+/// The distinct values of `x`, ascending, when coding ranks instead of
+/// values should pay for storing them: by the bits of the residuals' sizes
+/// (`Σ bit length`, a rough stand-in for the model's code length) against
+/// the levels' own cost. Encoder-only: the choice is stored.
+fn sparse_levels(x: &[i64], eff: u32) -> Option<Vec<i64>> {
+    let mut v = x.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    // A rank must save at least one bit of range to be worth a look.
+    (!v.is_empty() && (v.len() as u64) << 1 <= 1u64 << eff).then_some(v)
+}
+
+/// Bits of a level list as the container stores it (LEB128 gaps).
+fn levels_cost(v: &[i64]) -> u64 {
+    let leb = |g: u64| (64 - g.leading_zeros()).max(1).div_ceil(7) as u64 * 8;
+    v.windows(2)
+        .map(|w| leb((w[1] - w[0] - 1) as u64))
+        .sum::<u64>()
+        + 64
 }
 
 /// One sign-sign LMS stage: taps and the right shift of its dot product.
@@ -78,8 +163,19 @@ pub struct Config {
     pub esum_decay: f64,
     /// The weights are re-solved every this many samples.
     pub solve_every: usize,
+    /// Normalised LMS stages in series after the least squares (f64).
+    pub nlms: Vec<Nlms>,
     /// Integer stages in series.
     pub stages: Vec<Stage>,
+}
+
+/// One normalised LMS stage (sac's `NLMS_Stream`): its length and step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Nlms {
+    /// Filter length.
+    pub taps: usize,
+    /// Step size, before the normalisation by the input's weighted power.
+    pub mu: f64,
 }
 
 /// The preset new files use.
@@ -96,6 +192,7 @@ impl Config {
                 nu: 25.0,
                 esum_decay: 0.5,
                 solve_every: 4,
+                nlms: Vec::new(),
                 stages: vec![
                     Stage {
                         taps: 256,
@@ -379,10 +476,75 @@ impl SignLms {
     }
 }
 
+/// A normalised LMS predictor of its own input (sac's `NLMS_Stream` with
+/// its defaults: power weights `(1 + age)^−0.8`, no step decay, weights
+/// clamped to ±10), f64 in a fixed order like [`Ols`].
+pub struct NlmsStage {
+    mu: f64,
+    w: Vec<f64>,
+    input: Window<f64>,
+    /// Power weights, oldest input first (as [`Window::last`] holds them).
+    powtab: Vec<f64>,
+    sum_powtab: f64,
+}
+
+impl NlmsStage {
+    /// A stage with every weight and history zero.
+    pub fn new(s: Nlms) -> NlmsStage {
+        // libm's pow, not the platform's: the same bits everywhere.
+        let powtab: Vec<f64> = (0..s.taps)
+            .rev()
+            .map(|age| 1.0 / libm::pow(1.0 + age as f64, 0.8))
+            .collect();
+        let sum_powtab = powtab.iter().rev().fold(0.0, |a, &p| a + p);
+        NlmsStage {
+            mu: s.mu,
+            w: vec![0.0; s.taps],
+            input: Window::new(s.taps),
+            powtab,
+            sum_powtab,
+        }
+    }
+
+    /// The prediction of the next input.
+    pub fn predict(&self) -> f64 {
+        dot(&self.w, self.input.last())
+    }
+
+    /// `input` was this stage's input and `pred` its prediction.
+    pub fn update(&mut self, input: f64, pred: f64) {
+        let x = self.input.last();
+        let mut acc = [0.0f64; LANES];
+        let body = x.len() / LANES * LANES;
+        for (cx, cp) in x[..body]
+            .chunks_exact(LANES)
+            .zip(self.powtab[..body].chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                acc[l] += cp[l] * (cx[l] * cx[l]);
+            }
+        }
+        for i in body..x.len() {
+            acc[i % LANES] += self.powtab[i] * (x[i] * x[i]);
+        }
+        let spow = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        let g = self.mu * (input - pred) * self.sum_powtab / (spow + 1.0);
+        if g.is_finite() {
+            for (w, &xi) in self.w.iter_mut().zip(x) {
+                *w = (*w + g * xi).clamp(-10.0, 10.0);
+            }
+        }
+        self.input.push(input);
+    }
+}
+
 /// One channel's stages.
 struct Channel {
     ols: Option<Ols>,
     h: Vec<f64>,
+    nlms: Vec<NlmsStage>,
+    /// The NLMS stages' predictions of the current sample (scratch).
+    fpreds: Vec<f64>,
     lms: Vec<SignLms>,
     /// The LMS stages' predictions of the current sample (scratch, so the
     /// per-sample loop allocates nothing).
@@ -415,6 +577,8 @@ impl Cascade {
                 .map(|_| Channel {
                     ols: (n > 0).then(|| Ols::new(n, cfg)),
                     h: vec![0.0; n],
+                    nlms: cfg.nlms.iter().map(|&s| NlmsStage::new(s)).collect(),
+                    fpreds: vec![0.0; cfg.nlms.len()],
                     lms: cfg.stages.iter().map(|&s| SignLms::new(s)).collect(),
                     preds: vec![0; cfg.stages.len()],
                 })
@@ -451,12 +615,19 @@ impl Cascade {
                 *v = nb[nb.len() - 1 - k];
             }
         }
-        let (pf, pa) = match &chan.ols {
-            Some(o) => {
-                let p = o.predict(&chan.h);
-                (p, (p.round() as i64).clamp(self.lo, self.hi))
-            }
-            None => (0.0, 0),
+        let pf = chan.ols.as_ref().map_or(0.0, |o| o.predict(&chan.h));
+        // The NLMS stages add to the least squares' prediction in float,
+        // each in order; the sum is rounded once.
+        let mut pn = pf;
+        for (q, s) in chan.fpreds.iter_mut().zip(&chan.nlms) {
+            let p = s.predict();
+            *q = if p.is_finite() { p } else { 0.0 };
+            pn += *q;
+        }
+        let pa = if chan.ols.is_some() || !chan.nlms.is_empty() {
+            (pn.round() as i64).clamp(self.lo, self.hi)
+        } else {
+            0
         };
         for (p, s) in chan.preds.iter_mut().zip(&chan.lms) {
             *p = s.predict();
@@ -465,6 +636,11 @@ impl Cascade {
         let x = resolve(total.clamp(self.lo, self.hi));
         if let Some(o) = &mut chan.ols {
             o.update(&chan.h, x as f64, pf);
+        }
+        let mut y = x as f64 - pf;
+        for (s, &q) in chan.nlms.iter_mut().zip(&chan.fpreds) {
+            s.update(y, q);
+            y -= q;
         }
         let mut input = x - pa;
         for (s, &p) in chan.lms.iter_mut().zip(&chan.preds) {
@@ -475,6 +651,59 @@ impl Cascade {
         self.past[c].push(x as f64);
         x
     }
+}
+
+/// The residuals of [`residuals_with`] and, alongside, the rank residuals of
+/// `levels` (which must hold every sample) from the same predictions.
+pub fn residuals_both(
+    c: &mut Cascade,
+    x: &[i64],
+    eff: u32,
+    levels: &Levels,
+) -> (Vec<i64>, Vec<i64>) {
+    let ch = c.ch;
+    c.resume(eff);
+    let mut ranked = Vec::with_capacity(x.len());
+    let plain = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let mut r = 0;
+            c.step(i % ch, |p| {
+                r = wrap(v - p, eff);
+                ranked.push(levels.residual(v, p));
+                v
+            });
+            r
+        })
+        .collect();
+    (plain, ranked)
+}
+
+/// Inverse of the rank residuals of [`residuals_both`]; a rank no level
+/// has is an error (a corrupt file).
+pub fn restore_levels(c: &mut Cascade, res: &[i64], eff: u32, levels: &Levels) -> Result<Vec<i64>> {
+    let ch = c.ch;
+    c.resume(eff);
+    let mut bad = false;
+    let out = res
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| {
+            c.step(i % ch, |p| {
+                levels.restore(r, p).unwrap_or_else(|| {
+                    bad = true;
+                    p
+                })
+            })
+        })
+        .collect();
+    if bad {
+        return Err(Error::Corrupt(
+            "a sample rank beyond the frame's levels".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Residuals of interleaved samples wrapped to `eff` bits, filters cold.
@@ -520,11 +749,26 @@ pub fn restore_with(c: &mut Cascade, res: &[i64], eff: u32) -> Vec<i64> {
 /// left there for the next. The inverse is [`unmap`].
 pub fn map(s: &Setup, codes: Vec<u32>, carry: &mut Option<Cascade>) -> Result<Mapped> {
     let cont = carry.is_some();
-    let (n, preset) = narrow_map(s, codes, |vals, ch, eff| {
+    let (n, (preset, levels)) = narrow_map(s, codes, |vals, ch, eff| {
         let cfg = Config::preset(DEFAULT_PRESET)?;
         let c = carry.get_or_insert_with(|| Cascade::new(&cfg, ch, eff));
-        *vals = residuals_with(c, vals, eff);
-        Ok(DEFAULT_PRESET)
+        let Some(v) = sparse_levels(vals, eff) else {
+            *vals = residuals_with(c, vals, eff);
+            return Ok((DEFAULT_PRESET, Vec::new()));
+        };
+        let (plain, ranked) = residuals_both(c, vals, eff, &Levels::new(&v).expect("levels"));
+        let size = |r: &[i64]| -> u64 {
+            r.iter()
+                .map(|&x| 64 - x.unsigned_abs().leading_zeros() as u64)
+                .sum()
+        };
+        if size(&ranked) + levels_cost(&v) < size(&plain) {
+            *vals = ranked;
+            Ok((DEFAULT_PRESET, v))
+        } else {
+            *vals = plain;
+            Ok((DEFAULT_PRESET, Vec::new()))
+        }
     })?;
     Ok(Mapped {
         chars: n.chars,
@@ -534,6 +778,7 @@ pub fn map(s: &Setup, codes: Vec<u32>, carry: &mut Option<Cascade>) -> Result<Ma
             chunk_drops: n.chunk_drops,
             preset,
             carry: cont,
+            levels,
         }),
         dropped: n.dropped,
     })
@@ -560,7 +805,19 @@ pub fn unmap(
     narrow_unmap(s, stored, chars, dropped, spans, |vals, ch, eff| {
         let cfg = Config::preset(p.preset)?;
         let c = carry.get_or_insert_with(|| Cascade::new(&cfg, ch, eff));
-        *vals = restore_with(c, vals, eff);
+        *vals = match Levels::new(&p.levels) {
+            None => restore_with(c, vals, eff),
+            Some(levels) => {
+                let (lo, hi) = (-(1i64 << (eff - 1)), (1i64 << (eff - 1)) - 1);
+                let v = &p.levels;
+                if v[0] < lo || v[v.len() - 1] > hi || v.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(Error::Corrupt(
+                        "cascade levels out of order or range".into(),
+                    ));
+                }
+                restore_levels(c, vals, eff, &levels)?
+            }
+        };
         Ok(())
     })
 }
@@ -664,6 +921,84 @@ mod tests {
                 let r = residuals_with(&mut enc, &x, eff);
                 prop_assert_eq!(restore_with(&mut dec, &r, eff), x);
             }
+        }
+    }
+
+    /// 8-bit audio at a quarter of full scale, clipped at the rail 255: 65
+    /// codes, no wasted bits, two bits per sample saved by ranks.
+    fn clipped_8bit(n: usize) -> Vec<i64> {
+        (0..n)
+            .map(|t| {
+                let v = (140.0 * (t as f64 * 0.07).sin() + 30.0 * (t as f64 * 0.9).sin()) as i64;
+                let code = (((v + 128) / 4) * 4).clamp(0, 252);
+                if code == 252 {
+                    127
+                } else {
+                    code - 128
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sparse_levels_shrink_residuals_and_invert() {
+        let cfg = Config::preset(DEFAULT_PRESET).unwrap();
+        let x = clipped_8bit(4000);
+        let v = sparse_levels(&x, 8).expect("a grid of 4 and the rail");
+        assert!(v.contains(&127) && (60..=65).contains(&v.len()), "{v:?}");
+        let levels = Levels::new(&v).unwrap();
+        assert_eq!(levels.bits(), if v.len() > 64 { 7 } else { 6 });
+        let (plain, ranked) = residuals_both(&mut Cascade::new(&cfg, 1, 8), &x, 8, &levels);
+        let size = |r: &[i64]| r[1000..].iter().map(|v| v.unsigned_abs()).sum::<u64>();
+        assert!(
+            size(&ranked) * 3 < size(&plain),
+            "{} vs {}",
+            size(&ranked),
+            size(&plain)
+        );
+        assert!(levels_cost(&v) < 1000);
+        assert_eq!(restore(&cfg, &plain, 1, 8), x);
+        let back = restore_levels(&mut Cascade::new(&cfg, 1, 8), &ranked, 8, &levels).unwrap();
+        assert_eq!(back, x);
+    }
+
+    #[test]
+    fn dense_audio_has_no_levels() {
+        let x = sine(3000, 1, 20000.0);
+        let v = sparse_levels(&x, 16);
+        // Few distinct values of a wide range are offered, but a smooth
+        // signal's ranks are no smaller than its residuals: the map's
+        // choice (in `map`) is what refuses them; here only the offer.
+        assert!(v.is_some_and(|v| v.len() < 40001));
+        assert!(sparse_levels(&(-128..128).collect::<Vec<_>>(), 8).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn levels_invert_for_any_samples(
+            eff in 1u32..=32,
+            ch in 1usize..=2,
+            raw in proptest::collection::vec(any::<i64>(), 1..300),
+            spread in 0u32..=31,
+        ) {
+            let cfg = Config::preset(DEFAULT_PRESET).unwrap();
+            let n = raw.len() / ch * ch;
+            // Few values, spread over the range.
+            let x: Vec<i64> = raw[..n]
+                .iter()
+                .map(|&v| wrap((v % 7) << spread.min(eff - 1), eff))
+                .collect();
+            let mut v = x.clone();
+            v.sort_unstable();
+            v.dedup();
+            let Some(levels) = Levels::new(&v) else { return Ok(()) };
+            let (plain, ranked) = residuals_both(&mut Cascade::new(&cfg, ch, eff), &x, eff, &levels);
+            prop_assert!(ranked.iter().all(|&r| r == wrap(r, levels.bits())));
+            prop_assert_eq!(restore(&cfg, &plain, ch, eff), x.clone());
+            let back = restore_levels(&mut Cascade::new(&cfg, ch, eff), &ranked, eff, &levels);
+            prop_assert_eq!(back.unwrap(), x);
+            // Arbitrary residuals (a corrupt file) never panic.
+            let _ = restore_levels(&mut Cascade::new(&cfg, ch, eff), &raw[..n], eff, &levels);
         }
     }
 
