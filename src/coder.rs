@@ -296,8 +296,11 @@ struct BitModel {
 
 impl BitModel {
     fn new() -> Self {
+        Self::with_contexts(32 * 4)
+    }
+    fn with_contexts(n: usize) -> Self {
         BitModel {
-            probs: vec![(PROB_ONE / 2) as u16; 32 * 4],
+            probs: vec![(PROB_ONE / 2) as u16; n],
         }
     }
     #[inline]
@@ -314,6 +317,54 @@ impl BitModel {
         };
         self.probs[ctx] = p.clamp(32, PROB_ONE - 32) as u16;
     }
+}
+
+/// Bits of context of [`encode_bitmap`]: the bitmap's previous 12 bits, so a
+/// periodic pattern of used sample values (audio scaled by a gain) costs
+/// almost nothing once seen.
+const BITMAP_ORDER: u32 = 12;
+
+/// Codes a bitmap (a frame's used sample values, sparse PCM) with an
+/// adaptive binary model whose context is the previous [`BITMAP_ORDER`]
+/// bits.
+pub fn encode_bitmap(bits: &[bool]) -> Vec<u8> {
+    let mut enc = Encoder::new();
+    let mut m = BitModel::with_contexts(1 << BITMAP_ORDER);
+    let mut ctx = 0usize;
+    for &b in bits {
+        let p0 = m.probs[ctx] as u32;
+        if b {
+            enc.encode(p0, PROB_ONE - p0, PROB_ONE);
+        } else {
+            enc.encode(0, p0, PROB_ONE);
+        }
+        m.update(ctx, b as u32);
+        ctx = ((ctx << 1) | b as usize) & ((1 << BITMAP_ORDER) - 1);
+    }
+    enc.finish()
+}
+
+/// The mirror of [`encode_bitmap`]: `count` bits. `None` when the stream
+/// ends early (a corrupt file).
+pub fn decode_bitmap(data: &[u8], count: usize) -> Option<Vec<bool>> {
+    let mut dec = Decoder::new(data);
+    let mut m = BitModel::with_contexts(1 << BITMAP_ORDER);
+    let mut ctx = 0usize;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let p0 = m.probs[ctx] as u32;
+        let b = if dec.target(PROB_ONE) < p0 {
+            dec.consume(0, p0);
+            false
+        } else {
+            dec.consume(p0, PROB_ONE - p0);
+            true
+        };
+        m.update(ctx, b as u32);
+        ctx = ((ctx << 1) | b as usize) & ((1 << BITMAP_ORDER) - 1);
+        out.push(b);
+    }
+    (!dec.overran()).then_some(out)
 }
 
 /// Codes `values` (each `bits` wide) with the adaptive binary model.

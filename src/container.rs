@@ -491,7 +491,8 @@ pub(crate) const TAG_END: u8 = 0;
 /// previous frame's filters (no file before version 4 sets it).
 const CARRY: u8 = 0x80;
 /// The next bit: the frame's sample values follow (sparse PCM, version 5):
-/// their count, the first zigzag-coded, then each gap less one, all LEB128.
+/// the core's first value (zigzag LEB128), its length, and the bytes and
+/// bytes of its bitmap as `coder::encode_bitmap` codes it.
 const LEVELS: u8 = 0x40;
 
 impl FrameHeader {
@@ -540,14 +541,14 @@ impl FrameHeader {
             o.varint(len);
         }
         if let FrameParams::Cascade(p) = &self.params {
-            let levels = if p.levels.is_empty() { 0 } else { LEVELS };
+            let levels = if p.levels.is_some() { LEVELS } else { 0 };
             o.u8(p.preset | if p.carry { CARRY } else { 0 } | levels);
-            if let Some(&first) = p.levels.first() {
-                o.varint(p.levels.len() as u32);
-                o.varint(((first << 1) ^ (first >> 63)) as u32);
-                for w in p.levels.windows(2) {
-                    o.varint((w[1] - w[0] - 1) as u32);
-                }
+            if let Some(sp) = &p.levels {
+                o.varint(((sp.start << 1) ^ (sp.start >> 63)) as u32);
+                o.varint(sp.used.len() as u32);
+                let coded = crate::coder::encode_bitmap(&sp.used);
+                o.varint(coded.len() as u32);
+                o.bytes(&coded);
             }
         }
         if let FrameParams::Lpc(p) = &self.params {
@@ -611,12 +612,12 @@ impl FrameHeader {
             lanes,
         } = table;
         let preset = if mapping == Kind::Cascade { i.u8()? } else { 0 };
-        let mut levels = Vec::new();
+        let mut levels = None;
         // Before version 5 no frame had levels: the bit stays part of the
         // preset number there, which then fails as unknown.
         let levels_bit = if h.version >= 5 { LEVELS } else { 0 };
         if preset & levels_bit != 0 {
-            levels = read_levels(&mut i, sample_frames as u64 * format.channels as u64, bits)?;
+            levels = Some(read_levels(&mut i)?);
         }
         let mut blocks = Vec::new();
         if mapping == Kind::Lpc {
@@ -816,22 +817,23 @@ fn read_table_v4<R: Read + ?Sized>(
 }
 
 /// A cascade frame's levels (the mirror of their part of
-/// [`FrameHeader::write`]): at most one per sample, within `bits`; order
-/// and range against the frame's own width are checked by the mapping.
-fn read_levels<R: Read + ?Sized>(i: &mut In<'_, R>, samples: u64, bits: u32) -> Result<Vec<i64>> {
-    let n = i.varint()?;
-    if n == 0 || n as u64 > samples || n as u64 > 1u64 << bits {
-        return Err(Error::Corrupt(format!("{n} cascade levels")));
-    }
+/// [`FrameHeader::write`]); their range against the frame's own width is
+/// checked by the mapping.
+fn read_levels<R: Read + ?Sized>(i: &mut In<'_, R>) -> Result<cascade::Sparse> {
     let z = i.varint()? as i64;
-    let mut v = (z >> 1) ^ -(z & 1);
-    let mut levels = Vec::with_capacity(n as usize);
-    levels.push(v);
-    for _ in 1..n {
-        v += i.varint()? as i64 + 1;
-        levels.push(v);
+    let start = (z >> 1) ^ -(z & 1);
+    let n = i.varint()?;
+    let len = i.varint()?;
+    // A bitmap codes each bit in at most 8 bits (probabilities stay within
+    // 1/128 of certain), plus the coder's flush.
+    if n > 1 << cascade::SPARSE_MAX_BITS || len > n + 16 {
+        return Err(Error::Corrupt(format!("{n} cascade levels in {len} bytes")));
     }
-    Ok(levels)
+    let mut coded = vec![0u8; len as usize];
+    i.fill(&mut coded)?;
+    let used = crate::coder::decode_bitmap(&coded, n as usize)
+        .ok_or_else(|| Error::Corrupt("cascade level bitmap ends early".into()))?;
+    Ok(cascade::Sparse { start, used })
 }
 
 /// One lpc predictor block: the stereo mode (stereo only), then per channel
@@ -984,7 +986,10 @@ mod tests {
                 chunk_drops: vec![3, 0, 5, 6],
                 preset: cascade::DEFAULT_PRESET,
                 carry: true,
-                levels: vec![-70_000, -3, 0, 1, 7, 1 << 20],
+                levels: Some(cascade::Sparse {
+                    start: -700,
+                    used: (0..999).map(|i| i % 3 != 1 || i > 900).collect(),
+                }),
             }),
         };
         let f = FrameHeader {

@@ -50,7 +50,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         frames += 1;
         keyframes += !fh.params.carries() as u64;
         if let crate::mapping::FrameParams::Cascade(p) = &fh.params {
-            sparse += !p.levels.is_empty() as u64;
+            sparse += p.levels.is_some() as u64;
         }
         let spans = r.spans(&fh)?;
         for (c, &(_, n)) in fh.chunks.iter().zip(&spans) {

@@ -51,11 +51,47 @@ pub struct Params {
     /// Starting cold every 16,384 samples cost 2.6% of the residuals' code
     /// length on the eval set (`FRAME=… examples/stage_cost`).
     pub carry: bool,
-    /// The frame's sample values, ascending, when it uses few of them
-    /// (sparse PCM); empty otherwise. With them the residual is taken
-    /// between the *ranks* of the sample and of the value nearest the
-    /// prediction ([`Levels`]).
-    pub levels: Vec<i64>,
+    /// Which sample values the frame uses, when it uses few of them
+    /// (sparse PCM). With them the residual is taken between the *ranks*
+    /// of the sample and of the level nearest the prediction ([`Levels`]).
+    pub levels: Option<Sparse>,
+}
+
+/// Widest samples (after the wasted-bit shift) that sparse PCM serves: the
+/// decoder lists every level, up to 2^16 of them.
+pub const SPARSE_MAX_BITS: u32 = 16;
+
+/// A frame's levels as stored: a core of consecutive sample values from
+/// `start`, and which of them occur; every value outside the core is a level
+/// too. Why a core: used values follow a pattern where the audio is dense
+/// (a gain applied after quantisation leaves `011101101…`, cheap to code)
+/// and are scattered by chance in the loud tails, where a bitmap would cost
+/// more than ranks save; the encoder picks the core that pays best.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sparse {
+    /// The core's lowest value.
+    pub start: i64,
+    /// Whether each value of the core occurs in the frame.
+    pub used: Vec<bool>,
+}
+
+impl Sparse {
+    /// Every level of a frame of `eff`-bit samples, ascending; `None` when
+    /// the core leaves the range or the samples are too wide (a corrupt
+    /// file).
+    pub fn levels(&self, eff: u32) -> Option<Vec<i64>> {
+        let (lo, hi) = (-(1i64 << (eff - 1)), (1i64 << (eff - 1)) - 1);
+        let end = self.start + self.used.len() as i64;
+        if eff > SPARSE_MAX_BITS || self.start < lo || end > hi + 1 {
+            return None;
+        }
+        let core = (self.start..end).zip(&self.used).filter(|&(_, &u)| u);
+        let v: Vec<i64> = (lo..self.start)
+            .chain(core.map(|(v, _)| v))
+            .chain(end..=hi)
+            .collect();
+        (!v.is_empty()).then_some(v)
+    }
 }
 
 /// Sparse PCM: a frame whose samples take few distinct values.
@@ -117,25 +153,56 @@ impl<'a> Levels<'a> {
     }
 }
 
-/// The distinct values of `x`, ascending, when coding ranks instead of
-/// values should pay for storing them: by the bits of the residuals' sizes
-/// (`Σ bit length`, a rough stand-in for the model's code length) against
-/// the levels' own cost. Encoder-only: the choice is stored.
-fn sparse_levels(x: &[i64], eff: u32) -> Option<Vec<i64>> {
-    let mut v = x.to_vec();
-    v.sort_unstable();
-    v.dedup();
-    // A rank must save at least one bit of range to be worth a look.
-    (!v.is_empty() && (v.len() as u64) << 1 <= 1u64 << eff).then_some(v)
+/// Σ bit length of the residuals: a rough stand-in for the model's code
+/// length, enough to choose between codings (encoder-only: the choice is
+/// stored).
+fn size_bits(r: &[i64]) -> u64 {
+    r.iter()
+        .map(|&x| 64 - x.unsigned_abs().leading_zeros() as u64)
+        .sum()
 }
 
-/// Bits of a level list as the container stores it (LEB128 gaps).
-fn levels_cost(v: &[i64]) -> u64 {
-    let leb = |g: u64| (64 - g.leading_zeros()).max(1).div_ceil(7) as u64 * 8;
-    v.windows(2)
-        .map(|w| leb((w[1] - w[0] - 1) as u64))
-        .sum::<u64>()
-        + 64
+/// The sparse coding of a frame worth most, if any beats the plain
+/// residuals: cores between symmetric quantiles of the samples, each scored
+/// by its rank residuals' size plus its bitmap as stored. Returns the
+/// levels and the rank residuals.
+fn choose_sparse(x: &[i64], preds: &[i64], eff: u32, plain: &[i64]) -> Option<(Sparse, Vec<i64>)> {
+    if eff > SPARSE_MAX_BITS || x.is_empty() {
+        return None;
+    }
+    let mut sorted = x.to_vec();
+    sorted.sort_unstable();
+    let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
+    let mut distinct = sorted.clone();
+    distinct.dedup();
+    // Nearly every value of the range used: nothing for ranks to skip.
+    if distinct.len() as i64 * 10 > (max - min + 1) * 9 {
+        return None;
+    }
+    let mut best: Option<(u64, Sparse, Vec<i64>)> = None;
+    // Cores between the quantiles 1/q and 1 − 1/q of the samples.
+    for q in [0usize, 1000, 100, 20, 8, 4] {
+        let cut = sorted.len().checked_div(q).unwrap_or(0);
+        let (a, b) = (sorted[cut], sorted[sorted.len() - 1 - cut]);
+        let used: Vec<bool> = (a..=b)
+            .map(|v| distinct.binary_search(&v).is_ok())
+            .collect();
+        let sp = Sparse { start: a, used };
+        let levels = sp.levels(eff).expect("a core inside the range");
+        let lv = Levels::new(&levels).expect("levels");
+        let ranked: Vec<i64> = x
+            .iter()
+            .zip(preds)
+            .map(|(&v, &p)| lv.residual(v, p))
+            .collect();
+        let cost =
+            size_bits(&ranked) + 8 * (crate::coder::encode_bitmap(&sp.used).len() as u64 + 8);
+        if best.as_ref().is_none_or(|(c, _, _)| cost < *c) {
+            best = Some((cost, sp, ranked));
+        }
+    }
+    best.filter(|(c, _, _)| *c < size_bits(plain))
+        .map(|(_, sp, r)| (sp, r))
 }
 
 /// One sign-sign LMS stage: taps and the right shift of its dot product.
@@ -653,6 +720,28 @@ impl Cascade {
     }
 }
 
+/// The residuals of [`residuals_with`] and the predictions they were taken
+/// from.
+pub fn residuals_preds(c: &mut Cascade, x: &[i64], eff: u32) -> (Vec<i64>, Vec<i64>) {
+    let ch = c.ch;
+    c.resume(eff);
+    let mut preds = Vec::with_capacity(x.len());
+    let plain = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let mut r = 0;
+            c.step(i % ch, |p| {
+                r = wrap(v - p, eff);
+                preds.push(p);
+                v
+            });
+            r
+        })
+        .collect();
+    (plain, preds)
+}
+
 /// The residuals of [`residuals_with`] and, alongside, the rank residuals of
 /// `levels` (which must hold every sample) from the same predictions.
 pub fn residuals_both(
@@ -661,21 +750,11 @@ pub fn residuals_both(
     eff: u32,
     levels: &Levels,
 ) -> (Vec<i64>, Vec<i64>) {
-    let ch = c.ch;
-    c.resume(eff);
-    let mut ranked = Vec::with_capacity(x.len());
-    let plain = x
+    let (plain, preds) = residuals_preds(c, x, eff);
+    let ranked = x
         .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let mut r = 0;
-            c.step(i % ch, |p| {
-                r = wrap(v - p, eff);
-                ranked.push(levels.residual(v, p));
-                v
-            });
-            r
-        })
+        .zip(&preds)
+        .map(|(&v, &p)| levels.residual(v, p))
         .collect();
     (plain, ranked)
 }
@@ -752,22 +831,20 @@ pub fn map(s: &Setup, codes: Vec<u32>, carry: &mut Option<Cascade>) -> Result<Ma
     let (n, (preset, levels)) = narrow_map(s, codes, |vals, ch, eff| {
         let cfg = Config::preset(DEFAULT_PRESET)?;
         let c = carry.get_or_insert_with(|| Cascade::new(&cfg, ch, eff));
-        let Some(v) = sparse_levels(vals, eff) else {
+        if eff > SPARSE_MAX_BITS {
             *vals = residuals_with(c, vals, eff);
-            return Ok((DEFAULT_PRESET, Vec::new()));
-        };
-        let (plain, ranked) = residuals_both(c, vals, eff, &Levels::new(&v).expect("levels"));
-        let size = |r: &[i64]| -> u64 {
-            r.iter()
-                .map(|&x| 64 - x.unsigned_abs().leading_zeros() as u64)
-                .sum()
-        };
-        if size(&ranked) + levels_cost(&v) < size(&plain) {
-            *vals = ranked;
-            Ok((DEFAULT_PRESET, v))
-        } else {
-            *vals = plain;
-            Ok((DEFAULT_PRESET, Vec::new()))
+            return Ok((DEFAULT_PRESET, None));
+        }
+        let (plain, preds) = residuals_preds(c, vals, eff);
+        match choose_sparse(vals, &preds, eff, &plain) {
+            Some((sp, ranked)) => {
+                *vals = ranked;
+                Ok((DEFAULT_PRESET, Some(sp)))
+            }
+            None => {
+                *vals = plain;
+                Ok((DEFAULT_PRESET, None))
+            }
         }
     })?;
     Ok(Mapped {
@@ -805,17 +882,13 @@ pub fn unmap(
     narrow_unmap(s, stored, chars, dropped, spans, |vals, ch, eff| {
         let cfg = Config::preset(p.preset)?;
         let c = carry.get_or_insert_with(|| Cascade::new(&cfg, ch, eff));
-        *vals = match Levels::new(&p.levels) {
+        *vals = match &p.levels {
             None => restore_with(c, vals, eff),
-            Some(levels) => {
-                let (lo, hi) = (-(1i64 << (eff - 1)), (1i64 << (eff - 1)) - 1);
-                let v = &p.levels;
-                if v[0] < lo || v[v.len() - 1] > hi || v.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(Error::Corrupt(
-                        "cascade levels out of order or range".into(),
-                    ));
-                }
-                restore_levels(c, vals, eff, &levels)?
+            Some(sp) => {
+                let v = sp.levels(eff).ok_or_else(|| {
+                    Error::Corrupt("cascade levels outside the samples' range".into())
+                })?;
+                restore_levels(c, vals, eff, &Levels::new(&v).expect("levels"))?
             }
         };
         Ok(())
@@ -944,11 +1017,12 @@ mod tests {
     fn sparse_levels_shrink_residuals_and_invert() {
         let cfg = Config::preset(DEFAULT_PRESET).unwrap();
         let x = clipped_8bit(4000);
-        let v = sparse_levels(&x, 8).expect("a grid of 4 and the rail");
+        let (plain, preds) = residuals_preds(&mut Cascade::new(&cfg, 1, 8), &x, 8);
+        let (sp, ranked) = choose_sparse(&x, &preds, 8, &plain).expect("a grid of 4 and the rail");
+        let v = sp.levels(8).unwrap();
         assert!(v.contains(&127) && (60..=65).contains(&v.len()), "{v:?}");
         let levels = Levels::new(&v).unwrap();
         assert_eq!(levels.bits(), if v.len() > 64 { 7 } else { 6 });
-        let (plain, ranked) = residuals_both(&mut Cascade::new(&cfg, 1, 8), &x, 8, &levels);
         let size = |r: &[i64]| r[1000..].iter().map(|v| v.unsigned_abs()).sum::<u64>();
         assert!(
             size(&ranked) * 3 < size(&plain),
@@ -956,24 +1030,71 @@ mod tests {
             size(&ranked),
             size(&plain)
         );
-        assert!(levels_cost(&v) < 1000);
-        assert_eq!(restore(&cfg, &plain, 1, 8), x);
+        assert!(crate::coder::encode_bitmap(&sp.used).len() < 60);
         let back = restore_levels(&mut Cascade::new(&cfg, 1, 8), &ranked, 8, &levels).unwrap();
         assert_eq!(back, x);
     }
 
     #[test]
-    fn dense_audio_has_no_levels() {
-        let x = sine(3000, 1, 20000.0);
-        let v = sparse_levels(&x, 16);
-        // Few distinct values of a wide range are offered, but a smooth
-        // signal's ranks are no smaller than its residuals: the map's
-        // choice (in `map`) is what refuses them; here only the offer.
-        assert!(v.is_some_and(|v| v.len() < 40001));
-        assert!(sparse_levels(&(-128..128).collect::<Vec<_>>(), 8).is_none());
+    fn a_gain_after_quantisation_is_found_and_dense_audio_is_left_alone() {
+        let cfg = Config::preset(DEFAULT_PRESET).unwrap();
+        let mut rng = crate::rng::Lcg::new(5);
+        // 16-bit audio made louder by 1.55 after quantisation: a third of
+        // the values near zero never occur.
+        let x: Vec<i64> = (0..16000)
+            .map(|t| {
+                let v = 900.0 * (t as f64 * 0.01).sin() + (rng.next_u32() % 200) as f64 - 100.0;
+                (v.round() * 1.55).round() as i64
+            })
+            .collect();
+        let (plain, preds) = residuals_preds(&mut Cascade::new(&cfg, 1, 16), &x, 16);
+        let (sp, ranked) = choose_sparse(&x, &preds, 16, &plain).expect("a gain");
+        let v = sp.levels(16).unwrap();
+        let back = restore_levels(
+            &mut Cascade::new(&cfg, 1, 16),
+            &ranked,
+            16,
+            &Levels::new(&v).unwrap(),
+        );
+        assert_eq!(back.unwrap(), x);
+        // Every value of its range used: nothing to gain.
+        let dense: Vec<i64> = (0..16000)
+            .map(|_| (rng.next_u32() % 101) as i64 - 50)
+            .collect();
+        let (plain, preds) = residuals_preds(&mut Cascade::new(&cfg, 1, 16), &dense, 16);
+        assert!(choose_sparse(&dense, &preds, 16, &plain).is_none());
+        // Too wide for levels.
+        assert!(choose_sparse(&x, &preds, 24, &plain).is_none());
     }
 
     proptest! {
+        #[test]
+        fn stored_levels_are_ascending_and_in_range(
+            eff in 1u32..=24,
+            start in -70_000i64..70_000,
+            used in proptest::collection::vec(any::<bool>(), 0..300),
+        ) {
+            let sp = Sparse { start, used };
+            match sp.levels(eff) {
+                Some(v) => {
+                    prop_assert!(eff <= SPARSE_MAX_BITS);
+                    prop_assert!(v.windows(2).all(|w| w[0] < w[1]));
+                    prop_assert!(v[0] >= -(1i64 << (eff - 1)) && v[v.len() - 1] < 1i64 << (eff - 1));
+                }
+                None => {
+                    let end = start + sp.used.len() as i64;
+                    prop_assert!(
+                        eff > SPARSE_MAX_BITS
+                            || start < -(1i64 << (eff - 1))
+                            || end > 1i64 << (eff - 1)
+                            || (start == -(1i64 << (eff - 1))
+                                && end == 1i64 << (eff - 1)
+                                && sp.used.iter().all(|&u| !u))
+                    );
+                }
+            }
+        }
+
         #[test]
         fn levels_invert_for_any_samples(
             eff in 1u32..=32,
