@@ -487,6 +487,22 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn bitmaps_round_trip_and_patterns_cost_little() {
+        // The used values of audio scaled by 1.5: 1, 1, 0 repeating.
+        let pattern: Vec<bool> = (0..30000).map(|i| i % 3 != 2).collect();
+        let coded = encode_bitmap(&pattern);
+        assert!(coded.len() < 200, "{} bytes", coded.len());
+        assert_eq!(decode_bitmap(&coded, pattern.len()).unwrap(), pattern);
+        let mut s = 7u64;
+        let noise: Vec<bool> = (0..30000).map(|_| lcg(&mut s) & 1 == 1).collect();
+        let coded = encode_bitmap(&noise);
+        assert!(coded.len() < 30000 / 8 * 105 / 100, "{} bytes", coded.len());
+        assert_eq!(decode_bitmap(&coded, noise.len()).unwrap(), noise);
+        // Asking for far more bits than were coded runs past the end.
+        assert!(decode_bitmap(&coded[..100], noise.len()).is_none());
+    }
+
     fn lcg(s: &mut u64) -> u32 {
         let mut r = crate::rng::Lcg(*s);
         let v = r.next_u32();

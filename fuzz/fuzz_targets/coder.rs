@@ -1,7 +1,8 @@
 //! Coder round trips on arbitrary distributions: raw intervals and uniform
 //! values (mode 0), distributions built from arbitrary logits (NaN and
 //! infinities included) with tokens inside and outside the top-k (mode 1),
-//! and the dropped-bit coders (mode 2). What is encoded must decode.
+//! the dropped-bit coders (mode 2) and the sparse-PCM bitmap coder (mode 3).
+//! What is encoded must decode.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use lmic::coder::{self, Decoder, Encoder, Sink};
@@ -131,12 +132,22 @@ fn dropped(b: &mut Bytes) {
     assert_eq!(coder::decode_dropped(&adaptive, bits, values.len()), values);
 }
 
+/// Sparse-PCM bitmaps: what is coded decodes; the input taken as a coded
+/// bitmap decodes to something or to `None`, never a panic.
+fn bitmap(b: &mut Bytes) {
+    let bits: Vec<bool> = b.0.iter().flat_map(|&x| (0..8).map(move |i| x >> i & 1 == 1)).collect();
+    let coded = coder::encode_bitmap(&bits);
+    assert_eq!(coder::decode_bitmap(&coded, bits.len()), Some(bits));
+    let _ = coder::decode_bitmap(b.0, b.0.len() * 3);
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut b = Bytes(data);
-    match b.u8().map(|m| m % 3) {
+    match b.u8().map(|m| m % 4) {
         Some(0) => intervals(&mut b),
         Some(1) => dists(&mut b),
         Some(2) => dropped(&mut b),
+        Some(3) => bitmap(&mut b),
         _ => {}
     }
 });
