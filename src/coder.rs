@@ -325,7 +325,7 @@ impl BitModel {
 const BITMAP_ORDER: u32 = 12;
 
 /// Codes a bitmap (a frame's used sample values, sparse PCM) with an
-/// adaptive binary model whose context is the previous [`BITMAP_ORDER`]
+/// adaptive binary model whose context is the previous 12
 /// bits.
 pub fn encode_bitmap(bits: &[bool]) -> Vec<u8> {
     let mut enc = Encoder::new();
