@@ -307,6 +307,31 @@ impl BitModel {
     fn ctx(j: u32, prev_sample: u32, prev_bit: u32) -> usize {
         (j * 4 + prev_sample * 2 + prev_bit) as usize
     }
+    /// Codes `bit` in context `ctx` and learns it.
+    #[inline]
+    fn encode_bit(&mut self, enc: &mut Encoder, ctx: usize, bit: u32) {
+        let p0 = self.probs[ctx] as u32;
+        if bit == 0 {
+            enc.encode(0, p0, PROB_ONE);
+        } else {
+            enc.encode(p0, PROB_ONE - p0, PROB_ONE);
+        }
+        self.update(ctx, bit);
+    }
+    /// The mirror of [`BitModel::encode_bit`].
+    #[inline]
+    fn decode_bit(&mut self, dec: &mut Decoder, ctx: usize) -> u32 {
+        let p0 = self.probs[ctx] as u32;
+        let bit = if dec.target(PROB_ONE) < p0 {
+            dec.consume(0, p0);
+            0
+        } else {
+            dec.consume(p0, PROB_ONE - p0);
+            1
+        };
+        self.update(ctx, bit);
+        bit
+    }
     #[inline]
     fn update(&mut self, ctx: usize, bit: u32) {
         let p = self.probs[ctx] as u32;
@@ -332,13 +357,7 @@ pub fn encode_bitmap(bits: &[bool]) -> Vec<u8> {
     let mut m = BitModel::with_contexts(1 << BITMAP_ORDER);
     let mut ctx = 0usize;
     for &b in bits {
-        let p0 = m.probs[ctx] as u32;
-        if b {
-            enc.encode(p0, PROB_ONE - p0, PROB_ONE);
-        } else {
-            enc.encode(0, p0, PROB_ONE);
-        }
-        m.update(ctx, b as u32);
+        m.encode_bit(&mut enc, ctx, b as u32);
         ctx = ((ctx << 1) | b as usize) & ((1 << BITMAP_ORDER) - 1);
     }
     enc.finish()
@@ -352,17 +371,9 @@ pub fn decode_bitmap(data: &[u8], count: usize) -> Option<Vec<bool>> {
     let mut ctx = 0usize;
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
-        let p0 = m.probs[ctx] as u32;
-        let b = if dec.target(PROB_ONE) < p0 {
-            dec.consume(0, p0);
-            false
-        } else {
-            dec.consume(p0, PROB_ONE - p0);
-            true
-        };
-        m.update(ctx, b as u32);
+        let b = m.decode_bit(&mut dec, ctx);
         ctx = ((ctx << 1) | b as usize) & ((1 << BITMAP_ORDER) - 1);
-        out.push(b);
+        out.push(b == 1);
     }
     (!dec.overran()).then_some(out)
 }
@@ -377,13 +388,7 @@ pub fn encode_dropped(values: &[u32], bits: u32) -> Vec<u8> {
         for j in 0..bits {
             let bit = (v >> (bits - 1 - j)) & 1;
             let ctx = BitModel::ctx(j, (prev >> (bits - 1 - j)) & 1, pb);
-            let p0 = m.probs[ctx] as u32;
-            if bit == 0 {
-                enc.encode(0, p0, PROB_ONE);
-            } else {
-                enc.encode(p0, PROB_ONE - p0, PROB_ONE);
-            }
-            m.update(ctx, bit);
+            m.encode_bit(&mut enc, ctx, bit);
             pb = bit;
         }
         prev = v;
@@ -402,16 +407,7 @@ pub fn decode_dropped(data: &[u8], bits: u32, count: usize) -> Vec<u32> {
         let mut pb = 0;
         for j in 0..bits {
             let ctx = BitModel::ctx(j, (prev >> (bits - 1 - j)) & 1, pb);
-            let p0 = m.probs[ctx] as u32;
-            let t = dec.target(PROB_ONE);
-            let bit = if t < p0 {
-                dec.consume(0, p0);
-                0
-            } else {
-                dec.consume(p0, PROB_ONE - p0);
-                1
-            };
-            m.update(ctx, bit);
+            let bit = m.decode_bit(&mut dec, ctx);
             v = (v << 1) | bit;
             pb = bit;
         }

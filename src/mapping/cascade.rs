@@ -720,8 +720,9 @@ impl Cascade {
     }
 }
 
-/// The residuals of [`residuals_with`] and the predictions they were taken
-/// from.
+/// Residuals of interleaved samples wrapped to `eff` bits, with filters
+/// that go on from earlier samples, and the predictions they were taken
+/// from (sparse PCM takes its ranks from the same predictions).
 pub fn residuals_preds(c: &mut Cascade, x: &[i64], eff: u32) -> (Vec<i64>, Vec<i64>) {
     let ch = c.ch;
     c.resume(eff);
@@ -792,19 +793,7 @@ pub fn residuals(cfg: &Config, x: &[i64], ch: usize, eff: u32) -> Vec<i64> {
 
 /// [`residuals`] with filters that go on from earlier samples.
 pub fn residuals_with(c: &mut Cascade, x: &[i64], eff: u32) -> Vec<i64> {
-    let ch = c.ch;
-    c.resume(eff);
-    x.iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let mut r = 0;
-            c.step(i % ch, |p| {
-                r = wrap(v - p, eff);
-                v
-            });
-            r
-        })
-        .collect()
+    residuals_preds(c, x, eff).0
 }
 
 /// Inverse of [`residuals`].
@@ -831,10 +820,6 @@ pub fn map(s: &Setup, codes: Vec<u32>, carry: &mut Option<Cascade>) -> Result<Ma
     let (n, (preset, levels)) = narrow_map(s, codes, |vals, ch, eff| {
         let cfg = Config::preset(DEFAULT_PRESET)?;
         let c = carry.get_or_insert_with(|| Cascade::new(&cfg, ch, eff));
-        if eff > SPARSE_MAX_BITS {
-            *vals = residuals_with(c, vals, eff);
-            return Ok((DEFAULT_PRESET, None));
-        }
         let (plain, preds) = residuals_preds(c, vals, eff);
         match choose_sparse(vals, &preds, eff, &plain) {
             Some((sp, ranked)) => {
