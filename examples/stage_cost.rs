@@ -55,7 +55,8 @@ fn main() {
             .map(|&(taps, shift)| Stage { taps, shift })
             .collect()
     };
-    let base = Config::preset(cascade::DEFAULT_PRESET).unwrap();
+    // Variants change one thing from preset 0 (the sign-sign stages).
+    let base = Config::preset(0).unwrap();
     let mut variants: Vec<(String, Option<Config>)> = vec![("lpc".into(), None)];
     let mut v = |name: &str, f: &dyn Fn(&mut Config)| {
         let mut c = base.clone();
@@ -63,6 +64,7 @@ fn main() {
         variants.push((name.into(), Some(c)));
     };
     v("preset 0", &|_| {});
+    v("preset 1", &|c| *c = Config::preset(1).unwrap());
     v("ols only", &|c| c.stages.clear());
     v("lms only", &|c| c.own = 0);
     v("no cross", &|c| c.cross = 0);
@@ -105,6 +107,37 @@ fn main() {
         c.nlms = nlms(&[(1280, 0.1), (256, 0.12), (32, 0.06)])
     });
     v("n16+ss", &|c| c.nlms = nlms(&[(16, 0.04)]));
+    let sac = |c: &mut Config, st: &[(usize, f64)], rls: usize| {
+        c.stages.clear();
+        c.nlms = nlms(st);
+        c.blend = Some(cascade::Blend {
+            mu: 0.005,
+            beta: 0.95,
+            proj: 0.1,
+            rls,
+        });
+    };
+    let full = [(1280, 0.1), (256, 0.12), (32, 0.06), (4, 0.04)];
+    v("sac", &|c| sac(c, &full, 4));
+    v("sac norls", &|c| sac(c, &full, 0));
+    v("sac pow", &|c| {
+        sac(c, &full, 4);
+        c.irls_pow = 0.8
+    });
+    v("sac+ss", &|c| {
+        sac(c, &full, 4);
+        c.stages = stages(&[(256, 13), (32, 10)])
+    });
+    v("sac 256/32/16", &|c| {
+        sac(c, &[(256, 0.12), (32, 0.06), (16, 0.04)], 4)
+    });
+    v("sac 512/128/16", &|c| {
+        sac(c, &[(512, 0.1), (128, 0.12), (16, 0.04)], 4)
+    });
+    v("sac c16", &|c| {
+        sac(c, &full, 4);
+        c.cross = 16
+    });
     if let Ok(only) = std::env::var("ONLY") {
         variants.retain(|(n, _)| n == "lpc" || only.split(',').any(|o| o == n));
     }

@@ -135,30 +135,40 @@ fn cascade_residuals_are_the_same_everywhere() {
         x.push(a);
         x.push((a * 3 / 4 + n / 2).clamp(-32768, 32767));
     }
-    let cfg = Config::preset(cascade::DEFAULT_PRESET).unwrap();
-    // Encoded on one thread, decoded on another (fresh state, no sharing).
-    let (c, xs) = (cfg.clone(), x.clone());
-    let r = std::thread::spawn(move || cascade::residuals(&c, &xs, 2, 16))
-        .join()
-        .unwrap();
-    let (c, rs) = (cfg.clone(), r.clone());
-    let back = std::thread::spawn(move || cascade::restore(&c, &rs, 2, 16))
-        .join()
-        .unwrap();
-    assert_eq!(back, x);
-    let mut h = Sha256::new();
-    for v in &r {
-        h.update(v.to_le_bytes());
+    // Every preset: 0 is all least squares and integer stages, 1 adds the
+    // NLMS stages, the RLS and the mixers (libm's exp and pow, sqrt).
+    for (preset, want) in [
+        (
+            0,
+            "9f09113201cd01826be099bd6c31f3c3ad2e28e04e360e17b5e41499dfedb50a",
+        ),
+        (
+            1,
+            "d0280a9e4a6632f1b83a3643419c7ead3ccb4c90fc74a86e72e9c6df19cb2a9e",
+        ),
+    ] {
+        let cfg = Config::preset(preset).unwrap();
+        // Encoded on one thread, decoded on another (fresh state, no sharing).
+        let (c, xs) = (cfg.clone(), x.clone());
+        let r = std::thread::spawn(move || cascade::residuals(&c, &xs, 2, 16))
+            .join()
+            .unwrap();
+        let (c, rs) = (cfg.clone(), r.clone());
+        let back = std::thread::spawn(move || cascade::restore(&c, &rs, 2, 16))
+            .join()
+            .unwrap();
+        assert_eq!(back, x);
+        let mut h = Sha256::new();
+        for v in &r {
+            h.update(v.to_le_bytes());
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let small = r[2000..].iter().map(|v| v.unsigned_abs()).sum::<u64>();
+        let big = x[2000..].iter().map(|v| v.unsigned_abs()).sum::<u64>();
+        assert!(
+            small * 4 < big,
+            "preset {preset} should predict this: {small} vs {big}"
+        );
+        assert_eq!(hex, want, "preset {preset}");
     }
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let small = r[2000..].iter().map(|v| v.unsigned_abs()).sum::<u64>();
-    let big = x[2000..].iter().map(|v| v.unsigned_abs()).sum::<u64>();
-    assert!(
-        small * 4 < big,
-        "the cascade should predict this: {small} vs {big}"
-    );
-    assert_eq!(
-        hex,
-        "9f09113201cd01826be099bd6c31f3c3ad2e28e04e360e17b5e41499dfedb50a"
-    );
 }

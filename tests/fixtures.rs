@@ -63,6 +63,8 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
         "v5-cascade-audio-v3-aiff16",
         "v5-cascade-audio-v3-carry",
         "v5-cascade-audio-v3-levels-8bit",
+        "v5-cascade-p1-audio-v3-carry",
+        "v5-cascade-p1-audio-v3-levels-8bit",
     ] {
         assert!(files.iter().any(|f| f.contains(want)), "no {want} fixture");
     }
@@ -112,8 +114,34 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
 /// The sparse-PCM fixture really has a frame coded as ranks (else it would
 /// cover nothing the other cascade fixtures do not).
 #[test]
-fn the_levels_fixture_has_sparse_frames() {
-    let f = std::fs::File::open(data().join("v5-cascade-audio-v3-levels-8bit.lmc")).unwrap();
-    let info = lmic::codec::info(std::io::BufReader::new(f)).unwrap();
-    assert!(info.sparse_frames > 0, "{info}");
+fn the_levels_fixtures_have_sparse_frames() {
+    for name in [
+        "v5-cascade-audio-v3-levels-8bit.lmc",
+        "v5-cascade-p1-audio-v3-levels-8bit.lmc",
+    ] {
+        let f = std::fs::File::open(data().join(name)).unwrap();
+        let info = lmic::codec::info(std::io::BufReader::new(f)).unwrap();
+        assert!(info.sparse_frames > 0, "{name}: {info}");
+    }
+}
+
+/// The cascade fixtures cover both predictor presets: the preset-1 files
+/// use it in every frame (carried and sparse ones included), the older
+/// files preset 0.
+#[test]
+fn cascade_fixtures_cover_every_preset() {
+    let presets = |name: &str| {
+        let f = std::fs::File::open(data().join(name)).unwrap();
+        lmic::codec::info(std::io::BufReader::new(f))
+            .unwrap()
+            .cascade_presets
+    };
+    for f in [
+        "v5-cascade-p1-audio-v3-carry-stereo16.lmc",
+        "v5-cascade-p1-audio-v3-levels-8bit.lmc",
+    ] {
+        assert_eq!(presets(f), [1], "{f}");
+    }
+    assert_eq!(presets("v5-cascade-audio-v3-carry-stereo16.lmc"), [0]);
+    assert_eq!(presets("v5-lpc-audio-v2-mono16.lmc"), [0u8; 0]);
 }

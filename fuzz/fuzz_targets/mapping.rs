@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let codes = &codes[..codes.len() / channels * channels];
     lpc(codes, bits, channels);
-    cascade(codes, bits, channels);
+    cascade(codes, bits, channels, data[3] >> 7);
     whole(codes, bits, channels, data);
 
     let order = order.unwrap_or_else(|| classic::choose_order(codes, bits, channels));
@@ -87,9 +87,9 @@ fn lpc(codes: &[u32], bits: u32, channels: usize) {
 
 /// The cascade's filters on the same input, and on the input taken as
 /// residuals.
-fn cascade(codes: &[u32], bits: u32, channels: usize) {
+fn cascade(codes: &[u32], bits: u32, channels: usize, preset: u8) {
     use lmic::mapping::{cascade, lpc};
-    let cfg = cascade::Config::preset(cascade::DEFAULT_PRESET).unwrap();
+    let cfg = cascade::Config::preset(preset).unwrap();
     let shift = mapping::detect_shift(codes, bits);
     let eff = bits - shift;
     let x = lpc::to_signed(codes, bits, shift);
@@ -135,6 +135,7 @@ fn whole(codes: &[u32], bits: u32, channels: usize, data: &[u8]) {
             context: 1 + data[1] as u32 * 4,
             drop_bits: (data[2] & 2 == 0).then_some(data[3] % bits as u8),
             predictor: data[3] & 1 == 1,
+            preset: data[3] >> 7,
         };
         // A context too small for one sample frame is refused, not mapped.
         let Ok(mp) = mapping::map(kind, &s, codes.to_vec(), &mut Default::default()) else {

@@ -53,6 +53,7 @@ where
             drop_bits,
             layout,
             mapping,
+            cascade_preset,
             force_coded,
             stats_json,
             common,
@@ -64,6 +65,7 @@ where
                 drop_bits,
                 layout,
                 mapping,
+                cascade_preset,
                 force_coded,
                 device: common.device.clone(),
                 ..Options::default()

@@ -211,6 +211,7 @@ fn make_example(
         context: o.context as u32,
         drop_bits: None,
         predictor: o.predictor,
+        preset: lmic::mapping::cascade::DEFAULT_PRESET,
     };
     // Each window starts cold, as a keyframe does.
     let cold = &mut mapping::Carry::default();

@@ -389,7 +389,11 @@ fn map_frame(
     wav::to_codes(&h.format, data, &mut codes);
     let n_codes = codes.len();
     let predictor = opts.predictor.unwrap_or(model.predictor);
-    let mp = mapping::map(h.mapping, &setup(h, predictor), codes, carry)?;
+    let setup = mapping::Setup {
+        preset: opts.cascade_preset,
+        ..setup(h, predictor)
+    };
+    let mp = mapping::map(h.mapping, &setup, codes, carry)?;
     Ok(MappedFrame { index, n_codes, mp })
 }
 

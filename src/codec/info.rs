@@ -22,6 +22,9 @@ pub struct Info {
     /// Cascade frames coded as ranks among their few sample values (sparse
     /// PCM).
     pub sparse_frames: u64,
+    /// The cascade predictor presets its frames use, each once, in order
+    /// of first use (empty for the other mappings).
+    pub cascade_presets: Vec<u8>,
     /// Chunks in all frames, coded and verbatim.
     pub chunks: u64,
     /// Chunks stored as packed characters instead of coded.
@@ -42,6 +45,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let (mut frames, mut chunks, mut verbatim, mut tokens, mut payload, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut keyframes, mut sparse) = (0u64, 0u64);
+    let mut presets = Vec::new();
     let trailer = loop {
         let fh = match r.next_section()? {
             Section::Frame(fh) => fh,
@@ -51,6 +55,9 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         keyframes += !fh.params.carries() as u64;
         if let crate::mapping::FrameParams::Cascade(p) = &fh.params {
             sparse += p.levels.is_some() as u64;
+            if !presets.contains(&p.preset) {
+                presets.push(p.preset);
+            }
         }
         let spans = r.spans(&fh)?;
         for (c, &(_, n)) in fh.chunks.iter().zip(&spans) {
@@ -74,6 +81,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         frames,
         keyframes,
         sparse_frames: sparse,
+        cascade_presets: presets,
         chunks,
         verbatim_chunks: verbatim,
         tokens,
@@ -106,6 +114,7 @@ impl std::fmt::Display for Info {
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
          keyframes:       {} (where decoding and salvaging can start)\n\
          sparse frames:   {} (coded as ranks among their few sample values)\n\
+         cascade preset:  {}\n\
          payload:         {} bytes of chunks, {} bytes of dropped bits\n\
          sha256:          {}\n",
             h.version,
@@ -137,6 +146,14 @@ impl std::fmt::Display for Info {
             i.tokens,
             i.keyframes,
             i.sparse_frames,
+            match &i.cascade_presets[..] {
+                [] => "none".to_string(),
+                ps => ps
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
             i.payload_bytes,
             i.dropped_bytes,
             crate::model::hex(&i.sha256),

@@ -158,6 +158,9 @@ pub struct Setup {
     pub drop_bits: Option<u8>,
     /// Classic only: apply fixed predictors (the others always predict).
     pub predictor: bool,
+    /// Cascade only: the predictor preset new frames are made with
+    /// ([`cascade::Config::preset`]; decoding reads it from each frame).
+    pub preset: u8,
 }
 
 /// A frame's samples as characters, with what the decoder needs besides the
