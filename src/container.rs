@@ -494,6 +494,10 @@ const CARRY: u8 = 0x80;
 /// the core's first value (zigzag LEB128), its length, and the bytes and
 /// bytes of its bitmap as `coder::encode_bitmap` codes it.
 const LEVELS: u8 = 0x40;
+/// The next: the frame's residuals are ranks among the levels its keyframe
+/// segment stored last (version 5 files written since 2026-12-04; earlier
+/// ones never set it). Preset numbers take the five bits below.
+const INHERIT: u8 = 0x20;
 
 impl FrameHeader {
     /// Writes the tag and the header, sealed with its CRC32.
@@ -542,7 +546,8 @@ impl FrameHeader {
         }
         if let FrameParams::Cascade(p) = &self.params {
             let levels = if p.levels.is_some() { LEVELS } else { 0 };
-            o.u8(p.preset | if p.carry { CARRY } else { 0 } | levels);
+            let inherit = if p.inherit { INHERIT } else { 0 };
+            o.u8(p.preset | if p.carry { CARRY } else { 0 } | levels | inherit);
             if let Some(sp) = &p.levels {
                 o.varint(((sp.start << 1) ^ (sp.start >> 63)) as u32);
                 o.varint(sp.used.len() as u32);
@@ -615,8 +620,8 @@ impl FrameHeader {
         let mut levels = None;
         // Before version 5 no frame had levels: the bit stays part of the
         // preset number there, which then fails as unknown.
-        let levels_bit = if h.version >= 5 { LEVELS } else { 0 };
-        if preset & levels_bit != 0 {
+        let levels_bit = if h.version >= 5 { LEVELS | INHERIT } else { 0 };
+        if preset & levels_bit & LEVELS != 0 {
             levels = Some(read_levels(&mut i)?);
         }
         let mut blocks = Vec::new();
@@ -663,14 +668,22 @@ impl FrameHeader {
                         blocks,
                     })
                 } else {
+                    let inherit = preset & levels_bit & INHERIT != 0;
                     let (preset, carry) = (preset & !(CARRY | levels_bit), preset & CARRY != 0);
                     cascade::Config::preset(preset)?;
+                    if inherit && (levels.is_some() || !carry) {
+                        return Err(Error::Corrupt(
+                            "a cascade frame both stores and inherits levels, or inherits at a keyframe"
+                                .into(),
+                        ));
+                    }
                     FrameParams::Cascade(cascade::Params {
                         shift,
                         chunk_drops,
                         preset,
                         carry,
                         levels,
+                        inherit,
                     })
                 }
             }
@@ -950,11 +963,57 @@ mod tests {
     #[test]
     fn structures_round_trip() {
         for mapping in Kind::ALL {
-            round_trip(mapping);
+            round_trip(mapping, false);
+        }
+        // A cascade frame ranking among its segment's levels.
+        round_trip(Kind::Cascade, true);
+    }
+
+    /// A frame may inherit levels only where it goes on from the previous
+    /// frame and stores none of its own.
+    #[test]
+    fn inheriting_levels_at_a_keyframe_is_refused() {
+        let h = FileHeader {
+            mapping: Kind::Cascade,
+            version: VERSION,
+            ..header()
+        };
+        for (carry, levels) in [(false, None), (true, Some(cascade::Sparse::default()))] {
+            let f = FrameHeader {
+                index: 0,
+                sample_frames: 10,
+                params: FrameParams::Cascade(cascade::Params {
+                    shift: 0,
+                    chunk_drops: vec![0],
+                    preset: 1,
+                    carry,
+                    levels,
+                    inherit: true,
+                }),
+                dropped_len: 0,
+                dropped_crc: 0,
+                payload_crc: 0,
+                chunks: vec![ChunkEntry {
+                    kind: ChunkKind::Coded,
+                    tokens: ONE_PER_CHAR,
+                    len: 0,
+                }],
+                per_lane: 1,
+                lanes: vec![3],
+            };
+            let mut o = Out::default();
+            f.write(&mut o);
+            let limits = FrameLimits {
+                sample_frames: 10,
+                chunks: 64,
+                chunk_bytes: 1 << 20,
+            };
+            let err = FrameHeader::read(&mut &o.buf[1..], &limits, &h, 0).unwrap_err();
+            assert!(err.to_string().contains("inherits"), "{err}");
         }
     }
 
-    fn round_trip(mapping: Kind) {
+    fn round_trip(mapping: Kind, inherit: bool) {
         let h = FileHeader {
             mapping,
             ..header()
@@ -986,10 +1045,11 @@ mod tests {
                 chunk_drops: vec![3, 0, 5, 6],
                 preset: cascade::DEFAULT_PRESET,
                 carry: true,
-                levels: Some(cascade::Sparse {
+                levels: (!inherit).then(|| cascade::Sparse {
                     start: -700,
                     used: (0..999).map(|i| i % 3 != 1 || i > 900).collect(),
                 }),
+                inherit,
             }),
         };
         let f = FrameHeader {

@@ -65,6 +65,7 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
         "v5-cascade-audio-v3-levels-8bit",
         "v5-cascade-p1-audio-v3-carry",
         "v5-cascade-p1-audio-v3-levels-8bit",
+        "v5-cascade-p1-audio-v3-segment-levels",
     ] {
         assert!(files.iter().any(|f| f.contains(want)), "no {want} fixture");
     }
@@ -123,6 +124,16 @@ fn the_levels_fixtures_have_sparse_frames() {
         let info = lmic::codec::info(std::io::BufReader::new(f)).unwrap();
         assert!(info.sparse_frames > 0, "{name}: {info}");
     }
+}
+
+/// The segment fixture's frames share one set of levels: stored by one
+/// frame, inherited by the others.
+#[test]
+fn the_segment_fixture_inherits_levels() {
+    let f = std::fs::File::open(data().join("v5-cascade-p1-audio-v3-segment-levels.lmc")).unwrap();
+    let info = lmic::codec::info(std::io::BufReader::new(f)).unwrap();
+    assert!(info.inherited_levels > 0, "{info}");
+    assert!(info.sparse_frames > info.inherited_levels, "{info}");
 }
 
 /// The cascade fixtures cover both predictor presets: the preset-1 files

@@ -135,7 +135,10 @@ fn dropped(b: &mut Bytes) {
 /// Sparse-PCM bitmaps: what is coded decodes; the input taken as a coded
 /// bitmap decodes to something or to `None`, never a panic.
 fn bitmap(b: &mut Bytes) {
-    let bits: Vec<bool> = b.0.iter().flat_map(|&x| (0..8).map(move |i| x >> i & 1 == 1)).collect();
+    let bits: Vec<bool> =
+        b.0.iter()
+            .flat_map(|&x| (0..8).map(move |i| x >> i & 1 == 1))
+            .collect();
     let coded = coder::encode_bitmap(&bits);
     assert_eq!(coder::decode_bitmap(&coded, bits.len()), Some(bits));
     let _ = coder::decode_bitmap(b.0, b.0.len() * 3);

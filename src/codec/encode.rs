@@ -16,12 +16,14 @@ use crate::model::backend::Backend;
 use crate::model::Model;
 use crate::wav::{self, Parsed};
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
 /// Compresses a WAV stream written into it, one frame at a time, into an
 /// `.lmc` stream: the streaming encoder, like `zstd::Encoder` or
-/// `flate2::write::GzEncoder`. Memory stays at one frame whatever the input's
-/// length.
+/// `flate2::write::GzEncoder`. Memory stays at about two keyframe segments
+/// (sparse PCM chooses its levels over a whole segment, 16 frames by
+/// default) whatever the input's length.
 ///
 /// Write the WAV file's bytes (any split), then call [`finish`](Self::finish),
 /// which checks that the input was complete and writes the trailer. Errors
@@ -81,8 +83,11 @@ struct Body {
     tail: Vec<u8>,
     /// The mapping's state from the previous frame.
     carry: mapping::Carry,
-    /// The last frame through the mapping, waiting for the model.
-    mapped: Option<MappedFrame>,
+    /// This keyframe segment's frames so far, predicted: sparse PCM picks
+    /// its levels over the whole segment.
+    pending: Vec<StagedFrame>,
+    /// Frames through the mapping, waiting for the model, in order.
+    ready: VecDeque<MappedFrame>,
 }
 
 impl<'a, W: Write> Encoder<'a, W> {
@@ -181,31 +186,35 @@ impl<'a, W: Write> Encoder<'a, W> {
                         h,
                         frame,
                         carry,
-                        mapped,
+                        pending,
+                        ready,
                         ..
                     } = &mut **b;
+                    let setup = frame_setup(self.model, h, &self.opts);
                     if index.is_multiple_of(self.opts.keyframe_every.max(1)) {
+                        finish_pending(&setup, pending, ready)?;
                         carry.reset();
                     }
                     // Pipelined, the mirror of the decoder: the model codes
-                    // frame N−1's chunks while the mapping (the cascade, on
-                    // one core) predicts frame N.
+                    // a ready frame's chunks while the mapping (the cascade,
+                    // on one core) predicts frame N.
                     let engine = (self.model, &self.backend);
                     let (opts, stats) = (&self.opts, &mut self.stats);
-                    let coded = match mapped.take() {
+                    let (coded, staged) = match ready.pop_front() {
                         Some(prev) => {
                             let (coded, next) = rayon::join(
                                 || code_frame(engine, h, prev, opts, stats),
-                                || map_frame(engine.0, h, index, frame, carry, opts),
+                                || stage_frame(h, &setup, index, frame, carry),
                             );
-                            *mapped = Some(next?);
-                            Some(coded?)
+                            (Some(coded?), next?)
                         }
-                        None => {
-                            *mapped = Some(map_frame(engine.0, h, index, frame, carry, opts)?);
-                            None
-                        }
+                        None => (None, stage_frame(h, &setup, index, frame, carry)?),
                     };
+                    let done = matches!(staged.staged, mapping::Staged::Done(_));
+                    pending.push(staged);
+                    if done {
+                        finish_pending(&setup, pending, ready)?;
+                    }
                     if let Some(c) = coded {
                         self.out.put(&c)?;
                         if let Some(p) = self.progress {
@@ -288,7 +297,8 @@ impl<'a, W: Write> Encoder<'a, W> {
             partial: Vec::new(),
             tail: Vec::new(),
             carry: mapping::Carry::default(),
-            mapped: None,
+            pending: Vec::new(),
+            ready: VecDeque::new(),
         })
     }
 
@@ -312,9 +322,11 @@ impl<'a, W: Write> Encoder<'a, W> {
                 b.h.data_len
             )));
         }
-        if let Some(last) = b.mapped.take() {
+        let setup = frame_setup(self.model, &b.h, &self.opts);
+        finish_pending(&setup, &mut b.pending, &mut b.ready)?;
+        while let Some(f) = b.ready.pop_front() {
             let engine = (self.model, &self.backend);
-            let coded = code_frame(engine, &b.h, last, &self.opts, &mut self.stats)?;
+            let coded = code_frame(engine, &b.h, f, &self.opts, &mut self.stats)?;
             self.out.put(&coded)?;
             if let Some(p) = self.progress {
                 p(b.done, b.h.data_len);
@@ -375,26 +387,58 @@ struct MappedFrame {
     mp: mapping::Mapped,
 }
 
-/// One frame's first half: samples → characters, going on from the
-/// previous frame's predictor state. The mirror of `decode::restore_frame`.
-fn map_frame(
-    model: &Model,
+/// A frame halfway through the mapping, waiting for the rest of its
+/// keyframe segment.
+struct StagedFrame {
+    index: u32,
+    n_codes: usize,
+    staged: mapping::Staged,
+}
+
+/// The mapping setup of this file's frames.
+fn frame_setup(model: &Model, h: &FileHeader, opts: &Options) -> mapping::Setup {
+    let predictor = opts.predictor.unwrap_or(model.predictor);
+    mapping::Setup {
+        preset: opts.cascade_preset,
+        ..setup(h, predictor)
+    }
+}
+
+/// One frame's first quarter: samples → prediction, going on from the
+/// previous frame's predictor state. With [`finish_pending`], the mirror
+/// of `decode::restore_frame`.
+fn stage_frame(
     h: &FileHeader,
+    setup: &mapping::Setup,
     index: u32,
     data: &[u8],
     carry: &mut mapping::Carry,
-    opts: &Options,
-) -> Result<MappedFrame> {
+) -> Result<StagedFrame> {
     let mut codes = Vec::new();
     wav::to_codes(&h.format, data, &mut codes);
     let n_codes = codes.len();
-    let predictor = opts.predictor.unwrap_or(model.predictor);
-    let setup = mapping::Setup {
-        preset: opts.cascade_preset,
-        ..setup(h, predictor)
-    };
-    let mp = mapping::map(h.mapping, &setup, codes, carry)?;
-    Ok(MappedFrame { index, n_codes, mp })
+    let staged = mapping::stage(h.mapping, setup, codes, carry)?;
+    Ok(StagedFrame {
+        index,
+        n_codes,
+        staged,
+    })
+}
+
+/// The pending frames' second quarter: residuals chosen over them all,
+/// then characters; they join the frames ready for the model.
+fn finish_pending(
+    setup: &mapping::Setup,
+    pending: &mut Vec<StagedFrame>,
+    ready: &mut VecDeque<MappedFrame>,
+) -> Result<()> {
+    let frames = std::mem::take(pending);
+    let heads: Vec<(u32, usize)> = frames.iter().map(|f| (f.index, f.n_codes)).collect();
+    let mapped = mapping::finish(setup, frames.into_iter().map(|f| f.staged).collect())?;
+    for ((index, n_codes), mp) in heads.into_iter().zip(mapped) {
+        ready.push_back(MappedFrame { index, n_codes, mp });
+    }
+    Ok(())
 }
 
 /// The second half: characters → coded chunks → frame header, payloads and

@@ -20,8 +20,12 @@ pub struct Info {
     /// where decoding, and salvaging after damage, can start.
     pub keyframes: u64,
     /// Cascade frames coded as ranks among their few sample values (sparse
-    /// PCM).
+    /// PCM), whether they store the values or inherit them from an earlier
+    /// frame of their keyframe segment.
     pub sparse_frames: u64,
+    /// Of those, the frames that take the values an earlier frame of their
+    /// keyframe segment stored.
+    pub inherited_levels: u64,
     /// The cascade predictor presets its frames use, each once, in order
     /// of first use (empty for the other mappings).
     pub cascade_presets: Vec<u8>,
@@ -44,7 +48,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let mut r = FrameReader::open(input)?;
     let (mut frames, mut chunks, mut verbatim, mut tokens, mut payload, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    let (mut keyframes, mut sparse) = (0u64, 0u64);
+    let (mut keyframes, mut sparse, mut inherited) = (0u64, 0u64, 0u64);
     let mut presets = Vec::new();
     let trailer = loop {
         let fh = match r.next_section()? {
@@ -54,7 +58,8 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         frames += 1;
         keyframes += !fh.params.carries() as u64;
         if let crate::mapping::FrameParams::Cascade(p) = &fh.params {
-            sparse += p.levels.is_some() as u64;
+            sparse += (p.levels.is_some() || p.inherit) as u64;
+            inherited += p.inherit as u64;
             if !presets.contains(&p.preset) {
                 presets.push(p.preset);
             }
@@ -81,6 +86,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         frames,
         keyframes,
         sparse_frames: sparse,
+        inherited_levels: inherited,
         cascade_presets: presets,
         chunks,
         verbatim_chunks: verbatim,
@@ -113,7 +119,7 @@ impl std::fmt::Display for Info {
          parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
          keyframes:       {} (where decoding and salvaging can start)\n\
-         sparse frames:   {} (coded as ranks among their few sample values)\n\
+         sparse frames:   {} (coded as ranks among their few sample values; {} inherit them)\n\
          cascade preset:  {}\n\
          payload:         {} bytes of chunks, {} bytes of dropped bits\n\
          sha256:          {}\n",
@@ -146,6 +152,7 @@ impl std::fmt::Display for Info {
             i.tokens,
             i.keyframes,
             i.sparse_frames,
+            i.inherited_levels,
             match &i.cascade_presets[..] {
                 [] => "none".to_string(),
                 ps => ps

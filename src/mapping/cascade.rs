@@ -33,7 +33,7 @@
 //! [`LANES`] explicit accumulators joined in a fixed tree: a fixed order
 //! that a compiler may vectorise but not change.
 
-use super::lpc::{narrow_map, narrow_unmap, wrap};
+use super::lpc::{narrow_finish, narrow_signed, narrow_unmap, wrap};
 use super::{FrameParams, Mapped, Setup};
 use crate::error::{Error, Result};
 
@@ -55,6 +55,11 @@ pub struct Params {
     /// (sparse PCM). With them the residual is taken between the *ranks*
     /// of the sample and of the level nearest the prediction ([`Levels`]).
     pub levels: Option<Sparse>,
+    /// No levels stored, yet the residuals are ranks: among the levels the
+    /// frame's keyframe segment stored last (sparse PCM chosen per
+    /// segment: a pattern of used values may show only over more samples
+    /// than a frame holds).
+    pub inherit: bool,
 }
 
 /// Widest samples (after the wasted-bit shift) that sparse PCM serves: the
@@ -162,47 +167,59 @@ fn size_bits(r: &[i64]) -> u64 {
         .sum()
 }
 
-/// The sparse coding of a frame worth most, if any beats the plain
-/// residuals: cores between symmetric quantiles of the samples, each scored
-/// by its rank residuals' size plus its bitmap as stored. Returns the
-/// levels and the rank residuals.
-fn choose_sparse(x: &[i64], preds: &[i64], eff: u32, plain: &[i64]) -> Option<(Sparse, Vec<i64>)> {
-    if eff > SPARSE_MAX_BITS || x.is_empty() {
+/// The sparse coding of frames worth most, if any beats their plain
+/// residuals: cores between symmetric quantiles of all their samples, each
+/// scored by its bitmap as stored plus, frame by frame, the smaller of the
+/// rank and the plain residuals' sizes. Takes each frame's samples,
+/// predictions and plain residuals (all of `eff` bits); returns the levels,
+/// each frame's rank residuals where they are the smaller, and the cost.
+type Choice = (Sparse, Vec<Option<Vec<i64>>>, u64);
+fn choose_sparse(frames: &[(&[i64], &[i64], &[i64])], eff: u32) -> Option<Choice> {
+    let n: usize = frames.iter().map(|f| f.0.len()).sum();
+    if eff > SPARSE_MAX_BITS || n == 0 {
         return None;
     }
-    let mut sorted = x.to_vec();
+    let mut sorted: Vec<i64> = frames.iter().flat_map(|f| f.0.iter().copied()).collect();
     sorted.sort_unstable();
-    let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
+    let (min, max) = (sorted[0], sorted[n - 1]);
     let mut distinct = sorted.clone();
     distinct.dedup();
     // Nearly every value of the range used: nothing for ranks to skip.
     if distinct.len() as i64 * 10 > (max - min + 1) * 9 {
         return None;
     }
-    let mut best: Option<(u64, Sparse, Vec<i64>)> = None;
+    let plain: Vec<u64> = frames.iter().map(|f| size_bits(f.2)).collect();
+    let mut best: Option<Choice> = None;
     // Cores between the quantiles 1/q and 1 − 1/q of the samples.
     for q in [0usize, 1000, 100, 20, 8, 4] {
-        let cut = sorted.len().checked_div(q).unwrap_or(0);
-        let (a, b) = (sorted[cut], sorted[sorted.len() - 1 - cut]);
+        let cut = n.checked_div(q).unwrap_or(0);
+        let (a, b) = (sorted[cut], sorted[n - 1 - cut]);
         let used: Vec<bool> = (a..=b)
             .map(|v| distinct.binary_search(&v).is_ok())
             .collect();
         let sp = Sparse { start: a, used };
         let levels = sp.levels(eff).expect("a core inside the range");
         let lv = Levels::new(&levels).expect("levels");
-        let ranked: Vec<i64> = x
+        let mut cost = 8 * (crate::coder::encode_bitmap(&sp.used).len() as u64 + 8);
+        let ranked: Vec<Option<Vec<i64>>> = frames
             .iter()
-            .zip(preds)
-            .map(|(&v, &p)| lv.residual(v, p))
+            .zip(&plain)
+            .map(|(&(x, preds, _), &p)| {
+                let r: Vec<i64> = x
+                    .iter()
+                    .zip(preds)
+                    .map(|(&v, &p)| lv.residual(v, p))
+                    .collect();
+                let size = size_bits(&r);
+                cost += size.min(p);
+                (size < p).then_some(r)
+            })
             .collect();
-        let cost =
-            size_bits(&ranked) + 8 * (crate::coder::encode_bitmap(&sp.used).len() as u64 + 8);
-        if best.as_ref().is_none_or(|(c, _, _)| cost < *c) {
-            best = Some((cost, sp, ranked));
+        if best.as_ref().is_none_or(|b| cost < b.2) {
+            best = Some((sp, ranked, cost));
         }
     }
-    best.filter(|(c, _, _)| *c < size_bits(plain))
-        .map(|(_, sp, r)| (sp, r))
+    best.filter(|b| b.2 < plain.iter().sum())
 }
 
 /// One sign-sign LMS stage: taps and the right shift of its dot product.
@@ -1108,34 +1125,158 @@ pub fn restore_with(c: &mut Cascade, res: &[i64], eff: u32) -> Vec<i64> {
         .collect()
 }
 
-/// Sample codes → characters: the cascade's residuals inside
-/// [`lpc::narrow_map`](super::lpc::narrow_map). With filters in `carry` the
-/// frame goes on from them (it is not a keyframe); the frame's filters are
-/// left there for the next. The inverse is [`unmap`].
-pub fn map(s: &Setup, codes: Vec<u32>, carry: &mut Option<Cascade>) -> Result<Mapped> {
-    let cont = carry.is_some();
+/// What the cascade carries from frame to frame within a keyframe
+/// segment: the adapted filters, and the sample levels a frame of the
+/// segment stored last (later frames may take their ranks from them).
+#[derive(Default)]
+pub struct Carried {
+    filters: Option<Cascade>,
+    /// The width the levels were stored for, and the levels.
+    levels: Option<(u32, Vec<i64>)>,
+}
+
+impl Carried {
+    /// Whether there are no filters to go on from.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_none()
+    }
+}
+
+/// The carried filters, cold ones at a keyframe; `None` when the carried
+/// ones were made with another configuration.
+fn filters_for<'a>(
+    filters: &'a mut Option<Cascade>,
+    cfg: &Config,
+    ch: usize,
+    eff: u32,
+) -> Option<&'a mut Cascade> {
+    let c = filters.get_or_insert_with(|| Cascade::new(cfg, ch, eff));
+    (c.cfg == *cfg).then_some(c)
+}
+
+/// A frame through the filters, its residuals not yet chosen: sparse PCM
+/// chooses its levels over a whole keyframe segment ([`finish_segment`]).
+pub struct Predicted {
+    /// The frame went on from the previous frame's filters.
+    carry: bool,
+    preset: u8,
+    shift: u32,
+    eff: u32,
+    /// The samples (interleaved, signed, wasted bits out), the predictions
+    /// and the plain residuals.
+    x: Vec<i64>,
+    preds: Vec<i64>,
+    plain: Vec<i64>,
+}
+
+impl Predicted {
+    /// What the frame header takes from it: shift, preset, carry.
+    fn head(&self) -> (u32, u8, bool) {
+        (self.shift, self.preset, self.carry)
+    }
+}
+
+/// The encoder's first half: runs the filters over a frame, going on from
+/// `carry` (empty at a keyframe).
+pub fn predict(s: &Setup, codes: &[u32], carry: &mut Carried) -> Result<Predicted> {
     let preset = s.preset;
     let cfg = Config::preset(preset)
         .map_err(|_| Error::Usage(format!("no cascade preset {preset} (there are 0 and 1)")))?;
-    let (n, levels) = narrow_map(s, codes, |vals, ch, eff| {
-        let c = carry.get_or_insert_with(|| Cascade::new(&cfg, ch, eff));
-        if c.cfg != cfg {
-            return Err(Error::Usage(
-                "the cascade preset changed between frames".into(),
-            ));
-        }
-        let (plain, preds) = residuals_preds(c, vals, eff);
-        match choose_sparse(vals, &preds, eff, &plain) {
-            Some((sp, ranked)) => {
-                *vals = ranked;
-                Ok(Some(sp))
+    let (x, shift) = narrow_signed(s, codes);
+    let (ch, eff) = (s.format.channels as usize, s.format.bits() - shift);
+    let cont = carry.filters.is_some();
+    let c = filters_for(&mut carry.filters, &cfg, ch, eff)
+        .ok_or_else(|| Error::Usage("the cascade preset changed between frames".into()))?;
+    let (plain, preds) = residuals_preds(c, &x, eff);
+    Ok(Predicted {
+        carry: cont,
+        preset,
+        shift,
+        eff,
+        x,
+        preds,
+        plain,
+    })
+}
+
+/// The encoder's second half, for the frames of one keyframe segment in
+/// order (or its first frames: a later call stores levels anew): picks
+/// plain or rank residuals for each frame, the levels either per frame or
+/// once for the segment (stored by the first frame that ranks, inherited
+/// by the others), whichever is smaller, and maps them to characters.
+pub fn finish_segment(s: &Setup, frames: Vec<Predicted>) -> Result<Vec<Mapped>> {
+    // Per frame: each its own core (what a frame alone can do).
+    let own: Vec<Option<(Sparse, Vec<i64>, u64)>> = frames
+        .iter()
+        .map(|f| choose_sparse(&[(&f.x, &f.preds, &f.plain)], f.eff))
+        .map(|c| c.map(|(sp, mut r, cost)| (sp, r.pop().flatten().expect("ranked"), cost)))
+        .collect();
+    let plain_cost = |f: &Predicted| size_bits(&f.plain);
+    let own_cost: u64 = frames
+        .iter()
+        .zip(&own)
+        .map(|(f, o)| o.as_ref().map_or(plain_cost(f), |o| o.2))
+        .sum();
+    // One core for every frame of the segment's most common width.
+    let eff = frames.first().map_or(0, |f| f.eff);
+    let same: Vec<(&[i64], &[i64], &[i64])> = frames
+        .iter()
+        .filter(|f| f.eff == eff)
+        .map(|f| (&f.x[..], &f.preds[..], &f.plain[..]))
+        .collect();
+    let shared = (frames.len() > 1)
+        .then(|| choose_sparse(&same, eff))
+        .flatten()
+        .filter(|(_, _, cost)| {
+            let others: u64 = frames.iter().filter(|f| f.eff != eff).map(plain_cost).sum();
+            cost + others < own_cost
+        });
+    let mut out = Vec::with_capacity(frames.len());
+    match shared {
+        Some((sp, ranked, _)) => {
+            let mut ranked = ranked.into_iter();
+            let mut stored = false;
+            for f in frames {
+                let r = if f.eff == eff {
+                    ranked.next().expect("one per frame")
+                } else {
+                    None
+                };
+                let head = f.head();
+                let (vals, levels, inherit) = match r {
+                    Some(r) if !stored => {
+                        stored = true;
+                        (r, Some(sp.clone()), false)
+                    }
+                    Some(r) => (r, None, true),
+                    None => (f.plain, None, false),
+                };
+                out.push(finish_frame(s, head, vals, levels, inherit)?);
             }
-            None => {
-                *vals = plain;
-                Ok(None)
+        }
+        None => {
+            for (f, o) in frames.into_iter().zip(own) {
+                let head = f.head();
+                let (vals, levels) = match o {
+                    Some((sp, r, _)) => (r, Some(sp)),
+                    None => (f.plain, None),
+                };
+                out.push(finish_frame(s, head, vals, levels, false)?);
             }
         }
-    })?;
+    }
+    Ok(out)
+}
+
+/// A frame's chosen residuals to characters.
+fn finish_frame(
+    s: &Setup,
+    (shift, preset, carry): (u32, u8, bool),
+    vals: Vec<i64>,
+    levels: Option<Sparse>,
+    inherit: bool,
+) -> Result<Mapped> {
+    let n = narrow_finish(s, vals, shift)?;
     Ok(Mapped {
         chars: n.chars,
         spans: n.spans,
@@ -1143,26 +1284,37 @@ pub fn map(s: &Setup, codes: Vec<u32>, carry: &mut Option<Cascade>) -> Result<Ma
             shift: n.shift,
             chunk_drops: n.chunk_drops,
             preset,
-            carry: cont,
+            carry,
             levels,
+            inherit,
         }),
         dropped: n.dropped,
     })
 }
 
-/// Inverse of [`map`]: a frame that carries on needs the previous frame's
-/// filters in `carry`.
+/// Sample codes → characters: the cascade's residuals inside
+/// [`lpc::narrow_map`](super::lpc::narrow_map)'s steps, the frame a segment
+/// of its own as far as levels go. With filters in `carry` the frame goes
+/// on from them (it is not a keyframe); the frame's filters are left there
+/// for the next. The inverse is [`unmap`].
+pub fn map(s: &Setup, codes: Vec<u32>, carry: &mut Carried) -> Result<Mapped> {
+    let f = predict(s, &codes, carry)?;
+    Ok(finish_segment(s, vec![f])?.pop().expect("one frame"))
+}
+
+/// Inverse of [`map`] and [`finish_segment`]: a frame that carries on needs
+/// the previous frame's state in `carry`.
 pub fn unmap(
     s: &Setup,
     p: &Params,
     chars: &[u8],
     dropped: &[u8],
     spans: &[(usize, usize)],
-    carry: &mut Option<Cascade>,
+    carry: &mut Carried,
 ) -> Result<Vec<u32>> {
     if !p.carry {
-        *carry = None;
-    } else if carry.is_none() {
+        *carry = Carried::default();
+    } else if carry.filters.is_none() {
         return Err(Error::Corrupt(
             "a cascade frame goes on from a frame that was not decoded".into(),
         ));
@@ -1170,20 +1322,30 @@ pub fn unmap(
     let stored = (p.shift, &p.chunk_drops[..]);
     narrow_unmap(s, stored, chars, dropped, spans, |vals, ch, eff| {
         let cfg = Config::preset(p.preset)?;
-        let c = carry.get_or_insert_with(|| Cascade::new(&cfg, ch, eff));
-        if c.cfg != cfg {
-            return Err(Error::Corrupt(
-                "a cascade frame goes on from filters of another preset".into(),
-            ));
+        let c = filters_for(&mut carry.filters, &cfg, ch, eff).ok_or_else(|| {
+            Error::Corrupt("a cascade frame goes on from filters of another preset".into())
+        })?;
+        if let Some(sp) = &p.levels {
+            let v = sp.levels(eff).ok_or_else(|| {
+                Error::Corrupt("cascade levels outside the samples' range".into())
+            })?;
+            carry.levels = Some((eff, v));
         }
-        *vals = match &p.levels {
-            None => restore_with(c, vals, eff),
-            Some(sp) => {
-                let v = sp.levels(eff).ok_or_else(|| {
-                    Error::Corrupt("cascade levels outside the samples' range".into())
-                })?;
-                restore_levels(c, vals, eff, &Levels::new(&v).expect("levels"))?
+        *vals = match &carry.levels {
+            Some((e, v)) if p.levels.is_some() || p.inherit => {
+                if *e != eff {
+                    return Err(Error::Corrupt(format!(
+                        "a frame of {eff}-bit samples ranks among {e}-bit levels"
+                    )));
+                }
+                restore_levels(c, vals, eff, &Levels::new(v).expect("levels"))?
             }
+            None if p.inherit => {
+                return Err(Error::Corrupt(
+                    "a cascade frame ranks among levels no frame of its segment stored".into(),
+                ))
+            }
+            _ => restore_with(c, vals, eff),
         };
         Ok(())
     })
@@ -1193,6 +1355,12 @@ pub fn unmap(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// [`choose_sparse`] for one frame: its levels and rank residuals.
+    fn choose_one(x: &[i64], preds: &[i64], eff: u32, plain: &[i64]) -> Option<(Sparse, Vec<i64>)> {
+        choose_sparse(&[(x, preds, plain)], eff)
+            .map(|(sp, mut r, _)| (sp, r.pop().flatten().unwrap()))
+    }
 
     fn sine(n: usize, ch: usize, amp: f64) -> Vec<i64> {
         (0..n * ch)
@@ -1273,6 +1441,59 @@ mod tests {
             let _ = restore(&cfg, &raw[..n], ch, eff);
         }
 
+        /// A keyframe segment of frames drawn from few values (so sparse
+        /// PCM, per frame or shared, is often chosen), of differing wasted
+        /// bits, decodes frame by frame to its samples.
+        #[test]
+        fn segments_invert_for_any_frames(
+            preset in 0u8..=1,
+            ch in 1u16..=2,
+            frames in proptest::collection::vec(
+                (0u32..3, 1usize..400, proptest::collection::vec(any::<u16>(), 1..40)),
+                1..5,
+            ),
+            seed in any::<u64>(),
+        ) {
+            let s = Setup {
+                format: crate::wav::Format {
+                    channels: ch,
+                    sample_rate: 8000,
+                    bytes: 2,
+                    kind: crate::wav::SampleKind::Signed,
+                },
+                layout: crate::mapping::Layout::Interleaved,
+                context: 256,
+                drop_bits: None,
+                predictor: false,
+                preset,
+            };
+            let mut rng = crate::rng::Lcg::new(seed);
+            let codes: Vec<Vec<u32>> = frames
+                .iter()
+                .map(|(shift, n, alphabet)| {
+                    (0..n * ch as usize)
+                        .map(|_| {
+                            let v = alphabet[rng.next_u32() as usize % alphabet.len()];
+                            ((v as u32) << shift) & 0xffff
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut carry = Carried::default();
+            let predicted = codes
+                .iter()
+                .map(|c| predict(&s, c, &mut carry))
+                .collect::<Result<Vec<_>>>()
+                .unwrap();
+            let mapped = finish_segment(&s, predicted).unwrap();
+            let mut back = Carried::default();
+            for (m, want) in mapped.iter().zip(&codes) {
+                let FrameParams::Cascade(p) = &m.params else { unreachable!() };
+                let got = unmap(&s, p, &m.chars, &m.dropped, &m.spans, &mut back).unwrap();
+                prop_assert_eq!(&got, want);
+            }
+        }
+
         /// Frames that carry the filters on invert frame by frame, even
         /// when their bit widths differ (each frame detects its own shift).
         #[test]
@@ -1314,6 +1535,68 @@ mod tests {
         assert!(p1 * 4 < p0, "preset 1 {p1} vs preset 0 {p0}");
     }
 
+    /// A gain applied after quantisation (used values `round(1.37·k)`)
+    /// shows over a whole segment; the segment's levels are stored once and
+    /// inherited, the frames decode in order, and an inheriting frame
+    /// without the levels fails cleanly.
+    #[test]
+    fn a_segment_shares_its_levels() {
+        use crate::mapping::Layout;
+        use crate::wav::{Format, SampleKind};
+        let s = Setup {
+            format: Format {
+                channels: 1,
+                sample_rate: 44100,
+                bytes: 2,
+                kind: SampleKind::Signed,
+            },
+            layout: Layout::Interleaved,
+            context: 256,
+            drop_bits: None,
+            predictor: false,
+            preset: 1,
+        };
+        let mut rng = crate::rng::Lcg::new(5);
+        let frames: Vec<Vec<u32>> = (0..8)
+            .map(|f| {
+                (0..2048)
+                    .map(|i| {
+                        let t = (f * 2048 + i) as f64;
+                        let noise = (rng.next_u32() >> 24) as f64 - 128.0;
+                        let k = (2000.0 * (t * 0.01).sin() + noise).round();
+                        ((k * 1.37).round() as i64 + 32768) as u32
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut carry = Carried::default();
+        let predicted: Vec<Predicted> = frames
+            .iter()
+            .map(|c| predict(&s, c, &mut carry).unwrap())
+            .collect();
+        let mapped = finish_segment(&s, predicted).unwrap();
+        let params: Vec<&Params> = mapped
+            .iter()
+            .map(|m| match &m.params {
+                FrameParams::Cascade(p) => p,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(params.iter().filter(|p| p.levels.is_some()).count(), 1);
+        assert!(params.iter().filter(|p| p.inherit).count() >= 6);
+        let mut back = Carried::default();
+        for ((m, p), want) in mapped.iter().zip(&params).zip(&frames) {
+            let got = unmap(&s, p, &m.chars, &m.dropped, &m.spans, &mut back).unwrap();
+            assert_eq!(&got, want);
+        }
+        // The levels lost (as if their frame had been skipped).
+        let (i, p) = params.iter().enumerate().rfind(|(_, p)| p.inherit).unwrap();
+        back.levels = None;
+        let m = &mapped[i];
+        let err = unmap(&s, p, &m.chars, &m.dropped, &m.spans, &mut back).unwrap_err();
+        assert!(err.to_string().contains("no frame of its segment"), "{err}");
+    }
+
     /// 8-bit audio at a quarter of full scale, clipped at the rail 255: 65
     /// codes, no wasted bits, two bits per sample saved by ranks.
     fn clipped_8bit(n: usize) -> Vec<i64> {
@@ -1335,7 +1618,7 @@ mod tests {
         let cfg = Config::preset(DEFAULT_PRESET).unwrap();
         let x = clipped_8bit(4000);
         let (plain, preds) = residuals_preds(&mut Cascade::new(&cfg, 1, 8), &x, 8);
-        let (sp, ranked) = choose_sparse(&x, &preds, 8, &plain).expect("a grid of 4 and the rail");
+        let (sp, ranked) = choose_one(&x, &preds, 8, &plain).expect("a grid of 4 and the rail");
         let v = sp.levels(8).unwrap();
         assert!(v.contains(&127) && (60..=65).contains(&v.len()), "{v:?}");
         let levels = Levels::new(&v).unwrap();
@@ -1365,7 +1648,7 @@ mod tests {
             })
             .collect();
         let (plain, preds) = residuals_preds(&mut Cascade::new(&cfg, 1, 16), &x, 16);
-        let (sp, ranked) = choose_sparse(&x, &preds, 16, &plain).expect("a gain");
+        let (sp, ranked) = choose_one(&x, &preds, 16, &plain).expect("a gain");
         let v = sp.levels(16).unwrap();
         let back = restore_levels(
             &mut Cascade::new(&cfg, 1, 16),
@@ -1379,9 +1662,9 @@ mod tests {
             .map(|_| (rng.next_u32() % 101) as i64 - 50)
             .collect();
         let (plain, preds) = residuals_preds(&mut Cascade::new(&cfg, 1, 16), &dense, 16);
-        assert!(choose_sparse(&dense, &preds, 16, &plain).is_none());
+        assert!(choose_one(&dense, &preds, 16, &plain).is_none());
         // Too wide for levels.
-        assert!(choose_sparse(&x, &preds, 24, &plain).is_none());
+        assert!(choose_one(&x, &preds, 24, &plain).is_none());
     }
 
     proptest! {

@@ -416,26 +416,37 @@ pub fn narrow_map<P>(
     codes: Vec<u32>,
     predict: impl FnOnce(&mut Vec<i64>, usize, u32) -> Result<P>,
 ) -> Result<(Narrow, P)> {
+    let (mut vals, shift) = narrow_signed(s, &codes);
+    let bits = s.format.bits();
+    let p = predict(&mut vals, s.format.channels as usize, bits - shift)?;
+    Ok((narrow_finish(s, vals, shift)?, p))
+}
+
+/// The first half of [`narrow_map`]: the samples with their wasted low bits
+/// out, as signed `bits − shift`-bit values, and that shift.
+pub fn narrow_signed(s: &Setup, codes: &[u32]) -> (Vec<i64>, u32) {
+    let bits = s.format.bits();
+    let shift = detect_shift(codes, bits);
+    (to_signed(codes, bits, shift), shift)
+}
+
+/// The second half of [`narrow_map`]: interleaved residuals to characters.
+pub fn narrow_finish(s: &Setup, mut vals: Vec<i64>, shift: u32) -> Result<Narrow> {
     let f = s.format;
-    let (ch, bits) = (f.channels as usize, f.bits());
-    let shift = detect_shift(&codes, bits);
-    let eff = bits - shift;
-    let mut vals = to_signed(&codes, bits, shift);
-    let p = predict(&mut vals, ch, eff)?;
+    let (ch, eff) = (f.channels as usize, f.bits() - shift);
     if s.layout == Layout::Planar {
         vals = to_planar(&vals, ch);
     }
     let spans = chunk_spans(vals.len(), 1, &f, s.layout, s.context)?;
     let floor = s.drop_bits.map_or(0, u32::from).min(eff - 1);
     let (chars, dropped, chunk_drops) = narrow_split_chunks(&vals, &spans, floor);
-    let n = Narrow {
+    Ok(Narrow {
         chars,
         spans,
         dropped,
         shift: shift as u8,
         chunk_drops,
-    };
-    Ok((n, p))
+    })
 }
 
 /// Inverse of [`narrow_map`]: `restore` turns residuals back into samples.

@@ -181,28 +181,65 @@ pub struct Mapped {
 /// adapted filters. Empty at a keyframe, where every predictor starts cold
 /// (and decoding, salvaging or seeking can start).
 #[derive(Default)]
-pub struct Carry(Option<cascade::Cascade>);
+pub struct Carry(cascade::Carried);
 
 impl Carry {
     /// Forgets the state: the next frame is a keyframe.
     pub fn reset(&mut self) {
-        self.0 = None;
+        self.0 = cascade::Carried::default();
     }
 
     /// Whether there is no state to go on from.
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.0.is_empty()
     }
 }
 
 /// Interleaved sample codes → characters, going on from `carry` (which
-/// holds this frame's state afterwards).
+/// holds this frame's state afterwards); the frame is a keyframe segment of
+/// its own as far as sparse PCM goes ([`stage`] and [`finish`] choose over
+/// a whole segment).
 pub fn map(kind: Kind, s: &Setup, codes: Vec<u32>, carry: &mut Carry) -> Result<Mapped> {
-    match kind {
-        Kind::Classic => classic::map(s, codes),
-        Kind::Lpc => lpc::map(s, codes),
-        Kind::Cascade => cascade::map(s, codes, &mut carry.0),
+    let staged = stage(kind, s, codes, carry)?;
+    Ok(finish(s, vec![staged])?.pop().expect("one frame"))
+}
+
+/// A frame halfway through the mapping: a cascade frame waits for the rest
+/// of its keyframe segment, over which sparse PCM chooses its levels; the
+/// other mappings are done.
+pub enum Staged {
+    /// Mapped.
+    Done(Mapped),
+    /// Predicted, its residuals not yet chosen.
+    Cascade(cascade::Predicted),
+}
+
+/// The first half of [`map`]: prediction, in frame order, going on from
+/// `carry`.
+pub fn stage(kind: Kind, s: &Setup, codes: Vec<u32>, carry: &mut Carry) -> Result<Staged> {
+    Ok(match kind {
+        Kind::Classic => Staged::Done(classic::map(s, codes)?),
+        Kind::Lpc => Staged::Done(lpc::map(s, codes)?),
+        Kind::Cascade => Staged::Cascade(cascade::predict(s, &codes, &mut carry.0)?),
+    })
+}
+
+/// The second half of [`map`] for consecutive frames of one keyframe
+/// segment (or its first frames), in order.
+pub fn finish(s: &Setup, frames: Vec<Staged>) -> Result<Vec<Mapped>> {
+    let mut out = Vec::with_capacity(frames.len());
+    let mut run = Vec::new();
+    for f in frames {
+        match f {
+            Staged::Done(m) => {
+                out.extend(cascade::finish_segment(s, std::mem::take(&mut run))?);
+                out.push(m);
+            }
+            Staged::Cascade(p) => run.push(p),
+        }
     }
+    out.extend(cascade::finish_segment(s, run)?);
+    Ok(out)
 }
 
 /// Inverse of [`map`]: `chars` are the frame's characters, chunk after chunk
