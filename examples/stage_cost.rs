@@ -138,6 +138,47 @@ fn main() {
         sac(c, &full, 4);
         c.cross = 16
     });
+    // Variants of preset 1, each changing one thing.
+    let p1 = |c: &mut Config, f: &dyn Fn(&mut Config)| {
+        *c = Config::preset(1).unwrap();
+        f(c)
+    };
+    let scale_mu = |c: &mut Config, k: f64| {
+        for s in &mut c.nlms {
+            s.mu *= k
+        }
+    };
+    v("p1 own24", &|c| p1(c, &|c| c.own = 24));
+    v("p1 own32", &|c| p1(c, &|c| c.own = 32));
+    v("p1 lambda .999", &|c| p1(c, &|c| c.lambda = 0.999));
+    v("p1 mu x1.5", &|c| p1(c, &|c| scale_mu(c, 1.5)));
+    v("p1 mu x0.67", &|c| p1(c, &|c| scale_mu(c, 0.67)));
+    v("p1 mix mu x2", &|c| {
+        p1(c, &|c| {
+            if let Some(b) = &mut c.blend {
+                b.mu *= 2.0
+            }
+        })
+    });
+    v("p1 mix mu x0.5", &|c| {
+        p1(c, &|c| {
+            if let Some(b) = &mut c.blend {
+                b.mu *= 0.5
+            }
+        })
+    });
+    v("p1 +16", &|c| {
+        p1(c, &|c| {
+            c.nlms.insert(
+                3,
+                Nlms {
+                    taps: 16,
+                    mu: 0.05 / 16.0,
+                },
+            )
+        })
+    });
+    v("p1 solve 2", &|c| p1(c, &|c| c.solve_every = 2));
     if let Ok(only) = std::env::var("ONLY") {
         variants.retain(|(n, _)| n == "lpc" || only.split(',').any(|o| o == n));
     }

@@ -746,3 +746,46 @@ fn reports_to_a_closed_pipe_end_quietly() {
         );
     }
 }
+
+/// Outputs take their input's permissions, as with gzip, xz and zstd (not
+/// the temporary file's private 0600); from stdin, the umask's default.
+#[cfg(unix)]
+#[test]
+fn outputs_take_the_inputs_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    std::fs::write(&wav, Wav::pcm(1, 16, 500, 4).bytes()).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for m in [0o640, 0o604] {
+        std::fs::set_permissions(&wav, std::fs::Permissions::from_mode(m)).unwrap();
+        let lmc = d.path().join(format!("{m:o}.lmc"));
+        let back = d.path().join(format!("{m:o}.wav"));
+        let model = model_arg();
+        lmic()
+            .args(["compress", "-q", "--model", &model])
+            .arg(&wav)
+            .arg(&lmc)
+            .assert()
+            .success();
+        assert_eq!(mode(&lmc), m);
+        lmic()
+            .args(["decompress", "-q"])
+            .arg(&lmc)
+            .arg(&back)
+            .assert()
+            .success();
+        assert_eq!(mode(&back), m);
+    }
+    let piped = d.path().join("piped.lmc");
+    lmic()
+        .args(["compress", "-q", "--model", &model_arg(), "-"])
+        .arg(&piped)
+        .write_stdin(std::fs::read(&wav).unwrap())
+        .assert()
+        .success();
+    // Created as any file is (0666 less the umask), like this one.
+    let plain = d.path().join("plain");
+    std::fs::File::create(&plain).unwrap();
+    assert_eq!(mode(&piped), mode(&plain));
+}

@@ -293,7 +293,7 @@ fn compress_one(
         .decompress(&mut io::sink())
         .map_err(|e| Error::Corrupt(format!("verifying the output failed: {e}")))?;
     }
-    sink.finish()?;
+    sink.finish(input)?;
     if delete_input {
         std::fs::remove_file(input).ctx(|| format!("removing {}", input.display()))?;
     }
@@ -353,7 +353,7 @@ fn decompress_all(
                 let mut w = sink.writer();
                 let st = d.decompress(&mut w)?;
                 drop(w);
-                sink.finish()?;
+                sink.finish(input)?;
                 st
             }
         };

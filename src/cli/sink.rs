@@ -100,9 +100,14 @@ impl Sink {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".lmic-")
-            .suffix(".tmp")
+        let mut b = tempfile::Builder::new();
+        b.prefix(".lmic-").suffix(".tmp");
+        // A temporary file is private (0600); the output is an ordinary
+        // file, created as any program creates one (0666 less the umask)
+        // and then given its input's permissions, as gzip, xz and zstd do.
+        #[cfg(unix)]
+        b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let tmp = b
             .tempfile_in(&dir)
             .ctx(|| format!("creating a temporary file in {}", dir.display()))?;
         interrupt::guard(tmp.path());
@@ -139,13 +144,22 @@ impl Sink {
         }
     }
 
-    pub fn finish(self) -> Result<()> {
+    /// Moves a file output into place, with the permissions of `like` (the
+    /// input) where that is a regular file.
+    pub fn finish(self, like: &Path) -> Result<()> {
         match self {
             Sink::Stdout => io::stdout().flush().ctx(|| "writing stdout".into()),
             Sink::File { tmp, target, force } => {
                 tmp.as_file()
                     .sync_all()
                     .ctx(|| format!("writing {}", target.display()))?;
+                if let Ok(m) = std::fs::metadata(like) {
+                    if m.is_file() {
+                        tmp.as_file()
+                            .set_permissions(m.permissions())
+                            .ctx(|| format!("setting the permissions of {}", target.display()))?;
+                    }
+                }
                 let r = if force {
                     tmp.persist(&target).map(|_| ())
                 } else {

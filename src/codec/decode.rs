@@ -509,8 +509,8 @@ fn model_frame(
 }
 
 /// The second half: characters → samples → WAV bytes, going on from the
-/// previous frame's predictor state. The mirror of
-/// `encode::map_frame`.
+/// previous frame's predictor state (and sparse-PCM levels). The mirror
+/// of `encode::stage_frame` with `encode::finish_pending`.
 fn restore_frame(h: &FileHeader, c: &Chars, carry: &mut mapping::Carry) -> Result<Vec<u8>> {
     // The classic mapping's predictor choice is stored per frame; setup's
     // flag only steers the encoder.
