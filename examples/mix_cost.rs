@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = Model::load(builtin::DEFAULT)?;
     let alphas = [0.0, 0.02, 0.05, 0.1, 0.2, 0.3];
     let mut total = vec![0.0f64; alphas.len() + 1];
-    let mut by_pos = vec![(0.0f64, 0usize); 9];
+    let mut by_pos = [(0.0f64, 0usize); 9];
     let mut chars_total = 0usize;
     println!(
         "{:<44} {:>8} {:>8} {}",
