@@ -34,12 +34,14 @@ use std::io::Read;
 /// The first 8 bytes of every `.lmc` file (PNG-style: the CR LF, ^Z and LF
 /// expose text-mode transfers).
 pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
-/// Version 5: a frame's coded chunks share arithmetic-coded lanes (one
+/// Version 6: a frame header's counts are LEB128 and its chunk entries are
+/// range-coded (`coder::encode_entries`), about a bit each instead of a
+/// byte. Version 5: a frame's coded chunks share arithmetic-coded lanes (one
 /// coder flush and one length per lane, not per chunk) and each chunk's
 /// table entry is one byte. Version 4: frames carry their index (so
 /// `--salvage` keeps the timeline across a damaged region), and AIFF's
 /// big-endian sample kinds exist.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 /// Version 2 files (classic mapping only, no mapping field) and version 3
 /// (frames without an index) still decode.
 pub const OLDEST_VERSION: u16 = 2;
@@ -510,32 +512,42 @@ impl FrameHeader {
             FrameParams::Cascade(p) => (p.shift, 0, 0, DroppedMode::Raw.to_u8()),
         };
         o.u8(TAG_FRAME);
-        o.u32(self.index);
-        o.u32(self.sample_frames);
+        o.varint(self.index);
+        o.varint(self.sample_frames);
         o.u8(shift);
         o.u8(drop);
         o.u8(predictor);
         o.u8(mode);
-        o.u32(self.dropped_len);
+        o.varint(self.dropped_len);
         o.u32(self.dropped_crc);
         o.u32(self.payload_crc);
-        o.u32(self.chunks.len() as u32);
-        // One byte per chunk in the usual case: before version 5 a chunk's
-        // entry, its own length and its coder's flush came to about 5 bytes
-        // per 256 samples, 2% of the output.
+        o.varint(self.chunks.len() as u32);
+        // About a bit per chunk in the usual case: before version 5 a
+        // chunk's entry, its own length and its coder's flush came to about
+        // 5 bytes per 256 samples, 2% of the output; version 5's byte per
+        // entry still 0.4%.
         let drops = self.params.chunk_drops();
-        for (i, c) in self.chunks.iter().enumerate() {
-            let drop = drops.map_or(0, |d| d[i]);
-            debug_assert!(drop <= ENTRY_DROP);
-            let explicit = c.kind == ChunkKind::Coded && c.tokens != ONE_PER_CHAR;
-            let verbatim = c.kind == ChunkKind::Verbatim;
-            o.u8(drop
-                | if verbatim { ENTRY_VERBATIM } else { 0 }
-                | if explicit { ENTRY_TOKENS } else { 0 });
-            if explicit {
+        let entries: Vec<u8> = self
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let drop = drops.map_or(0, |d| d[i]);
+                debug_assert!(drop <= ENTRY_DROP);
+                let explicit = c.kind == ChunkKind::Coded && c.tokens != ONE_PER_CHAR;
+                let verbatim = c.kind == ChunkKind::Verbatim;
+                drop | if verbatim { ENTRY_VERBATIM } else { 0 }
+                    | if explicit { ENTRY_TOKENS } else { 0 }
+            })
+            .collect();
+        let coded = crate::coder::encode_entries(&entries);
+        o.varint(coded.len() as u32);
+        o.bytes(&coded);
+        for (c, e) in self.chunks.iter().zip(&entries) {
+            if e & ENTRY_TOKENS != 0 {
                 o.varint(c.tokens);
             }
-            if verbatim {
+            if e & ENTRY_VERBATIM != 0 {
                 o.varint(c.len);
             }
         }
@@ -587,16 +599,19 @@ impl FrameHeader {
         let bits = format.bits();
         let mut i = In::new(r, "frame header");
         i.crc.update(&[TAG_FRAME]);
-        let index = if h.version >= 4 { i.u32()? } else { next };
-        let sample_frames = i.u32()?;
+        // Version 6 writes the counts as LEB128.
+        let v6 = h.version >= 6;
+        let count = |i: &mut In<'_, R>| if v6 { i.varint() } else { i.u32() };
+        let index = if h.version >= 4 { count(&mut i)? } else { next };
+        let sample_frames = count(&mut i)?;
         let shift = i.u8()?;
         let drop = i.u8()?;
         let predictor = i.u8()?;
         let mode = i.u8()?;
-        let dropped_len = i.u32()?;
+        let dropped_len = count(&mut i)?;
         let dropped_crc = i.u32()?;
         let payload_crc = i.u32()?;
-        let n = i.u32()?;
+        let n = count(&mut i)?;
         if sample_frames == 0 || sample_frames > limits.sample_frames {
             return Err(Error::Corrupt(format!(
                 "frame of {sample_frames} sample frames"
@@ -606,7 +621,7 @@ impl FrameHeader {
             return Err(Error::Corrupt(format!("frame of {n} chunks")));
         }
         let table = if h.version >= 5 {
-            read_table(&mut i, n, limits)?
+            read_table(&mut i, n, limits, v6)?
         } else {
             read_table_v4(&mut i, n, limits, mapping)?
         };
@@ -730,12 +745,38 @@ fn check_drops(mapping: Kind, drops: Vec<u8>, bits: u32) -> Result<Vec<u8>> {
 }
 
 /// The chunk table from version 5 on (the mirror of the loop in
-/// [`FrameHeader::write`]).
-fn read_table<R: Read + ?Sized>(i: &mut In<'_, R>, n: u32, limits: &FrameLimits) -> Result<Table> {
+/// [`FrameHeader::write`]); `coded`: version 6's range-coded entries, each
+/// entry's numbers after all of them.
+fn read_table<R: Read + ?Sized>(
+    i: &mut In<'_, R>,
+    n: u32,
+    limits: &FrameLimits,
+    coded: bool,
+) -> Result<Table> {
     let mut chunks = Vec::with_capacity(n as usize);
     let mut chunk_drops = Vec::new();
-    for _ in 0..n {
-        let flags = i.u8()?;
+    let entries = if coded {
+        let len = i.varint()?;
+        // About a bit per entry in the usual case. The bound is what any
+        // entries can cost: 35 binary decisions at most (two flags, "same",
+        // direction, 31 unary steps), each at most −log2 of the smallest
+        // probability the model keeps (32/4096: 7 bits), 245 bits, plus the flush.
+        if len > n * crate::coder::MAX_ENTRY_BYTES + 8 {
+            return Err(Error::Corrupt(format!(
+                "chunk entries of {len} bytes for {n} chunks"
+            )));
+        }
+        let bytes = i.vec(len as usize)?;
+        crate::coder::decode_entries(&bytes, n as usize)
+            .ok_or_else(|| Error::Corrupt("chunk entries do not decode".into()))?
+    } else {
+        Vec::new()
+    };
+    for k in 0..n as usize {
+        let flags = match entries.get(k) {
+            Some(&e) => e,
+            None => i.u8()?,
+        };
         let kind = if flags & ENTRY_VERBATIM != 0 {
             ChunkKind::Verbatim
         } else {

@@ -230,9 +230,10 @@ fn broken_files_table() {
     let mut r = &lmc[..];
     lmic::container::FileHeader::read(&mut r).unwrap();
     let head = lmc.len() - r.len();
-    // One frame: header, frame tag and 28 bytes of frame fields, chunk
-    // table, payloads, dropped bits, then the 45-byte trailer (end tag,
-    // two empty blobs, sha256, CRC).
+    // One frame: header, frame tag and its fields (index 1 byte, sample
+    // frames 2, four flag bytes, LEB128 and CRC fields), chunk table,
+    // payloads, dropped bits, then the 45-byte trailer (end tag, two empty
+    // blobs, sha256, CRC).
     let trailer = lmc.len() - 45;
     let dropped = trailer - st.dropped_bytes as usize;
     let flip = |at: usize| {
@@ -272,7 +273,7 @@ fn broken_files_table() {
         ("flipped file header", flip(head - 6), "checksum"),
         (
             "flipped frame header",
-            flip(head + 7),
+            flip(head + 3),
             "corrupt .lmc file: frame of",
         ),
         ("flipped frame index", flip(head + 2), "checksum"),

@@ -66,6 +66,18 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
         "v5-cascade-p1-audio-v3-carry",
         "v5-cascade-p1-audio-v3-levels-8bit",
         "v5-cascade-p1-audio-v3-segment-levels",
+        "v6-lpc-",
+        "v6-cascade-",
+        "v6-classic-",
+        "v6-device-",
+        "v6-lpc-audio-v2-stereo16-planar",
+        "v6-lpc-audio-v2-stereo24",
+        "v6-cascade-audio-v3-aiff16",
+        "v6-cascade-audio-v3-carry",
+        "v6-cascade-audio-v3-levels-8bit",
+        "v6-cascade-p1-audio-v3-carry",
+        "v6-cascade-p1-audio-v3-levels-8bit",
+        "v6-cascade-p1-audio-v3-segment-levels",
     ] {
         assert!(files.iter().any(|f| f.contains(want)), "no {want} fixture");
     }
@@ -130,10 +142,13 @@ fn the_levels_fixtures_have_sparse_frames() {
 /// frame, inherited by the others.
 #[test]
 fn the_segment_fixture_inherits_levels() {
-    let f = std::fs::File::open(data().join("v5-cascade-p1-audio-v3-segment-levels.lmc")).unwrap();
-    let info = lmic::codec::info(std::io::BufReader::new(f)).unwrap();
-    assert!(info.inherited_levels > 0, "{info}");
-    assert!(info.sparse_frames > info.inherited_levels, "{info}");
+    for v in [5, 6] {
+        let name = format!("v{v}-cascade-p1-audio-v3-segment-levels.lmc");
+        let f = std::fs::File::open(data().join(name)).unwrap();
+        let info = lmic::codec::info(std::io::BufReader::new(f)).unwrap();
+        assert!(info.inherited_levels > 0, "{info}");
+        assert!(info.sparse_frames > info.inherited_levels, "{info}");
+    }
 }
 
 /// The cascade fixtures cover both predictor presets: the preset-1 files

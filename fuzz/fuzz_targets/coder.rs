@@ -1,7 +1,8 @@
 //! Coder round trips on arbitrary distributions: raw intervals and uniform
 //! values (mode 0), distributions built from arbitrary logits (NaN and
 //! infinities included) with tokens inside and outside the top-k (mode 1),
-//! the dropped-bit coders (mode 2) and the sparse-PCM bitmap coder (mode 3).
+//! the dropped-bit coders (mode 2), the sparse-PCM bitmap coder (mode 3) and
+//! the chunk-entry coder (mode 4).
 //! What is encoded must decode.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -144,13 +145,25 @@ fn bitmap(b: &mut Bytes) {
     let _ = coder::decode_bitmap(b.0, b.0.len() * 3);
 }
 
+/// Chunk entries (version 6): valid entries round-trip; the input taken as
+/// coded entries decodes to valid entries or to `None`, never a panic.
+fn entries(b: &mut Bytes) {
+    let entries: Vec<u8> = b.0.iter().map(|&e| e & !0x20).collect();
+    let coded = coder::encode_entries(&entries);
+    assert_eq!(coder::decode_entries(&coded, entries.len()), Some(entries));
+    if let Some(e) = coder::decode_entries(b.0, b.0.len() * 2) {
+        assert!(e.iter().all(|&x| x & 0x20 == 0));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut b = Bytes(data);
-    match b.u8().map(|m| m % 4) {
+    match b.u8().map(|m| m % 5) {
         Some(0) => intervals(&mut b),
         Some(1) => dists(&mut b),
         Some(2) => dropped(&mut b),
         Some(3) => bitmap(&mut b),
+        Some(4) => entries(&mut b),
         _ => {}
     }
 });
