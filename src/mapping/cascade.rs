@@ -167,13 +167,16 @@ fn size_bits(r: &[i64]) -> u64 {
         .sum()
 }
 
+/// Levels, each frame's rank residuals where it takes them, and the cost in
+/// bits (bitmap included) of [`choose_sparse`]'s pick.
+type Choice = (Sparse, Vec<Option<Vec<i64>>>, u64);
+
 /// The sparse coding of frames worth most, if any beats their plain
 /// residuals: cores between symmetric quantiles of all their samples, each
 /// scored by its bitmap as stored plus, frame by frame, the smaller of the
 /// rank and the plain residuals' sizes. Takes each frame's samples,
 /// predictions and plain residuals (all of `eff` bits); returns the levels,
 /// each frame's rank residuals where they are the smaller, and the cost.
-type Choice = (Sparse, Vec<Option<Vec<i64>>>, u64);
 fn choose_sparse(frames: &[(&[i64], &[i64], &[i64])], eff: u32) -> Option<Choice> {
     let n: usize = frames.iter().map(|f| f.0.len()).sum();
     if eff > SPARSE_MAX_BITS || n == 0 {
@@ -1217,7 +1220,8 @@ pub fn finish_segment(s: &Setup, frames: Vec<Predicted>) -> Result<Vec<Mapped>> 
         .zip(&own)
         .map(|(f, o)| o.as_ref().map_or(plain_cost(f), |o| o.2))
         .sum();
-    // One core for every frame of the segment's most common width.
+    // One core for every frame of the first frame's width (a frame whose
+    // wasted bits differ stays plain).
     let eff = frames.first().map_or(0, |f| f.eff);
     let same: Vec<(&[i64], &[i64], &[i64])> = frames
         .iter()
