@@ -179,6 +179,13 @@ fn main() {
         })
     });
     v("p1 solve 2", &|c| p1(c, &|c| c.solve_every = 2));
+    v("p1 combo", &|c| {
+        p1(c, &|c| {
+            c.own = 32;
+            c.lambda = 0.999;
+            c.nlms.insert(3, Nlms { taps: 16, mu: 0.05 / 16.0 })
+        })
+    });
     if let Ok(only) = std::env::var("ONLY") {
         variants.retain(|(n, _)| n == "lpc" || only.split(',').any(|o| o == n));
     }
