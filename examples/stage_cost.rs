@@ -183,7 +183,13 @@ fn main() {
         p1(c, &|c| {
             c.own = 32;
             c.lambda = 0.999;
-            c.nlms.insert(3, Nlms { taps: 16, mu: 0.05 / 16.0 })
+            c.nlms.insert(
+                3,
+                Nlms {
+                    taps: 16,
+                    mu: 0.05 / 16.0,
+                },
+            )
         })
     });
     if let Ok(only) = std::env::var("ONLY") {
