@@ -633,10 +633,10 @@ impl FrameHeader {
         } = table;
         let preset = if mapping == Kind::Cascade { i.u8()? } else { 0 };
         let mut levels = None;
-        // Before version 5 no frame had levels: the bit stays part of the
+        // Before version 5 no frame had levels: the bits stay part of the
         // preset number there, which then fails as unknown.
-        let levels_bit = if h.version >= 5 { LEVELS | INHERIT } else { 0 };
-        if preset & levels_bit & LEVELS != 0 {
+        let flags = if h.version >= 5 { LEVELS | INHERIT } else { 0 };
+        if preset & flags & LEVELS != 0 {
             levels = Some(read_levels(&mut i)?);
         }
         let mut blocks = Vec::new();
@@ -683,8 +683,8 @@ impl FrameHeader {
                         blocks,
                     })
                 } else {
-                    let inherit = preset & levels_bit & INHERIT != 0;
-                    let (preset, carry) = (preset & !(CARRY | levels_bit), preset & CARRY != 0);
+                    let inherit = preset & flags & INHERIT != 0;
+                    let (preset, carry) = (preset & !(CARRY | flags), preset & CARRY != 0);
                     cascade::Config::preset(preset)?;
                     if inherit && (levels.is_some() || !carry) {
                         return Err(Error::Corrupt(

@@ -81,6 +81,8 @@ struct Body {
     frame: Vec<u8>,
     partial: Vec<u8>,
     tail: Vec<u8>,
+    /// How every frame is mapped (fixed by the header and options).
+    setup: mapping::Setup,
     /// The mapping's state from the previous frame.
     carry: mapping::Carry,
     /// This keyframe segment's frames so far, predicted: sparse PCM picks
@@ -185,14 +187,15 @@ impl<'a, W: Write> Encoder<'a, W> {
                     let Body {
                         h,
                         frame,
+                        setup,
                         carry,
                         pending,
                         ready,
                         ..
                     } = &mut **b;
-                    let setup = frame_setup(self.model, h, &self.opts);
+                    let setup = &*setup;
                     if index.is_multiple_of(self.opts.keyframe_every.max(1)) {
-                        finish_pending(&setup, pending, ready)?;
+                        finish_pending(setup, pending, ready)?;
                         carry.reset();
                     }
                     // Pipelined, the mirror of the decoder: the model codes
@@ -204,16 +207,16 @@ impl<'a, W: Write> Encoder<'a, W> {
                         Some(prev) => {
                             let (coded, next) = rayon::join(
                                 || code_frame(engine, h, prev, opts, stats),
-                                || stage_frame(h, &setup, index, frame, carry),
+                                || stage_frame(h, setup, index, frame, carry),
                             );
                             (Some(coded?), next?)
                         }
-                        None => (None, stage_frame(h, &setup, index, frame, carry)?),
+                        None => (None, stage_frame(h, setup, index, frame, carry)?),
                     };
                     let done = matches!(staged.staged, mapping::Staged::Done(_));
                     pending.push(staged);
                     if done {
-                        finish_pending(&setup, pending, ready)?;
+                        finish_pending(setup, pending, ready)?;
                     }
                     if let Some(c) = coded {
                         self.out.put(&c)?;
@@ -288,6 +291,7 @@ impl<'a, W: Write> Encoder<'a, W> {
         h.write(&mut o);
         self.out.put(&o.buf)?;
         let block = h.format.block_align() as u64;
+        let setup = frame_setup(self.model, &h, opts);
         Ok(Body {
             whole: h.data_len / block * block,
             h,
@@ -296,6 +300,7 @@ impl<'a, W: Write> Encoder<'a, W> {
             frame: Vec::with_capacity(frame_bytes),
             partial: Vec::new(),
             tail: Vec::new(),
+            setup,
             carry: mapping::Carry::default(),
             pending: Vec::new(),
             ready: VecDeque::new(),
@@ -322,8 +327,7 @@ impl<'a, W: Write> Encoder<'a, W> {
                 b.h.data_len
             )));
         }
-        let setup = frame_setup(self.model, &b.h, &self.opts);
-        finish_pending(&setup, &mut b.pending, &mut b.ready)?;
+        finish_pending(&b.setup, &mut b.pending, &mut b.ready)?;
         while let Some(f) = b.ready.pop_front() {
             let engine = (self.model, &self.backend);
             let coded = code_frame(engine, &b.h, f, &self.opts, &mut self.stats)?;

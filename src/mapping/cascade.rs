@@ -175,9 +175,10 @@ type Choice = (Sparse, Vec<Option<Vec<i64>>>, u64);
 /// residuals: cores between symmetric quantiles of all their samples, each
 /// scored by its bitmap as stored plus, frame by frame, the smaller of the
 /// rank and the plain residuals' sizes. Takes each frame's samples,
-/// predictions and plain residuals (all of `eff` bits); returns the levels,
-/// each frame's rank residuals where they are the smaller, and the cost.
-fn choose_sparse(frames: &[(&[i64], &[i64], &[i64])], eff: u32) -> Option<Choice> {
+/// predictions and plain residuals' [`size_bits`] (all of `eff` bits);
+/// returns the levels, each frame's rank residuals where they are the
+/// smaller, and the cost.
+fn choose_sparse(frames: &[(&[i64], &[i64], u64)], eff: u32) -> Option<Choice> {
     let n: usize = frames.iter().map(|f| f.0.len()).sum();
     if eff > SPARSE_MAX_BITS || n == 0 {
         return None;
@@ -191,7 +192,6 @@ fn choose_sparse(frames: &[(&[i64], &[i64], &[i64])], eff: u32) -> Option<Choice
     if distinct.len() as i64 * 10 > (max - min + 1) * 9 {
         return None;
     }
-    let plain: Vec<u64> = frames.iter().map(|f| size_bits(f.2)).collect();
     let mut best: Option<Choice> = None;
     // Cores between the quantiles 1/q and 1 − 1/q of the samples.
     for q in [0usize, 1000, 100, 20, 8, 4] {
@@ -206,8 +206,7 @@ fn choose_sparse(frames: &[(&[i64], &[i64], &[i64])], eff: u32) -> Option<Choice
         let mut cost = 8 * (crate::coder::encode_bitmap(&sp.used).len() as u64 + 8);
         let ranked: Vec<Option<Vec<i64>>> = frames
             .iter()
-            .zip(&plain)
-            .map(|(&(x, preds, _), &p)| {
+            .map(|&(x, preds, p)| {
                 let r: Vec<i64> = x
                     .iter()
                     .zip(preds)
@@ -222,7 +221,7 @@ fn choose_sparse(frames: &[(&[i64], &[i64], &[i64])], eff: u32) -> Option<Choice
             best = Some((sp, ranked, cost));
         }
     }
-    best.filter(|b| b.2 < plain.iter().sum())
+    best.filter(|b| b.2 < frames.iter().map(|f| f.2).sum())
 }
 
 /// One sign-sign LMS stage: taps and the right shift of its dot product.
@@ -1208,33 +1207,34 @@ pub fn predict(s: &Setup, codes: &[u32], carry: &mut Carried) -> Result<Predicte
 /// once for the segment (stored by the first frame that ranks, inherited
 /// by the others), whichever is smaller, and maps them to characters.
 pub fn finish_segment(s: &Setup, frames: Vec<Predicted>) -> Result<Vec<Mapped>> {
+    let plain: Vec<u64> = frames.iter().map(|f| size_bits(&f.plain)).collect();
     // Per frame: each its own core (what a frame alone can do).
     let own: Vec<Option<(Sparse, Vec<i64>, u64)>> = frames
         .iter()
-        .map(|f| choose_sparse(&[(&f.x, &f.preds, &f.plain)], f.eff))
+        .zip(&plain)
+        .map(|(f, &p)| choose_sparse(&[(&f.x, &f.preds, p)], f.eff))
         .map(|c| c.map(|(sp, mut r, cost)| (sp, r.pop().flatten().expect("ranked"), cost)))
         .collect();
-    let plain_cost = |f: &Predicted| size_bits(&f.plain);
-    let own_cost: u64 = frames
+    let own_cost: u64 = own
         .iter()
-        .zip(&own)
-        .map(|(f, o)| o.as_ref().map_or(plain_cost(f), |o| o.2))
+        .zip(&plain)
+        .map(|(o, &p)| o.as_ref().map_or(p, |o| o.2))
         .sum();
     // One core for every frame of the first frame's width (a frame whose
     // wasted bits differ stays plain).
     let eff = frames.first().map_or(0, |f| f.eff);
-    let same: Vec<(&[i64], &[i64], &[i64])> = frames
-        .iter()
-        .filter(|f| f.eff == eff)
-        .map(|f| (&f.x[..], &f.preds[..], &f.plain[..]))
-        .collect();
+    let (mut same, mut others) = (Vec::new(), 0);
+    for (f, &p) in frames.iter().zip(&plain) {
+        if f.eff == eff {
+            same.push((&f.x[..], &f.preds[..], p));
+        } else {
+            others += p;
+        }
+    }
     let shared = (frames.len() > 1)
         .then(|| choose_sparse(&same, eff))
         .flatten()
-        .filter(|(_, _, cost)| {
-            let others: u64 = frames.iter().filter(|f| f.eff != eff).map(plain_cost).sum();
-            cost + others < own_cost
-        });
+        .filter(|(_, _, cost)| cost + others < own_cost);
     let mut out = Vec::with_capacity(frames.len());
     match shared {
         Some((sp, ranked, _)) => {
@@ -1296,18 +1296,8 @@ fn finish_frame(
     })
 }
 
-/// Sample codes → characters: the cascade's residuals inside
-/// [`lpc::narrow_map`](super::lpc::narrow_map)'s steps, the frame a segment
-/// of its own as far as levels go. With filters in `carry` the frame goes
-/// on from them (it is not a keyframe); the frame's filters are left there
-/// for the next. The inverse is [`unmap`].
-pub fn map(s: &Setup, codes: Vec<u32>, carry: &mut Carried) -> Result<Mapped> {
-    let f = predict(s, &codes, carry)?;
-    Ok(finish_segment(s, vec![f])?.pop().expect("one frame"))
-}
-
-/// Inverse of [`map`] and [`finish_segment`]: a frame that carries on needs
-/// the previous frame's state in `carry`.
+/// Inverse of [`predict`] with [`finish_segment`]: a frame that carries on
+/// needs the previous frame's state (filters, levels) in `carry`.
 pub fn unmap(
     s: &Setup,
     p: &Params,
@@ -1362,7 +1352,7 @@ mod tests {
 
     /// [`choose_sparse`] for one frame: its levels and rank residuals.
     fn choose_one(x: &[i64], preds: &[i64], eff: u32, plain: &[i64]) -> Option<(Sparse, Vec<i64>)> {
-        choose_sparse(&[(x, preds, plain)], eff)
+        choose_sparse(&[(x, preds, size_bits(plain))], eff)
             .map(|(sp, mut r, _)| (sp, r.pop().flatten().unwrap()))
     }
 
