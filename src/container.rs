@@ -50,6 +50,9 @@ pub const FORWARD_ROWWISE_F32: u8 = 1;
 /// Candle ops on a device, fixed-shape passes (see `model::device`); the
 /// header then names the device family, which decoding must match.
 pub const FORWARD_DEVICE: u8 = 2;
+/// The integer-exact CPU pass of [`crate::model::integer`] (its scheme as
+/// of this number: any change to it takes a new one).
+pub const FORWARD_INTEGER: u8 = 3;
 const MAX_DEVICE: usize = 64;
 const MAX_HEAD: usize = 64 << 20;
 const MAX_SPEC: usize = 4096;
@@ -237,7 +240,8 @@ pub struct FileHeader {
     pub top_k: u32,
     /// Bits of the coder's total frequency; always [`coder::TOTAL_BITS`](crate::coder::TOTAL_BITS).
     pub freq_bits: u8,
-    /// How logits were computed: [`FORWARD_ROWWISE_F32`] or [`FORWARD_DEVICE`].
+    /// How logits were computed: [`FORWARD_ROWWISE_F32`], [`FORWARD_DEVICE`]
+    /// or [`FORWARD_INTEGER`].
     pub forward_mode: u8,
     /// Full chunks a frame holds at the format's widest mapping: what sets
     /// the frame length (1..=[`MAX_FRAME_CHUNKS`]).
@@ -363,7 +367,7 @@ impl FileHeader {
         if freq_bits as u32 != crate::coder::TOTAL_BITS {
             return bad(format!("coder precision {freq_bits}"));
         }
-        if forward_mode != FORWARD_ROWWISE_F32 && forward_mode != FORWARD_DEVICE {
+        if ![FORWARD_ROWWISE_F32, FORWARD_DEVICE, FORWARD_INTEGER].contains(&forward_mode) {
             return Err(Error::Container(format!(
                 "forward mode {forward_mode} is not supported by this lmic"
             )));

@@ -507,12 +507,31 @@ fn usage_errors_are_one_line() {
         vec!["decompress", "nope.lmc", "x.wav"],
         vec!["frobnicate"],
         vec!["compress", "a.wav", "b.lmc", "--device", "gpu"],
+        vec!["compress", "a.wav", "b.lmc", "--forward", "int8"],
     ] {
         let a = lmic().args(&args).assert().failure().stdout("");
         let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("lmic: "), "{err}");
     }
+    // The integer pass is the CPU's: a device is refused, and no output left.
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("x.lmc");
+    let wav = common::sample("drum_cowbell.wav");
+    let a = lmic()
+        .arg("compress")
+        .arg(&wav)
+        .arg(&out)
+        .args(["--forward", "integer", "--device", "candle-cpu"])
+        .assert()
+        .failure()
+        .stdout("");
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("CPU only") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!out.exists());
 }
 
 /// `--layout` is the flag's name; `--channels`, its older name, still works

@@ -15,14 +15,25 @@ fn full_pass_and_steps_agree_bit_for_bit() {
     let seqs: Vec<Vec<u32>> = (0..64)
         .map(|i| (0..(20 + i % 13)).map(|_| s.next_u32() % 130).collect())
         .collect();
-    let reference = logits_full(m, &seqs);
+    agree_across_batches_and_threads(m, &seqs, &[1, 2, 7, 64]);
+}
+
+/// Every sequence's logits from whole passes and from steps, with `seqs`
+/// split into batches of each size, on 1–3 threads, equal those of one
+/// pass over all of them.
+fn agree_across_batches_and_threads<N: lmic::model::backend::RowNet>(
+    m: &N,
+    seqs: &[Vec<u32>],
+    batches: &[usize],
+) {
+    let reference = logits_full(m, seqs);
     for threads in [1usize, 2, 3] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         pool.install(|| {
-            for batch in [1usize, 2, 7, 64] {
+            for &batch in batches {
                 for (g, group) in seqs.chunks(batch).enumerate() {
                     let full = logits_full(m, group);
                     let steps = logits_steps(m, group);
@@ -38,6 +49,91 @@ fn full_pass_and_steps_agree_bit_for_bit() {
             }
         });
     }
+}
+
+#[test]
+fn integer_pass_agrees_across_batches_threads_and_kernels() {
+    let m = lmic::model::integer::IntModel::new(model());
+    let mut s = lmic::rng::Lcg::new(6);
+    let seqs: Vec<Vec<u32>> = (0..24)
+        .map(|i| (0..(20 + i % 13)).map(|_| s.next_u32() % 130).collect())
+        .collect();
+    let reference = logits_full(&m, &seqs);
+    let portable = lmic::model::integer::with_portable_kernels(|| {
+        (logits_full(&m, &seqs), logits_steps(&m, &seqs))
+    });
+    assert!(portable.0 == reference && portable.1 == reference);
+    agree_across_batches_and_threads(&m, &seqs, &[1, 5, 24]);
+}
+
+/// The integer pass on the built-in model, hashed: the scheme (quantisation,
+/// rounding, `exp`, rotary tables) must give these bits on every machine and
+/// instruction set, forever, or forward-mode-3 files stop decoding. The hash
+/// was computed once; a change to the scheme needs a new forward mode.
+#[test]
+fn integer_logits_are_the_same_everywhere() {
+    use sha2::{Digest, Sha256};
+    let m = lmic::model::Model::load("lmic:audio-v3").unwrap();
+    let q = lmic::model::integer::IntModel::new(&m);
+    let mut s = lmic::rng::Lcg::new(11);
+    let seqs: Vec<Vec<u32>> = (0..3)
+        .map(|i| {
+            std::iter::once(128)
+                .chain((1..200 + 20 * i).map(|_| 64 + (s.next_u32() % 16) - 8))
+                .collect()
+        })
+        .collect();
+    let hash = |logits: Vec<Vec<Vec<u32>>>| {
+        let mut h = Sha256::new();
+        for bits in logits.iter().flatten().flatten() {
+            h.update(bits.to_le_bytes());
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        hex
+    };
+    let want = "313a44d0bec44c5ec9e795338deb88ff3511a18039bc7a0bc4091eb41ece0146";
+    assert_eq!(hash(logits_steps(&q, &seqs)), want);
+    let portable = lmic::model::integer::with_portable_kernels(|| logits_full(&q, &seqs));
+    assert_eq!(hash(portable), want);
+}
+
+/// Files made with the integer pass: the same bytes whatever the threads
+/// and batches, decoded on one thread in other groups.
+#[test]
+fn integer_files_do_not_depend_on_threads_or_batches() {
+    let w = Wav::pcm(2, 16, 2000, 9).bytes();
+    let o = Options {
+        force_coded: true,
+        forward: lmic::model::backend::Forward::Integer,
+        ..Options::default()
+    };
+    let files: Vec<Vec<u8>> = [(1usize, 512usize), (2, 100), (3, 1 << 20)]
+        .iter()
+        .map(|&(t, batch_tokens)| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap();
+            let o = Options {
+                batch_tokens,
+                ..o.clone()
+            };
+            pool.install(|| compress_with(model(), &w, &o).unwrap().0)
+        })
+        .collect();
+    assert!(files[0] == files[1] && files[1] == files[2]);
+    let float = compress_with(
+        model(),
+        &w,
+        &Options {
+            forward: Default::default(),
+            ..o.clone()
+        },
+    )
+    .unwrap()
+    .0;
+    assert!(float != files[0], "the forward mode is recorded");
+    assert!(decode_on_one_thread(&files[2]) == w);
 }
 
 #[test]
@@ -98,20 +194,7 @@ fn same_file_whatever_the_thread_count() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     spinners.into_iter().for_each(|t| t.join().unwrap());
     assert!(loaded == files[0]);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    let mut back = Vec::new();
-    let dec_opts = DecodeOptions {
-        decode_group: 3,
-        ..DecodeOptions::default()
-    };
-    pool.install(|| {
-        Decoder::open(&files[2][..], &dec_opts, |_| Ok(model()))?.decompress(&mut back)
-    })
-    .unwrap();
-    assert!(back == w);
+    assert!(decode_on_one_thread(&files[2]) == w);
 }
 
 /// The cascade's least-squares stage is floating point: its residuals must
@@ -171,4 +254,21 @@ fn cascade_residuals_are_the_same_everywhere() {
         );
         assert_eq!(hex, want, "preset {preset}");
     }
+}
+
+/// Decodes `lmc` on one thread, stepping chunks in groups of 3 (the
+/// encoders above ran on other thread counts and batches).
+fn decode_on_one_thread(lmc: &[u8]) -> Vec<u8> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut back = Vec::new();
+    let dec_opts = DecodeOptions {
+        decode_group: 3,
+        ..DecodeOptions::default()
+    };
+    pool.install(|| Decoder::open(lmc, &dec_opts, |_| Ok(model()))?.decompress(&mut back))
+        .unwrap();
+    back
 }

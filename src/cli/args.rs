@@ -5,6 +5,7 @@
 use super::train::TrainOptions;
 use clap::{Parser, Subcommand};
 use lmic::mapping::{Kind, Layout};
+use lmic::model::backend::Forward;
 use lmic::model::device::DeviceSpec;
 use lmic::Options;
 use std::path::PathBuf;
@@ -100,6 +101,12 @@ pub enum Command {
         /// predictor three times faster; what lmic wrote before 2026-12-04).
         #[arg(long, default_value_t = Options::default().cascade_preset, value_name = "N")]
         cascade_preset: u8,
+        /// The forward pass's arithmetic on the CPU: float (lmic's
+        /// fixed-order f32 kernels) or integer (8-bit weights, exact integer
+        /// sums: faster kernels, slightly larger files). The file records
+        /// it; decompression follows the file.
+        #[arg(long, default_value_t = Options::default().forward, value_name = "KIND")]
+        forward: Forward,
         /// Code every chunk even where storing it verbatim is smaller (tests).
         #[arg(long, hide = true)]
         force_coded: bool,

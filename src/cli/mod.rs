@@ -54,6 +54,7 @@ where
             layout,
             mapping,
             cascade_preset,
+            forward,
             force_coded,
             stats_json,
             common,
@@ -66,6 +67,7 @@ where
                 layout,
                 mapping,
                 cascade_preset,
+                forward,
                 force_coded,
                 device: common.device.clone(),
                 ..Options::default()

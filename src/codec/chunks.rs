@@ -9,9 +9,9 @@ use super::{verbatim_len, Stats};
 use crate::coder::{self, Decoder, Encoder, Intervals};
 use crate::container::{ChunkKind, FileHeader};
 use crate::error::{Error, Result};
-use crate::model::backend::Backend;
+use crate::model::backend::{Backend, RowNet};
 use crate::model::device::DeviceNet;
-use crate::model::{KvCache, Model, Row};
+use crate::model::{Model, Row};
 use crate::probs::{Dist, Scratch};
 use rayon::prelude::*;
 
@@ -65,32 +65,8 @@ pub(crate) fn encode_chunks(
     let seq = |i: usize| toks[i].as_deref().unwrap();
     let mut results = Vec::with_capacity(coded.len());
     match backend {
-        Backend::RowWise => {
-            let bt = sched.batch_tokens;
-            let mut batches = Vec::new();
-            let mut b = 0;
-            while b < coded.len() {
-                // A batch: as many whole chunks as fit in `batch_tokens` (at
-                // least one). Batching never changes a row's bits here.
-                let mut e = b;
-                let mut rows = 0;
-                while e < coded.len() && (e == b || rows + seq(coded[e]).len() <= bt) {
-                    rows += seq(coded[e]).len();
-                    e += 1;
-                }
-                batches.push(coded[b..e].iter().map(|&i| seq(i)).collect::<Vec<_>>());
-                b = e;
-            }
-            // Batches run in parallel, each on one thread: as in decoding,
-            // no synchronisation inside a pass and cache-sized working sets.
-            let done: Vec<Result<Vec<_>>> = batches
-                .into_par_iter()
-                .map(|batch| encode_batch(model, batch, top_k))
-                .collect();
-            for r in done {
-                results.extend(r?);
-            }
-        }
+        Backend::RowWise => results = encode_rows(model, model, &coded, &toks, sched, top_k)?,
+        Backend::Integer(net) => results = encode_rows(model, &**net, &coded, &toks, sched, top_k)?,
         Backend::Device(net) => {
             for group in coded.chunks(device_group(model, h)) {
                 let batch = group.iter().map(|&i| seq(i)).collect();
@@ -116,7 +92,7 @@ pub(crate) fn encode_chunks(
         }
     }
     let per_lane = match backend {
-        Backend::RowWise => LANE_CHUNKS,
+        Backend::RowWise | Backend::Integer(_) => LANE_CHUNKS,
         // A device decodes a group of hundreds of chunks in lockstep, in
         // groups the header decides; lanes of one chunk never straddle one.
         Backend::Device(_) => 1,
@@ -145,6 +121,44 @@ pub(crate) fn encode_chunks(
         lanes,
         per_lane,
     })
+}
+
+/// The row-wise backends' batches: as many whole chunks as fit in
+/// `batch_tokens` (at least one) per forward pass, the passes in parallel.
+fn encode_rows<N: RowNet>(
+    model: &Model,
+    net: &N,
+    coded: &[usize],
+    toks: &[Option<Vec<u32>>],
+    sched: Schedule,
+    top_k: usize,
+) -> Result<Vec<Modelled>> {
+    let seq = |i: usize| toks[i].as_deref().unwrap();
+    let bt = sched.batch_tokens;
+    let mut batches = Vec::new();
+    let mut b = 0;
+    while b < coded.len() {
+        // Batching never changes a row's bits here.
+        let mut e = b;
+        let mut rows = 0;
+        while e < coded.len() && (e == b || rows + seq(coded[e]).len() <= bt) {
+            rows += seq(coded[e]).len();
+            e += 1;
+        }
+        batches.push(coded[b..e].iter().map(|&i| seq(i)).collect::<Vec<_>>());
+        b = e;
+    }
+    // Batches run in parallel, each on one thread: as in decoding, no
+    // synchronisation inside a pass and cache-sized working sets.
+    let done: Vec<Result<Vec<_>>> = batches
+        .into_par_iter()
+        .map(|batch| encode_batch(model, net, batch, top_k))
+        .collect();
+    let mut results = Vec::with_capacity(coded.len());
+    for r in done {
+        results.extend(r?);
+    }
+    Ok(results)
 }
 
 /// One lane's stream: its chunks' tokens interleaved position by position
@@ -231,15 +245,20 @@ fn chunk_rows(seq: usize, start: u32, toks: &[u32], rows: &mut Vec<Row>) {
 /// memory for large vocabularies.
 const LOGIT_BLOCK: usize = 64;
 
-fn encode_batch(model: &Model, chunks: Vec<&[u32]>, top_k: usize) -> Result<Vec<Modelled>> {
+fn encode_batch<N: RowNet>(
+    model: &Model,
+    net: &N,
+    chunks: Vec<&[u32]>,
+    top_k: usize,
+) -> Result<Vec<Modelled>> {
     let max_len = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
     let mut rows = Vec::new();
     for (s, c) in chunks.iter().enumerate() {
         chunk_rows(s, model.start_token, c, &mut rows);
     }
-    let mut cache = KvCache::for_full_pass(model, chunks.len(), max_len);
-    let hidden = model.forward(&mut cache, &rows)?;
-    let hs = model.config.hidden_size;
+    let mut cache = net.full_cache(chunks.len(), max_len);
+    let hidden = net.forward(&mut cache, &rows)?;
+    let hs = net.hidden_size();
     let mut offsets = vec![0usize];
     for c in &chunks {
         offsets.push(offsets.last().unwrap() + c.len());
@@ -255,7 +274,7 @@ fn encode_batch(model: &Model, chunks: Vec<&[u32]>, top_k: usize) -> Result<Vec<
             for b0 in (0..toks.len()).step_by(LOGIT_BLOCK) {
                 let n = (toks.len() - b0).min(LOGIT_BLOCK);
                 let r0 = offsets[s] + b0;
-                let logits = model.logits(&hidden[r0 * hs..(r0 + n) * hs], n);
+                let logits = net.logits(&hidden[r0 * hs..(r0 + n) * hs], n);
                 for i in 0..n {
                     Dist::from_logits(&logits[i * v..(i + 1) * v], top_k, &mut scratch, &mut dist);
                     let (bits, esc) = dist.encode(&mut enc, toks[b0 + i]);
@@ -311,51 +330,10 @@ pub(crate) fn decode_chunks(
     let mut decoded: Vec<(usize, Vec<u32>)> = Vec::with_capacity(coded.len());
     match backend {
         Backend::RowWise => {
-            // Chunks stepped together share one KV cache: bound it (1 GiB),
-            // since grouping changes speed and memory, never results.
-            let longest = coded
-                .iter()
-                .map(|&i| payloads[i].tokens as usize)
-                .max()
-                .unwrap_or(1);
-            let per_seq = KvCache::step_bytes_per_seq(model, longest).max(1);
-            // One group per thread, each stepped start to finish on its own:
-            // no synchronisation inside a step, and each thread's caches
-            // stay in its share of the CPU caches. A group is whole lanes.
-            let per_thread = coded.len().div_ceil(rayon::current_num_threads()).max(1);
-            let group = sched
-                .decode_group
-                .min(per_thread)
-                .min((1usize << 30) / per_seq)
-                .max(1);
-            let lanes_per_group = (group / per_lane).max(1);
-            let lanes: Vec<(&[u8], &[usize])> = frame
-                .lanes
-                .iter()
-                .map(|l| &l[..])
-                .zip(coded.chunks(per_lane))
-                .collect();
-            let groups: Vec<Result<Vec<Vec<u32>>>> = lanes
-                .par_chunks(lanes_per_group)
-                .map(|group| {
-                    let lanes: Vec<(&[u8], Vec<usize>)> = group
-                        .iter()
-                        .map(|&(bytes, members)| {
-                            (
-                                bytes,
-                                members
-                                    .iter()
-                                    .map(|&i| payloads[i].tokens as usize)
-                                    .collect(),
-                            )
-                        })
-                        .collect();
-                    decode_group(model, &lanes, top_k)
-                })
-                .collect();
-            for (group, ids) in coded.chunks(per_lane * lanes_per_group).zip(groups) {
-                decoded.extend(group.iter().copied().zip(ids?));
-            }
+            decoded = decode_rows(model, model, frame, &coded, per_lane, sched, top_k)?
+        }
+        Backend::Integer(net) => {
+            decoded = decode_rows(model, &**net, frame, &coded, per_lane, sched, top_k)?
         }
         Backend::Device(net) => {
             // The encoder gives each chunk a lane of its own here (see
@@ -404,6 +382,67 @@ pub(crate) fn decode_chunks(
     }
     stats.chunks += payloads.len() as u64;
     Ok(out)
+}
+
+/// The row-wise backends' decoding: groups of whole lanes stepped in
+/// lockstep, the groups in parallel.
+fn decode_rows<N: RowNet>(
+    model: &Model,
+    net: &N,
+    frame: &Coded,
+    coded: &[usize],
+    per_lane: usize,
+    sched: Schedule,
+    top_k: usize,
+) -> Result<Vec<(usize, Vec<u32>)>> {
+    let mut decoded = Vec::with_capacity(coded.len());
+    let payloads = &frame.chunks;
+    // Chunks stepped together share one KV cache: bound it (1 GiB),
+    // since grouping changes speed and memory, never results.
+    let longest = coded
+        .iter()
+        .map(|&i| payloads[i].tokens as usize)
+        .max()
+        .unwrap_or(1);
+    let per_seq = net.step_bytes_per_seq(longest).max(1);
+    // One group per thread, each stepped start to finish on its own:
+    // no synchronisation inside a step, and each thread's caches
+    // stay in its share of the CPU caches. A group is whole lanes.
+    let per_thread = coded.len().div_ceil(rayon::current_num_threads()).max(1);
+    let group = sched
+        .decode_group
+        .min(per_thread)
+        .min((1usize << 30) / per_seq)
+        .max(1);
+    let lanes_per_group = (group / per_lane).max(1);
+    let lanes: Vec<(&[u8], &[usize])> = frame
+        .lanes
+        .iter()
+        .map(|l| &l[..])
+        .zip(coded.chunks(per_lane))
+        .collect();
+    let groups: Vec<Result<Vec<Vec<u32>>>> = lanes
+        .par_chunks(lanes_per_group)
+        .map(|group| {
+            let lanes: Vec<(&[u8], Vec<usize>)> = group
+                .iter()
+                .map(|&(bytes, members)| {
+                    (
+                        bytes,
+                        members
+                            .iter()
+                            .map(|&i| payloads[i].tokens as usize)
+                            .collect(),
+                    )
+                })
+                .collect();
+            decode_group(model, net, &lanes, top_k)
+        })
+        .collect();
+    for (group, ids) in coded.chunks(per_lane * lanes_per_group).zip(groups) {
+        decoded.extend(group.iter().copied().zip(ids?));
+    }
+    Ok(decoded)
 }
 
 /// The mirror of [`encode_device`]: `group` lists the batch's chunks with
@@ -477,15 +516,16 @@ fn decode_device(
 /// Steps the chunks of `lanes` (each lane's bytes and its chunks' token
 /// counts) in lockstep; each lane's chunks are read from its one stream in
 /// order at every position, as [`code_lane`] wrote them.
-fn decode_group(
+fn decode_group<N: RowNet>(
     model: &Model,
+    net: &N,
     lanes: &[(&[u8], Vec<usize>)],
     top_k: usize,
 ) -> Result<Vec<Vec<u32>>> {
     let counts: Vec<usize> = lanes.iter().flat_map(|(_, c)| c.iter().copied()).collect();
     let n = counts.len();
     let max_len = counts.iter().copied().max().unwrap_or(0);
-    let mut cache = KvCache::for_steps(model, n, max_len);
+    let mut cache = net.step_cache(n, max_len);
     let mut decs: Vec<Decoder> = lanes.iter().map(|(p, _)| Decoder::new(p)).collect();
     let mut ids: Vec<Vec<u32>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
     let v = model.vocab_size();
@@ -504,8 +544,8 @@ fn decode_group(
                 },
             })
             .collect();
-        let hidden = model.forward(&mut cache, &rows)?;
-        let logits = model.logits(&hidden, rows.len());
+        let hidden = net.forward(&mut cache, &rows)?;
+        let logits = net.logits(&hidden, rows.len());
         row_of.fill(usize::MAX);
         for (r, &s) in active.iter().enumerate() {
             row_of[s] = r;

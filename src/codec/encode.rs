@@ -115,7 +115,7 @@ impl<'a, W: Write> Encoder<'a, W> {
                 context: Some(context),
                 ..opts.clone()
             },
-            backend: Backend::for_compression(model, &opts.device)?,
+            backend: Backend::for_compression(model, &opts.device, opts.forward)?,
             out: Counted { w: output, n: 0 },
             progress: None,
             state: State::Head {
@@ -258,7 +258,7 @@ impl<'a, W: Write> Encoder<'a, W> {
         }
         self.sha.update(&wh.head);
         let model = self.model;
-        let (forward_mode, device) = Backend::record(&opts.device);
+        let (forward_mode, device) = Backend::record(&opts.device, opts.forward);
         let h = FileHeader {
             version: container::VERSION,
             wav_head: wh.head,

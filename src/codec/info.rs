@@ -139,6 +139,8 @@ impl std::fmt::Display for Info {
             match h.forward_mode {
                 crate::container::FORWARD_DEVICE =>
                     format!("device {} (decodes only there)", h.device),
+                crate::container::FORWARD_INTEGER =>
+                    "cpu, integer-exact (any CPU decodes)".to_string(),
                 _ => "cpu (row-wise kernels, any CPU decodes)".to_string(),
             },
             h.context,

@@ -20,6 +20,7 @@ pub use info::{info, Info};
 use crate::container::FileHeader;
 use crate::error::{Error, Result};
 use crate::mapping::{self, Kind, Layout, Setup};
+use crate::model::backend::Forward;
 use crate::model::device::DeviceSpec;
 use std::io::Write;
 
@@ -60,6 +61,9 @@ pub struct Options {
     /// Where the forward pass runs: anything but `Cpu` makes a file that
     /// decodes only on the same device family.
     pub device: DeviceSpec,
+    /// The CPU forward pass's arithmetic: `Float` (lmic's fixed-order f32
+    /// kernels) or `Integer` (exact integer sums, any instruction set).
+    pub forward: Forward,
     /// Every this many frames is a keyframe, where the cascade's filters
     /// start cold; between them they go on from frame to frame (1: every
     /// frame independent). A damaged frame costs the rest of its segment,
@@ -90,6 +94,7 @@ impl Default for Options {
             mapping: None,
             force_coded: false,
             device: DeviceSpec::Cpu,
+            forward: Forward::default(),
             keyframe_every: 16,
             cascade_preset: mapping::cascade::DEFAULT_PRESET,
         }

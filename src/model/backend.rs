@@ -2,9 +2,109 @@
 //! one place (`codec/chunks.rs`); this only builds the backend a file needs.
 
 use super::device::{DeviceNet, DeviceSpec};
+use super::forward::{KvCache, Row};
+use super::integer::{IntCache, IntModel};
 use super::Model;
-use crate::container::{FileHeader, FORWARD_DEVICE, FORWARD_ROWWISE_F32};
+use crate::container::{FileHeader, FORWARD_DEVICE, FORWARD_INTEGER, FORWARD_ROWWISE_F32};
 use crate::error::{Error, Result};
+use std::str::FromStr;
+
+/// Which arithmetic the CPU forward pass uses (`--forward`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Forward {
+    /// lmic's f32 kernels with fixed summation orders (forward mode 1).
+    #[default]
+    Float,
+    /// Integer-exact sums ([`super::integer`], forward mode 3): free to use
+    /// any instruction set and order.
+    Integer,
+}
+
+impl FromStr for Forward {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "float" => Ok(Forward::Float),
+            "integer" => Ok(Forward::Integer),
+            _ => Err(Error::Usage(format!(
+                "--forward {s}: expected float or integer"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Forward::Float => "float",
+            Forward::Integer => "integer",
+        })
+    }
+}
+
+/// A row-wise forward pass (the f32 kernels or the integer one): a row's
+/// values never depend on the rows computed with it, so the encoder's whole
+/// chunks and the decoder's steps agree bit for bit.
+pub trait RowNet: Sync {
+    /// Its keys and values.
+    type Cache: Send;
+    /// A cache for whole-sequence passes.
+    fn full_cache(&self, n_seq: usize, max_pos: usize) -> Self::Cache;
+    /// A cache for token-by-token steps.
+    fn step_cache(&self, n_seq: usize, max_pos: usize) -> Self::Cache;
+    /// Bytes a step cache needs per sequence.
+    fn step_bytes_per_seq(&self, max_pos: usize) -> usize;
+    /// Hidden states of `rows` (`rows.len() × hidden_size`).
+    fn forward(&self, cache: &mut Self::Cache, rows: &[Row]) -> Result<Vec<f32>>;
+    /// Logits of `m` hidden states.
+    fn logits(&self, hidden: &[f32], m: usize) -> Vec<f32>;
+    /// Width of a hidden state.
+    fn hidden_size(&self) -> usize;
+}
+
+impl RowNet for Model {
+    type Cache = KvCache;
+    fn full_cache(&self, n_seq: usize, max_pos: usize) -> KvCache {
+        KvCache::for_full_pass(self, n_seq, max_pos)
+    }
+    fn step_cache(&self, n_seq: usize, max_pos: usize) -> KvCache {
+        KvCache::for_steps(self, n_seq, max_pos)
+    }
+    fn step_bytes_per_seq(&self, max_pos: usize) -> usize {
+        KvCache::step_bytes_per_seq(self, max_pos)
+    }
+    fn forward(&self, cache: &mut KvCache, rows: &[Row]) -> Result<Vec<f32>> {
+        Model::forward(self, cache, rows)
+    }
+    fn logits(&self, hidden: &[f32], m: usize) -> Vec<f32> {
+        Model::logits(self, hidden, m)
+    }
+    fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+}
+
+impl RowNet for IntModel {
+    type Cache = IntCache;
+    fn full_cache(&self, n_seq: usize, max_pos: usize) -> IntCache {
+        IntCache::for_full_pass(self, n_seq, max_pos)
+    }
+    fn step_cache(&self, n_seq: usize, max_pos: usize) -> IntCache {
+        IntCache::for_steps(self, n_seq, max_pos)
+    }
+    fn step_bytes_per_seq(&self, max_pos: usize) -> usize {
+        IntCache::step_bytes_per_seq(self, max_pos)
+    }
+    fn forward(&self, cache: &mut IntCache, rows: &[Row]) -> Result<Vec<f32>> {
+        IntModel::forward(self, cache, rows)
+    }
+    fn logits(&self, hidden: &[f32], m: usize) -> Vec<f32> {
+        IntModel::logits(self, hidden, m)
+    }
+    fn hidden_size(&self) -> usize {
+        IntModel::hidden_size(self)
+    }
+}
 
 /// A model's forward pass on one backend.
 pub enum Backend {
@@ -14,29 +114,46 @@ pub enum Backend {
     /// Candle ops on a device, bit-exact through fixed-shape passes (see
     /// [`super::device`]).
     Device(DeviceNet),
+    /// The integer-exact pass ([`super::integer`]), row-wise like
+    /// `RowWise`, on the CPU.
+    Integer(Box<IntModel>),
 }
 
 impl Backend {
-    /// The backend for compressing on `device`.
-    pub fn for_compression(model: &Model, device: &DeviceSpec) -> Result<Backend> {
-        Ok(match device {
-            DeviceSpec::Cpu => Backend::RowWise,
-            d => Backend::Device(DeviceNet::new(model, d)?),
+    /// The backend for compressing on `device` with `forward`.
+    pub fn for_compression(
+        model: &Model,
+        device: &DeviceSpec,
+        forward: Forward,
+    ) -> Result<Backend> {
+        Ok(match (device, forward) {
+            (DeviceSpec::Cpu, Forward::Float) => Backend::RowWise,
+            (DeviceSpec::Cpu, Forward::Integer) => Backend::Integer(Box::new(IntModel::new(model))),
+            (d, Forward::Float) => Backend::Device(DeviceNet::new(model, d)?),
+            (d, Forward::Integer) => {
+                return Err(Error::Usage(format!(
+                    "--forward integer runs on the CPU only (not --device {d})"
+                )))
+            }
         })
     }
 
-    /// What a file made on `device` records: its forward mode and device
-    /// family (empty for the CPU kernels).
-    pub fn record(device: &DeviceSpec) -> (u8, String) {
-        match device {
-            DeviceSpec::Cpu => (FORWARD_ROWWISE_F32, String::new()),
-            d => (FORWARD_DEVICE, d.family().to_string()),
+    /// What a file made on `device` with `forward` records: its forward
+    /// mode and device family (empty for the CPU kernels).
+    pub fn record(device: &DeviceSpec, forward: Forward) -> (u8, String) {
+        match (device, forward) {
+            (DeviceSpec::Cpu, Forward::Float) => (FORWARD_ROWWISE_F32, String::new()),
+            (DeviceSpec::Cpu, Forward::Integer) => (FORWARD_INTEGER, String::new()),
+            (d, _) => (FORWARD_DEVICE, d.family().to_string()),
         }
     }
 
     /// The backend a file decodes on: the one it was made on. `device` only
     /// picks the CUDA ordinal.
     pub fn for_file(model: &Model, h: &FileHeader, device: &DeviceSpec) -> Result<Backend> {
+        if h.forward_mode == FORWARD_INTEGER {
+            return Ok(Backend::Integer(Box::new(IntModel::new(model))));
+        }
         if h.forward_mode != FORWARD_DEVICE {
             return Ok(Backend::RowWise);
         }

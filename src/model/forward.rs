@@ -64,7 +64,7 @@ impl Rope {
 
     /// Rotates one head in place (the "rotate half" layout of HF checkpoints).
     #[inline]
-    fn apply(&self, x: &mut [f32], pos: usize) {
+    pub(crate) fn apply(&self, x: &mut [f32], pos: usize) {
         let h = self.half;
         let (c, s) = (
             &self.cos[pos * h..(pos + 1) * h],

@@ -103,45 +103,66 @@ impl Linear {
         if m == 0 {
             return;
         }
-        let np = n.div_ceil(NR);
-        // Split the output columns (panels) across threads: each weight panel
-        // is then read by one thread only, which suits both the decoder's few
-        // rows and the encoder's many. Rows are swept in blocks so a panel
-        // stays in cache while the rows stream.
-        let per_task = np.div_ceil(rayon::current_num_threads() * 4).max(1);
-        let out_ptr = SendPtr(out.as_mut_ptr());
-        (0..np.div_ceil(per_task)).into_par_iter().for_each(|t| {
-            let out_ptr = &out_ptr;
-            let (b0, b1) = (t * per_task, ((t + 1) * per_task).min(np));
-            const RB: usize = 48;
-            let mut tmp = [0f32; RB * NR];
-            for r0 in (0..m).step_by(RB) {
-                let rb = (m - r0).min(RB);
-                for b in b0..b1 {
-                    let panel = &self.panels[b * k * NR..(b + 1) * k * NR];
-                    let xs = &x[r0 * k..(r0 + rb) * k];
-                    block(xs, rb, k, panel, &mut tmp[..rb * NR]);
-                    let j0 = b * NR;
-                    let nj = NR.min(n - j0);
-                    for i in 0..rb {
-                        // SAFETY: tasks write disjoint column ranges of out.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                tmp.as_ptr().add(i * NR),
-                                out_ptr.0.add((r0 + i) * n + j0),
-                                nj,
-                            );
-                        }
-                    }
-                }
-            }
+        par_panels(m, n, NR, out, |b, r0, rb, tmp: &mut [f32]| {
+            let panel = &self.panels[b * k * NR..(b + 1) * k * NR];
+            block(&x[r0 * k..(r0 + rb) * k], rb, k, panel, tmp);
         });
     }
 }
 
-struct SendPtr(*mut f32);
-unsafe impl Sync for SendPtr {}
-unsafe impl Send for SendPtr {}
+/// Rows of a panel kernel's output computed at once (a panel stays in cache
+/// while they stream).
+const RB: usize = 48;
+
+/// Runs `block(b, r0, rb, tmp)` for every panel `b` of `nr ≤ 16` output columns
+/// and every block of `rb ≤ 48` rows from `r0`, which fills `tmp` (`rb × nr`),
+/// and copies `tmp` into `out` (`m × n`). Panels are split across threads:
+/// each weight panel is then read by one thread only, which suits both the
+/// decoder's few rows and the encoder's many. Any split gives the same
+/// results, since each element is computed by one call.
+pub(crate) fn par_panels<T: Copy + Default + Send + Sync>(
+    m: usize,
+    n: usize,
+    nr: usize,
+    out: &mut [T],
+    block: impl Fn(usize, usize, usize, &mut [T]) + Sync,
+) {
+    assert_eq!(out.len(), m * n);
+    assert!(nr <= 16);
+    if m == 0 {
+        return;
+    }
+    let np = n.div_ceil(nr);
+    let per_task = np.div_ceil(rayon::current_num_threads() * 4).max(1);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..np.div_ceil(per_task)).into_par_iter().for_each(|t| {
+        let out_ptr = &out_ptr;
+        let (b0, b1) = (t * per_task, ((t + 1) * per_task).min(np));
+        let mut tmp = [T::default(); RB * 16];
+        for r0 in (0..m).step_by(RB) {
+            let rb = (m - r0).min(RB);
+            for b in b0..b1 {
+                block(b, r0, rb, &mut tmp[..rb * nr]);
+                let j0 = b * nr;
+                let nj = nr.min(n - j0);
+                for i in 0..rb {
+                    // SAFETY: tasks write disjoint column ranges of out.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            tmp.as_ptr().add(i * nr),
+                            out_ptr.0.add((r0 + i) * n + j0),
+                            nj,
+                        );
+                    }
+                }
+            }
+        }
+    });
+}
+
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Sync for SendPtr<T> {}
+unsafe impl<T> Send for SendPtr<T> {}
 
 /// `rows` rows of x against one panel, into out (rows × NR).
 #[inline(always)]

@@ -13,6 +13,7 @@ pub mod device;
 pub mod forward;
 pub mod gguf;
 pub mod hub;
+pub mod integer;
 pub mod kernels;
 pub mod tiny;
 

@@ -4,8 +4,9 @@
 
 #![allow(dead_code)]
 
+use lmic::model::backend::RowNet;
 use lmic::model::tiny::{write_tiny_model, TinySpec};
-use lmic::model::{KvCache, Model, Row};
+use lmic::model::{Model, Row};
 use lmic::{DecodeOptions, Decoder, Error, Options, Stats};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -188,7 +189,8 @@ pub fn sample(name: &str) -> PathBuf {
         .join(name)
 }
 
-pub fn logits_full(m: &Model, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
+/// Every position's logits (as bits) from one whole pass over `seqs`.
+pub fn logits_full<N: RowNet>(m: &N, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
     let max = seqs.iter().map(|s| s.len()).max().unwrap();
     let mut rows = vec![];
     for (i, s) in seqs.iter().enumerate() {
@@ -200,10 +202,10 @@ pub fn logits_full(m: &Model, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
             });
         }
     }
-    let mut cache = KvCache::for_full_pass(m, seqs.len(), max);
+    let mut cache = m.full_cache(seqs.len(), max);
     let h = m.forward(&mut cache, &rows).unwrap();
     let l = m.logits(&h, rows.len());
-    let v = m.vocab_size();
+    let v = l.len() / rows.len();
     let mut out = vec![vec![]; seqs.len()];
     for (r, row) in rows.iter().enumerate() {
         out[row.seq].push(l[r * v..(r + 1) * v].iter().map(|x| x.to_bits()).collect());
@@ -211,10 +213,10 @@ pub fn logits_full(m: &Model, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
     out
 }
 
-pub fn logits_steps(m: &Model, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
+/// The same, one position of every sequence at a time (the decoder's way).
+pub fn logits_steps<N: RowNet>(m: &N, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
     let max = seqs.iter().map(|s| s.len()).max().unwrap();
-    let mut cache = KvCache::for_steps(m, seqs.len(), max);
-    let v = m.vocab_size();
+    let mut cache = m.step_cache(seqs.len(), max);
     let mut out = vec![vec![]; seqs.len()];
     for p in 0..max {
         let rows: Vec<Row> = (0..seqs.len())
@@ -227,6 +229,7 @@ pub fn logits_steps(m: &Model, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
             .collect();
         let h = m.forward(&mut cache, &rows).unwrap();
         let l = m.logits(&h, rows.len());
+        let v = l.len() / rows.len();
         for (r, row) in rows.iter().enumerate() {
             out[row.seq].push(l[r * v..(r + 1) * v].iter().map(|x| x.to_bits()).collect());
         }

@@ -6,8 +6,10 @@
 //! processes, verified round trips); this measures the kernels alone.
 
 use lmic::error::Result;
+use lmic::model::backend::RowNet;
+use lmic::model::integer::{IntModel, QLinear};
 use lmic::model::kernels::Linear;
-use lmic::model::{KvCache, Model, Row};
+use lmic::model::{Model, Row};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
@@ -23,6 +25,12 @@ pub struct Speed {
     pub encode_gflops: f64,
     pub decode_tokens_per_s: f64,
     pub decode_gflops: f64,
+    /// The same 2048×576 by 576×1536 product through the integer kernel
+    /// (`--forward integer`), in billions of multiply-adds × 2 per second.
+    pub int_peak_gops: f64,
+    /// The integer forward pass in the same two shapes.
+    pub int_encode_tokens_per_s: f64,
+    pub int_decode_tokens_per_s: f64,
 }
 
 /// Floating-point operations to compute one token's logits at position
@@ -37,24 +45,51 @@ fn flops_at(model: &Model, pos: usize) -> f64 {
     c.num_hidden_layers as f64 * per_layer + 2.0 * hs * c.vocab_size as f64
 }
 
-fn peak_gflops() -> f64 {
-    let (m, k, n) = (2048usize, 576usize, 1536usize);
-    let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
-    let w: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 * 0.01).collect();
-    let l = Linear::new(&w, n, k);
-    let mut o = vec![0f32; m * n];
-    l.forward(&x, m, &mut o);
+/// The peak product's shape: `M×K` by `K×N`.
+const PEAK: (usize, usize, usize) = (2048, 576, 1536);
+
+/// Billions of operations (multiply and add apart) per second of `product`,
+/// one warm-up then ten timed runs of the [`PEAK`] shape.
+fn gops(mut product: impl FnMut()) -> f64 {
+    let (m, k, n) = PEAK;
+    product();
     let reps = 10;
     let t = Instant::now();
     for _ in 0..reps {
-        l.forward(&x, m, &mut o);
+        product();
     }
     2.0 * (m * n * k * reps) as f64 / t.elapsed().as_secs_f64() / 1e9
 }
 
+/// lmic's f32 matmul kernel on the [`PEAK`] product, all threads.
+fn peak_gflops() -> f64 {
+    let (m, k, n) = PEAK;
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 * 0.01).collect();
+    let l = Linear::new(&w, n, k);
+    let mut o = vec![0f32; m * n];
+    gops(|| l.forward(&x, m, &mut o))
+}
+
+/// The integer kernel on the same product.
+fn int_peak_gops() -> f64 {
+    let (m, k, n) = PEAK;
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 * 0.01).collect();
+    let l = QLinear::new(&w, n, k, None);
+    let x: Vec<i16> = (0..m * k).map(|i| (i % 17) as i16 * 100).collect();
+    let mut o = vec![0i32; m * n];
+    gops(|| l.forward(&x, m, &mut o))
+}
+
 /// Tokens whose logits are computed in `secs`, as the pipeline batches them.
-fn run(model: &Model, ctx: usize, tasks: usize, per_task: usize, step: bool) -> Result<f64> {
-    let start = model.start_token;
+fn run<N: RowNet>(
+    net: &N,
+    start: u32,
+    ctx: usize,
+    tasks: usize,
+    per_task: usize,
+    step: bool,
+) -> Result<f64> {
     let t = Instant::now();
     (0..tasks)
         .into_par_iter()
@@ -62,7 +97,7 @@ fn run(model: &Model, ctx: usize, tasks: usize, per_task: usize, step: bool) -> 
             let token = |s: usize, p: usize| ((task * 31 + s * 7 + p * 13) % 128) as u32;
             let m = per_task;
             if step {
-                let mut cache = KvCache::for_steps(model, m, ctx);
+                let mut cache = net.step_cache(m, ctx);
                 for pos in 0..ctx {
                     let rows: Vec<Row> = (0..m)
                         .map(|seq| Row {
@@ -71,11 +106,11 @@ fn run(model: &Model, ctx: usize, tasks: usize, per_task: usize, step: bool) -> 
                             token: if pos == 0 { start } else { token(seq, pos) },
                         })
                         .collect();
-                    let h = model.forward(&mut cache, &rows)?;
-                    std::hint::black_box(model.logits(&h, m));
+                    let h = net.forward(&mut cache, &rows)?;
+                    std::hint::black_box(net.logits(&h, m));
                 }
             } else {
-                let mut cache = KvCache::for_full_pass(model, m, ctx);
+                let mut cache = net.full_cache(m, ctx);
                 let rows: Vec<Row> = (0..m)
                     .flat_map(|seq| {
                         (0..ctx).map(move |pos| Row {
@@ -85,8 +120,8 @@ fn run(model: &Model, ctx: usize, tasks: usize, per_task: usize, step: bool) -> 
                         })
                     })
                     .collect();
-                let h = model.forward(&mut cache, &rows)?;
-                std::hint::black_box(model.logits(&h, rows.len()));
+                let h = net.forward(&mut cache, &rows)?;
+                std::hint::black_box(net.logits(&h, rows.len()));
             }
             Ok(())
         })
@@ -103,9 +138,15 @@ pub fn speed(model: &Model, batch_tokens: usize, decode_group: usize) -> Result<
     let enc_chunks = (batch_tokens / ctx).max(1);
     // Enough work for a few seconds per shape, spread over every thread.
     let tasks = 16 * threads;
-    run(model, ctx, threads, enc_chunks, false)?; // warm-up
-    let enc_s = run(model, ctx, tasks, enc_chunks, false)?;
-    let dec_s = run(model, ctx, tasks, decode_group, true)?;
+    let start = model.start_token;
+    run(model, start, ctx, threads, enc_chunks, false)?; // warm-up
+    let enc_s = run(model, start, ctx, tasks, enc_chunks, false)?;
+    let dec_s = run(model, start, ctx, tasks, decode_group, true)?;
+    let int = IntModel::new(model);
+    let int_peak = int_peak_gops();
+    run(&int, start, ctx, threads, enc_chunks, false)?;
+    let int_enc_s = run(&int, start, ctx, tasks, enc_chunks, false)?;
+    let int_dec_s = run(&int, start, ctx, tasks, decode_group, true)?;
     let enc_tokens = (tasks * enc_chunks * ctx) as f64;
     let dec_tokens = (tasks * decode_group * ctx) as f64;
     Ok(Speed {
@@ -117,6 +158,9 @@ pub fn speed(model: &Model, batch_tokens: usize, decode_group: usize) -> Result<
         encode_gflops: enc_tokens * flops_per_token / enc_s / 1e9,
         decode_tokens_per_s: dec_tokens / dec_s,
         decode_gflops: dec_tokens * flops_per_token / dec_s / 1e9,
+        int_peak_gops: int_peak,
+        int_encode_tokens_per_s: enc_tokens / int_enc_s,
+        int_decode_tokens_per_s: dec_tokens / int_dec_s,
     })
 }
 
@@ -125,7 +169,11 @@ pub fn table(s: &Speed) -> String {
         "threads {}; model context {} tokens, {:.2} MFLOP per token (mean over positions)\n\
          peak, 2048x576 by 576x1536 f32 product:   {:8.1} GFLOP/s\n\
          compression forward (batches of whole chunks): {:8.1} GFLOP/s  {:5.1}% of peak  {:9.0} tokens/s\n\
-         decompression forward (groups stepped):      {:8.1} GFLOP/s  {:5.1}% of peak  {:9.0} tokens/s\n",
+         decompression forward (groups stepped):      {:8.1} GFLOP/s  {:5.1}% of peak  {:9.0} tokens/s\n\
+         integer forward ({}):\n\
+         peak, the same product in i16 x i8:           {:8.1} GOP/s\n\
+         compression forward:                          {:8.1} GOP/s   {:5.1}% of peak  {:9.0} tokens/s  ({:.2}x float)\n\
+         decompression forward:                        {:8.1} GOP/s   {:5.1}% of peak  {:9.0} tokens/s  ({:.2}x float)\n",
         s.threads,
         s.context,
         s.flops_per_token / 1e6,
@@ -136,5 +184,15 @@ pub fn table(s: &Speed) -> String {
         s.decode_gflops,
         100.0 * s.decode_gflops / s.peak_gflops,
         s.decode_tokens_per_s,
+        lmic::model::integer::kernel_name(),
+        s.int_peak_gops,
+        s.int_encode_tokens_per_s * s.flops_per_token / 1e9,
+        100.0 * s.int_encode_tokens_per_s * s.flops_per_token / 1e9 / s.int_peak_gops,
+        s.int_encode_tokens_per_s,
+        s.int_encode_tokens_per_s / s.encode_tokens_per_s,
+        s.int_decode_tokens_per_s * s.flops_per_token / 1e9,
+        100.0 * s.int_decode_tokens_per_s * s.flops_per_token / 1e9 / s.int_peak_gops,
+        s.int_decode_tokens_per_s,
+        s.int_decode_tokens_per_s / s.decode_tokens_per_s,
     )
 }

@@ -1,0 +1,902 @@
+//! The integer-exact forward pass (forward mode 3, `--forward integer`).
+//!
+//! The f32 pass ([`super::forward`]) is exact only because it owns every
+//! summation order: no FMA, no integer dot-product instructions, no blocking
+//! that reorders a sum. Here every reduction is a sum of integer products that
+//! provably fits an `i32` (or an `i64`), so it is exact in *any* order and
+//! the kernels may use whatever the CPU has (AVX2's `vpmaddwd` here), any
+//! tiling and any thread split. Everything else is element-wise IEEE
+//! arithmetic in a fixed order (+ − × ÷ √ and lmic's own [`exp`]), which
+//! gives the same bits on every machine. The quantisation is computed from
+//! the float weights when the model loads, deterministically, so the model's
+//! fingerprint still names it; the scheme itself is fixed by the forward mode
+//! number a file records (a change of any constant here is a new mode).
+//!
+//! - Weights: 8 bits per output row (scale = the row's largest magnitude
+//!   / 127), RMSNorm gains folded in before quantising, so a norm is only a
+//!   per-row factor on the product's output.
+//! - Activations into a product: each row scaled so its largest magnitude is
+//!   [`act_range`] (15 bits for the built-in model): `i16 · i8` products
+//!   summed over the row stay under 2^31. The RMSNorm's sum of squares is
+//!   the exact `i64` sum of the quantised row's squares.
+//! - Attention: queries and keys 12 bits per head, so a score is an exact
+//!   `i32` dot; softmax weights (with each value row's scale folded in) 13
+//!   bits and values 11 bits, summed in `i32` over spans of [`VSPAN`]
+//!   positions and in `i64` across spans; the softmax's denominator is the
+//!   exact sum of the weights rounded to 2^-20.
+//! - The residual stream stays f32; it is only ever added to element-wise.
+
+use super::forward::{Rope, Row};
+use super::kernels::{exp, par_panels, silu};
+use super::Model;
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+
+/// Largest weight magnitude (8 bits).
+const WQ: i32 = 127;
+/// Softmax weights' range; with [`AV`] and [`VSPAN`] the value sum fits i32.
+const AW: i32 = 8191;
+/// Values' range.
+const AV: i32 = 1023;
+/// Positions whose weighted values are summed in i32 before an i64 add:
+/// 2 · 8191 · 1023 per instruction pair, times 64 pairs, is under 2^31.
+const VSPAN: usize = 128;
+/// Resolution of the softmax denominator.
+const DEN_ONE: f32 = 1_048_576.0;
+/// Positions per key block (the f32 cache's block too).
+const KB: usize = 16;
+/// Output columns per kernel call: two AVX2 registers of i32.
+const NR: usize = 16;
+
+/// Largest activation magnitude for products over `k` (even) inputs: 15 bits
+/// where `k · 127 · 32767` fits i32 (k ≤ 516), fewer beyond.
+pub fn act_range(k: usize) -> i32 {
+    (i32::MAX as i64 / (WQ as i64 * k.max(1) as i64)).min(32767) as i32
+}
+
+/// Queries' and keys' range for a head of `hd`: `hd · a²` fits i32.
+fn qk_range(hd: usize) -> i32 {
+    let a = ((i32::MAX as f64) / hd.max(1) as f64).sqrt() as i32;
+    a.min(4095)
+}
+
+/// `v` rounded to the nearest integer (halves up) and clamped to `-a..=a`,
+/// NaN giving 0: by truncation, the same on every machine, in operations
+/// that vectorise (no saturating conversion, no libm `floor`).
+#[inline(always)]
+fn round_clamp(v: f32, a: i32) -> i32 {
+    let y = v + 0.5;
+    #[allow(clippy::eq_op)]
+    let y = if y == y {
+        y.clamp(-a as f32, a as f32 + 0.5)
+    } else {
+        0.0
+    };
+    // SAFETY: y is finite and within ±(a + 1) here.
+    let t: i32 = unsafe { y.to_int_unchecked() };
+    t - ((t as f32) > y) as i32
+}
+
+/// The largest of `init` and `v`'s values, NaNs ignored, in 8 lanes so it
+/// vectorises: a maximum does not depend on the order it is found in.
+#[inline(always)]
+fn lane_max(v: &[f32], init: f32) -> f32 {
+    let mut m = [init; 8];
+    let mut c = v.chunks_exact(8);
+    for x in &mut c {
+        for l in 0..8 {
+            m[l] = if x[l] > m[l] { x[l] } else { m[l] };
+        }
+    }
+    for (l, &x) in c.remainder().iter().enumerate() {
+        m[l] = if x > m[l] { x } else { m[l] };
+    }
+    m.iter().fold(init, |a, &b| if b > a { b } else { a })
+}
+
+/// The largest magnitude in `v` (NaNs ignored), as [`lane_max`].
+#[inline(always)]
+fn lane_max_abs(v: &[f32]) -> f32 {
+    let mut m = [0f32; 8];
+    let mut c = v.chunks_exact(8);
+    for x in &mut c {
+        for l in 0..8 {
+            let v = x[l].abs();
+            m[l] = if v > m[l] { v } else { m[l] };
+        }
+    }
+    for (l, &x) in c.remainder().iter().enumerate() {
+        let v = x.abs();
+        m[l] = if v > m[l] { v } else { m[l] };
+    }
+    m.iter().fold(0f32, |a, &b| if b > a { b } else { a })
+}
+
+/// Defines `$name` calling `$imp` compiled for AVX2 where the CPU has it:
+/// element-wise float code is the same IEEE operations at any vector width
+/// (Rust never fuses a multiply and an add), so only speed changes.
+/// `$fast` (by default `$imp`) is what runs there: a body that may call
+/// the AVX2 kernels directly.
+macro_rules! avx2_dispatch {
+    ($(#[$m:meta])* fn $name:ident => $imp:ident / $avx:ident ($($a:ident : $t:ty),*) $(-> $r:ty)?) => {
+        avx2_dispatch! { $(#[$m])* fn $name => $imp, $imp; $avx ($($a: $t),*) $(-> $r)? }
+    };
+    ($(#[$m:meta])* fn $name:ident => $imp:expr, $fast:expr; $avx:ident ($($a:ident : $t:ty),*) $(-> $r:ty)?) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if use_avx2() {
+                    // SAFETY: the CPU has AVX2 (checked).
+                    return unsafe { $avx($($a),*) };
+                }
+            }
+            $imp($($a),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $avx($($a: $t),*) $(-> $r)? {
+            $fast($($a),*)
+        }
+    };
+}
+
+avx2_dispatch! {
+    /// Quantises `x` to `|q| ≤ a`; returns the scale `s` (x ≈ q · s), 0 for
+    /// a row of zeros or one with a non-finite value (then q is all zeros).
+    fn quantize => quantize_impl / quantize_avx2 (x: &[f32], a: i32, q: &mut [i16]) -> f32
+}
+
+avx2_dispatch! {
+    /// `y[i][j] = acc[i][j] · (row[i] · scale[j])` for a layer of `scale.len()`
+    /// outputs, or `y[i][j] +=` that when `add`.
+    fn dequant_rows => dequant_impl / dequant_avx2 (acc: &[i32], row: &[f32], scale: &[f32], y: &mut [f32], add: bool)
+}
+
+avx2_dispatch! {
+    /// The MLP's `silu(gate) · up` over rows of `[gate | up]` (each `2·is`),
+    /// into the gate halves.
+    fn swiglu_rows => swiglu_impl / swiglu_avx2 (y: &mut [f32], is: usize)
+}
+
+#[inline(always)]
+fn dequant_impl(acc: &[i32], row: &[f32], scale: &[f32], y: &mut [f32], add: bool) {
+    let n = scale.len();
+    for ((yr, ar), &r) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(row) {
+        if add {
+            for ((o, &a), &s) in yr.iter_mut().zip(ar).zip(scale) {
+                *o += a as f32 * (r * s);
+            }
+        } else {
+            for ((o, &a), &s) in yr.iter_mut().zip(ar).zip(scale) {
+                *o = a as f32 * (r * s);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn swiglu_impl(y: &mut [f32], is: usize) {
+    for row in y.chunks_exact_mut(2 * is) {
+        let (g, u) = row.split_at_mut(is);
+        for (a, b) in g.iter_mut().zip(u.iter()) {
+            *a = silu(*a) * b;
+        }
+    }
+}
+
+#[inline(always)]
+fn quantize_impl(x: &[f32], a: i32, q: &mut [i16]) -> f32 {
+    let amax = lane_max_abs(x);
+    if !(amax > 0.0 && amax.is_finite()) {
+        q.fill(0);
+        return 0.0;
+    }
+    let inv = a as f32 / amax;
+    for (o, &v) in q.iter_mut().zip(x) {
+        *o = round_clamp(v * inv, a) as i16;
+    }
+    q[x.len()..].fill(0);
+    amax / a as f32
+}
+
+/// [`quantize`] followed by RMSNorm's factor: returns `s / rms(x)`, the
+/// scale of the normalised row, from the exact sum of the quantised squares.
+fn quantize_normed(x: &[f32], a: i32, eps: f64, q: &mut [i16]) -> f32 {
+    let s = quantize(x, a, q);
+    let ss: i64 = q.iter().map(|&v| v as i64 * v as i64).sum();
+    let s64 = s as f64;
+    let mean = s64 * s64 * ss as f64 / x.len() as f64;
+    (s64 / (mean + eps).sqrt()) as f32
+}
+
+/// A linear layer quantised to 8 bits per output row, packed for the
+/// kernels: panels of [`NR`] output columns, input pairs interleaved
+/// (`[panel][k / 2][column][2]`), the layout `vpmaddwd` multiplies.
+pub struct QLinear {
+    n: usize,
+    /// Inputs, rounded up to even.
+    kp: usize,
+    /// Activation range for this layer's inputs ([`act_range`]).
+    a: i32,
+    panels: Vec<i16>,
+    scale: Vec<f32>,
+}
+
+impl QLinear {
+    /// Quantises a PyTorch-layout weight (`n` rows of `k`), each input
+    /// column first multiplied by `gain` (a folded RMSNorm) when given.
+    pub fn new(w: &[f32], n: usize, k: usize, gain: Option<&[f32]>) -> QLinear {
+        let kp = k.next_multiple_of(2);
+        let np = n.div_ceil(NR);
+        let mut panels = vec![0i16; np * kp * NR];
+        let mut scale = vec![0f32; n];
+        let mut row = vec![0f32; k];
+        let mut q = vec![0i16; k];
+        for j in 0..n {
+            for (p, r) in row.iter_mut().enumerate() {
+                *r = w[j * k + p] * gain.map_or(1.0, |g| g[p]);
+            }
+            scale[j] = quantize(&row, WQ, &mut q);
+            let (b, jj) = (j / NR, j % NR);
+            for (p, &v) in q.iter().enumerate() {
+                panels[((b * kp / 2 + p / 2) * NR + jj) * 2 + p % 2] = v;
+            }
+        }
+        QLinear {
+            n,
+            kp,
+            a: act_range(kp),
+            panels,
+            scale,
+        }
+    }
+
+    /// `out[i][j] = Σ_p x[i][p] · w[j][p]`, exactly, for `m` rows of `x`
+    /// (`m × kp`, quantised to `self.a`); out is `m × n`.
+    pub fn forward(&self, x: &[i16], m: usize, out: &mut [i32]) {
+        let (n, kp) = (self.n, self.kp);
+        assert_eq!(x.len(), m * kp);
+        assert_eq!(out.len(), m * n);
+        if m == 0 {
+            return;
+        }
+        let avx = use_avx2();
+        par_panels(m, n, NR, out, |b, r0, rb, tmp: &mut [i32]| {
+            let panel = &self.panels[b * kp * NR..(b + 1) * kp * NR];
+            let xs = &x[r0 * kp..(r0 + rb) * kp];
+            if avx {
+                rows_panel::<true>(xs, rb, kp, panel, tmp);
+            } else {
+                rows_panel::<false>(xs, rb, kp, panel, tmp);
+            }
+        });
+    }
+
+    /// `y[i][j] = acc[i][j] · (row[i] · scale[j])`: the product's value.
+    fn dequant(&self, acc: &[i32], row: &[f32], y: &mut [f32]) {
+        dequant_rows(acc, row, &self.scale, y, false)
+    }
+
+    /// `x[i][j] +=` the product's value (a residual connection).
+    fn add_dequant(&self, acc: &[i32], row: &[f32], x: &mut [f32]) {
+        dequant_rows(acc, row, &self.scale, x, true)
+    }
+}
+
+/// `rows` rows of `x` (row stride `kp`) against one panel, into `out`
+/// (`rows × NR`).
+fn rows_panel<const AVX: bool>(x: &[i16], rows: usize, kp: usize, panel: &[i16], out: &mut [i32]) {
+    let mut i = 0;
+    while i < rows {
+        let r = rows - i;
+        let (xs, o) = (&x[i * kp..], &mut out[i * NR..]);
+        i += match r {
+            r if r >= 6 => madd::<6, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
+            5 => madd::<5, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
+            4 => madd::<4, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
+            3 => madd::<3, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
+            2 => madd::<2, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
+            _ => madd::<1, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
+        };
+    }
+}
+
+/// Forces the portable kernel (tests: every path must give the same sums).
+static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs `f` with the portable kernels only; for tests comparing paths.
+pub fn with_portable_kernels<T>(f: impl FnOnce() -> T) -> T {
+    use std::sync::atomic::Ordering::SeqCst;
+    PORTABLE_ONLY.store(true, SeqCst);
+    let r = f();
+    PORTABLE_ONLY.store(false, SeqCst);
+    r
+}
+
+/// The instruction set the integer kernels use here.
+pub fn kernel_name() -> &'static str {
+    if use_avx2() {
+        "avx2"
+    } else {
+        "portable"
+    }
+}
+
+#[inline]
+fn use_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+            return std::arch::is_x86_feature_detected!("avx2");
+        }
+    }
+    false
+}
+
+/// The one kernel: `out[i][j] = Σ_t x[i][2t]·w[t][j][0] + x[i][2t+1]·w[t][j][1]`
+/// for MR rows of `x` (row stride `xs`), `pairs` input pairs, NR columns of
+/// a panel whose pair `t` starts at `t · ps`; out has row stride NR.
+/// Callers guarantee the sums fit i32, so any order gives the same result.
+#[inline(always)]
+/// `AVX` is true only where [`use_avx2`] said so.
+fn madd<const MR: usize, const AVX: bool>(
+    x: &[i16],
+    xs: usize,
+    pairs: usize,
+    panel: &[i16],
+    ps: usize,
+    out: &mut [i32],
+) -> usize {
+    if pairs > 0 {
+        assert!(x.len() >= (MR - 1) * xs + 2 * pairs);
+        assert!(panel.len() >= (pairs - 1) * ps + 2 * NR);
+    }
+    assert!(out.len() >= MR * NR);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if AVX {
+            // SAFETY: AVX is set only on CPUs with AVX2; bounds checked above.
+            unsafe { madd_avx2::<MR>(x.as_ptr(), xs, pairs, panel.as_ptr(), ps, out.as_mut_ptr()) };
+            return MR;
+        }
+    }
+    let mut acc = [[0i32; NR]; MR];
+    for t in 0..pairs {
+        let w = &panel[t * ps..t * ps + 2 * NR];
+        for (i, a) in acc.iter_mut().enumerate() {
+            let (x0, x1) = (x[i * xs + 2 * t] as i32, x[i * xs + 2 * t + 1] as i32);
+            for j in 0..NR {
+                a[j] += x0 * w[2 * j] as i32 + x1 * w[2 * j + 1] as i32;
+            }
+        }
+    }
+    for i in 0..MR {
+        out[i * NR..(i + 1) * NR].copy_from_slice(&acc[i]);
+    }
+    MR
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn madd_avx2<const MR: usize>(
+    x: *const i16,
+    xs: usize,
+    pairs: usize,
+    panel: *const i16,
+    ps: usize,
+    out: *mut i32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for t in 0..pairs {
+        let w0 = _mm256_loadu_si256(panel.add(t * ps) as *const __m256i);
+        let w1 = _mm256_loadu_si256(panel.add(t * ps + NR) as *const __m256i);
+        for (i, a) in acc.iter_mut().enumerate() {
+            let pair = std::ptr::read_unaligned(x.add(i * xs + 2 * t) as *const i32);
+            let xb = _mm256_set1_epi32(pair);
+            a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(xb, w0));
+            a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(xb, w1));
+        }
+    }
+    for (i, a) in acc.iter().enumerate() {
+        _mm256_storeu_si256(out.add(i * NR) as *mut __m256i, a[0]);
+        _mm256_storeu_si256(out.add(i * NR + 8) as *mut __m256i, a[1]);
+    }
+}
+
+/// One transformer block, quantised.
+struct QLayer {
+    /// Queries, keys and values in one product (attention norm folded in).
+    wqkv: QLinear,
+    wo: QLinear,
+    /// Gate and up projections in one product (MLP norm folded in).
+    wgu: QLinear,
+    w_down: QLinear,
+}
+
+/// The integer-exact network of a [`Model`]: built from its float weights
+/// when a file needs it.
+pub struct IntModel {
+    hs: usize,
+    is: usize,
+    hd: usize,
+    nh: usize,
+    nkv: usize,
+    vocab: usize,
+    eps: f64,
+    embed: Vec<f32>,
+    layers: Vec<QLayer>,
+    /// Output projection, the final norm folded in.
+    head: QLinear,
+    rope: Rope,
+}
+
+impl IntModel {
+    /// Quantises `model`'s weights (deterministic: the same on every
+    /// machine, from the float weights alone).
+    pub fn new(model: &Model) -> IntModel {
+        let c = &model.config;
+        let (hs, is, hd) = (c.hidden_size, c.intermediate_size, c.head_dim());
+        let (nh, nkv) = (c.num_attention_heads, c.kv_heads());
+        let kvd = nkv * hd;
+        let layers = model
+            .layers
+            .iter()
+            .map(|l| {
+                let qkv = [l.wq.unpack(), l.wk.unpack(), l.wv.unpack()].concat();
+                let gu = [l.w_gate.unpack(), l.w_up.unpack()].concat();
+                QLayer {
+                    wqkv: QLinear::new(&qkv, hs + 2 * kvd, hs, Some(&l.attn_norm)),
+                    wo: QLinear::new(&l.wo.unpack(), hs, hs, None),
+                    wgu: QLinear::new(&gu, 2 * is, hs, Some(&l.mlp_norm)),
+                    w_down: QLinear::new(&l.w_down.unpack(), hs, is, None),
+                }
+            })
+            .collect();
+        let v = c.vocab_size;
+        IntModel {
+            hs,
+            is,
+            hd,
+            nh,
+            nkv,
+            vocab: v,
+            eps: c.rms_norm_eps,
+            embed: model.embed.clone(),
+            layers,
+            head: QLinear::new(&model.lm_head.unpack(), v, hs, Some(&model.norm)),
+            rope: Rope::new(c),
+        }
+    }
+
+    /// Width of the hidden states [`forward`](Self::forward) returns.
+    pub fn hidden_size(&self) -> usize {
+        self.hs
+    }
+
+    /// Runs `rows` through the network, as [`Model::forward`] does, and
+    /// returns each row's residual stream after the last block (the final
+    /// norm is folded into [`logits`](Self::logits)), `rows.len() × hidden`.
+    pub fn forward(&self, cache: &mut IntCache, rows: &[Row]) -> Result<Vec<f32>> {
+        let (hs, is, hd, nh, nkv) = (self.hs, self.is, self.hd, self.nh, self.nkv);
+        let kvd = nkv * hd;
+        let m = rows.len();
+        let (_, _, max_pos, _) = self.rope.tables();
+        for r in rows {
+            if r.seq >= cache.n_seq || r.pos >= cache.max_pos || r.pos >= max_pos {
+                return Err(Error::Model(format!(
+                    "position {} beyond the model's context of {}",
+                    r.pos,
+                    cache.max_pos.min(max_pos)
+                )));
+            }
+            if r.token as usize >= self.vocab {
+                return Err(Error::Corrupt(format!(
+                    "token {} outside the vocabulary",
+                    r.token
+                )));
+            }
+        }
+        let mut x = vec![0f32; m * hs];
+        for (xr, r) in x.chunks_exact_mut(hs).zip(rows) {
+            let t = r.token as usize;
+            xr.copy_from_slice(&self.embed[t * hs..(t + 1) * hs]);
+        }
+        let nqkv = hs + 2 * kvd;
+        let hsp = hs.next_multiple_of(2);
+        let isp = is.next_multiple_of(2);
+        let mut xq = vec![0i16; m * hsp];
+        let mut hq = vec![0i16; m * isp];
+        let mut rs = vec![0f32; m];
+        let mut acc = vec![0i32; m * nqkv.max(2 * is)];
+        let mut y = vec![0f32; m * nqkv.max(2 * is)];
+        let mut qq = vec![0i16; m * nh * hd];
+        let mut qs = vec![0f32; m * nh];
+        let mut att = vec![0f32; m * hs];
+        let (aqk, scale) = (qk_range(hd), 1.0 / (hd as f32).sqrt());
+        let mut kq = vec![0i16; kvd];
+        let mut vq = vec![0i16; kvd];
+        let (mut ks, mut vs) = (vec![0f32; nkv], vec![0f32; nkv]);
+        for (li, l) in self.layers.iter().enumerate() {
+            self.norm_rows(&x, hs, l.wqkv.a, &mut xq, &mut rs);
+            l.wqkv.forward(&xq, m, &mut acc[..m * nqkv]);
+            l.wqkv.dequant(&acc[..m * nqkv], &rs, &mut y[..m * nqkv]);
+            for (i, r) in rows.iter().enumerate() {
+                let yr = &mut y[i * nqkv..(i + 1) * nqkv];
+                let (qf, rest) = yr.split_at_mut(hs);
+                let (kf, vf) = rest.split_at_mut(kvd);
+                for h in 0..nh {
+                    let qh = &mut qf[h * hd..(h + 1) * hd];
+                    self.rope.apply(qh, r.pos);
+                    qs[i * nh + h] =
+                        quantize(qh, aqk, &mut qq[(i * nh + h) * hd..(i * nh + h + 1) * hd]);
+                }
+                for h in 0..nkv {
+                    let kh = &mut kf[h * hd..(h + 1) * hd];
+                    self.rope.apply(kh, r.pos);
+                    ks[h] = quantize(kh, aqk, &mut kq[h * hd..(h + 1) * hd]);
+                    vs[h] = quantize(&vf[h * hd..(h + 1) * hd], AV, &mut vq[h * hd..(h + 1) * hd]);
+                }
+                cache.store(li, r.seq, r.pos, &kq, &ks, &vq, &vs);
+            }
+            let cache_ref = &*cache;
+            let heads = (nh, nkv, scale);
+            att.par_chunks_mut(hs)
+                .zip(qq.par_chunks(nh * hd))
+                .zip(qs.par_chunks(nh))
+                .zip(rows.par_iter())
+                .for_each_init(Scratch::default, |sc, (((out, q), qs), r)| {
+                    attend(cache_ref, li, r, q, qs, out, heads, sc)
+                });
+            for (i, a) in att.chunks_exact(hs).enumerate() {
+                rs[i] = quantize(a, l.wo.a, &mut xq[i * hsp..(i + 1) * hsp]);
+            }
+            l.wo.forward(&xq, m, &mut acc[..m * hs]);
+            l.wo.add_dequant(&acc[..m * hs], &rs, &mut x);
+            self.norm_rows(&x, hs, l.wgu.a, &mut xq, &mut rs);
+            l.wgu.forward(&xq, m, &mut acc[..m * 2 * is]);
+            l.wgu.dequant(&acc[..m * 2 * is], &rs, &mut y[..m * 2 * is]);
+            swiglu_rows(&mut y[..m * 2 * is], is);
+            for i in 0..m {
+                let g = &y[i * 2 * is..i * 2 * is + is];
+                rs[i] = quantize(g, l.w_down.a, &mut hq[i * isp..(i + 1) * isp]);
+            }
+            l.w_down.forward(&hq, m, &mut acc[..m * hs]);
+            l.w_down.add_dequant(&acc[..m * hs], &rs, &mut x);
+        }
+        Ok(x)
+    }
+
+    /// Logits of `m` rows [`forward`](Self::forward) returned, `m × vocab`.
+    pub fn logits(&self, hidden: &[f32], m: usize) -> Vec<f32> {
+        let hsp = self.hs.next_multiple_of(2);
+        let mut xq = vec![0i16; m * hsp];
+        let mut rs = vec![0f32; m];
+        self.norm_rows(hidden, self.hs, self.head.a, &mut xq, &mut rs);
+        let mut acc = vec![0i32; m * self.vocab];
+        self.head.forward(&xq, m, &mut acc);
+        let mut out = vec![0f32; m * self.vocab];
+        self.head.dequant(&acc, &rs, &mut out);
+        out
+    }
+
+    fn norm_rows(&self, x: &[f32], hs: usize, a: i32, xq: &mut [i16], rs: &mut [f32]) {
+        let hsp = hs.next_multiple_of(2);
+        for ((xr, q), r) in x.chunks_exact(hs).zip(xq.chunks_exact_mut(hsp)).zip(rs) {
+            *r = quantize_normed(xr, a, self.eps, q);
+        }
+    }
+}
+
+/// Per-row buffers of [`attend`].
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<i32>,
+    f: Vec<f32>,
+    w: Vec<i16>,
+}
+
+/// One row's attention over its sequence's positions `0..=r.pos`, every
+/// sum an exact integer one.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_impl<const AVX: bool>(
+    c: &IntCache,
+    layer: usize,
+    r: &Row,
+    q: &[i16],
+    qs: &[f32],
+    out: &mut [f32],
+    (nh, nkv, scale): (usize, usize, f32),
+    sc: &mut Scratch,
+) {
+    let hd = c.hd;
+    let n = r.pos + 1;
+    let nb = n.div_ceil(KB);
+    let pairs = n.div_ceil(2);
+    sc.scores.resize(nb * KB, 0);
+    sc.f.resize(n, 0.0);
+    sc.w.resize(2 * pairs, 0);
+    let kbase = c.k_base(layer, r.seq);
+    let sbase = c.s_base(layer, r.seq);
+    let vbase = c.v_base(layer, r.seq);
+    let block = nkv * hd * KB;
+    for h in 0..nh {
+        let kh = h / (nh / nkv);
+        let qh = &q[h * hd..(h + 1) * hd];
+        for b in 0..nb {
+            let panel = &c.k[kbase + b * block + kh * hd * KB..][..hd * KB];
+            madd::<1, AVX>(qh, 0, hd / 2, panel, 2 * KB, &mut sc.scores[b * KB..]);
+        }
+        let kss = &c.ks[sbase + kh * c.max_pos..][..n];
+        let qsh = qs[h];
+        for ((f, &a), &k) in sc.f.iter_mut().zip(&sc.scores).zip(kss) {
+            *f = (a as f32 * (qsh * k)) * scale;
+        }
+        let max = lane_max(&sc.f, f32::NEG_INFINITY);
+        for f in sc.f.iter_mut() {
+            *f = exp(*f - max);
+        }
+        // The denominator: the weights rounded to 2^-20, summed exactly
+        // (each at most 2^20, so 8 lanes of i32 hold 2^11 positions).
+        let mut den = 0i64;
+        for span in sc.f.chunks(8 * 2048) {
+            let mut part = [0i32; 8];
+            let mut c8 = span.chunks_exact(8);
+            for e in &mut c8 {
+                for l in 0..8 {
+                    part[l] += round_clamp(e[l] * DEN_ONE, 1 << 21);
+                }
+            }
+            for (l, &e) in c8.remainder().iter().enumerate() {
+                part[l] += round_clamp(e * DEN_ONE, 1 << 21);
+            }
+            den += part.iter().map(|&p| p as i64).sum::<i64>();
+        }
+        // The value row's scale joins the weight, so the weighted sum is
+        // over the rows' integers.
+        let vss = &c.vs[sbase + kh * c.max_pos..][..n];
+        for (f, &v) in sc.f.iter_mut().zip(vss) {
+            *f *= v;
+        }
+        let wmax = lane_max(&sc.f, 0.0);
+        let oh = &mut out[h * hd..(h + 1) * hd];
+        if !(wmax > 0.0 && wmax.is_finite()) || den == 0 {
+            oh.fill(0.0);
+            continue;
+        }
+        let winv = AW as f32 / wmax;
+        for (w, &f) in sc.w.iter_mut().zip(sc.f.iter()) {
+            *w = round_clamp(f * winv, AW).max(0) as i16;
+        }
+        sc.w[n..].fill(0);
+        // out = Σ w·v · (wmax / AW) / (den / DEN_ONE)
+        let factor = wmax as f64 * (DEN_ONE as f64 / AW as f64) / den as f64;
+        let vps = nkv * c.hdp * 2;
+        let mut part = [0i32; NR];
+        for d0 in (0..hd).step_by(NR) {
+            let mut total = [0i64; NR];
+            for p0 in (0..pairs).step_by(VSPAN / 2) {
+                let np = (pairs - p0).min(VSPAN / 2);
+                let panel = &c.v[vbase + p0 * vps + (kh * c.hdp + d0) * 2..];
+                madd::<1, AVX>(&sc.w[2 * p0..], 0, np, panel, vps, &mut part);
+                for (t, &p) in total.iter_mut().zip(&part) {
+                    *t += p as i64;
+                }
+            }
+            for (o, &t) in oh[d0..].iter_mut().zip(&total) {
+                *o = (t as f64 * factor) as f32;
+            }
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// [`attend_impl`], on the AVX2 kernels where the CPU has them.
+    fn attend => attend_impl::<false>, attend_impl::<true>; attend_avx2 (
+        c: &IntCache,
+        layer: usize,
+        r: &Row,
+        q: &[i16],
+        qs: &[f32],
+        out: &mut [f32],
+        heads: (usize, usize, f32),
+        sc: &mut Scratch
+    )
+}
+
+/// Keys and values of the integer pass: keys 12-bit in blocks of [`KB`]
+/// positions with dimension pairs interleaved (`[block][kv head][hd/2][KB][2]`),
+/// values with position pairs interleaved (`[pos/2][kv head][hdp][2]`), and
+/// each (position, head)'s two scales (`[kv head][pos]`).
+pub struct IntCache {
+    slots: usize,
+    n_seq: usize,
+    max_pos: usize,
+    nkv: usize,
+    hd: usize,
+    /// Head width rounded up to [`NR`] (value columns per kernel call).
+    hdp: usize,
+    k: Vec<i16>,
+    v: Vec<i16>,
+    ks: Vec<f32>,
+    vs: Vec<f32>,
+}
+
+impl IntCache {
+    /// A cache for token-by-token decoding: one slot per layer.
+    pub fn for_steps(model: &IntModel, n_seq: usize, max_pos: usize) -> IntCache {
+        Self::with_slots(model, model.layers.len(), n_seq, max_pos)
+    }
+
+    /// A cache for whole-sequence passes: one slot reused by every layer.
+    pub fn for_full_pass(model: &IntModel, n_seq: usize, max_pos: usize) -> IntCache {
+        Self::with_slots(model, 1, n_seq, max_pos)
+    }
+
+    /// Bytes a step cache needs per sequence of `max_pos` positions.
+    pub fn step_bytes_per_seq(model: &IntModel, max_pos: usize) -> usize {
+        let max_pos = max_pos.div_ceil(KB) * KB;
+        let hdp = model.hd.next_multiple_of(NR);
+        model.layers.len() * max_pos * model.nkv * (2 * model.hd + 2 * hdp + 8)
+    }
+
+    fn with_slots(model: &IntModel, slots: usize, n_seq: usize, max_pos: usize) -> IntCache {
+        let max_pos = max_pos.div_ceil(KB) * KB;
+        let (nkv, hd) = (model.nkv, model.hd);
+        let hdp = hd.next_multiple_of(NR);
+        let per = slots * n_seq * max_pos * nkv;
+        IntCache {
+            slots,
+            n_seq,
+            max_pos,
+            nkv,
+            hd,
+            hdp,
+            k: vec![0; per * hd],
+            // One spare pair: the value kernel reads whole panels of NR.
+            v: vec![0; per * hdp + 2 * nkv * hdp],
+            ks: vec![0.0; per],
+            vs: vec![0.0; per],
+        }
+    }
+
+    #[inline]
+    fn seq_index(&self, layer: usize, seq: usize) -> usize {
+        let slot = if self.slots == 1 { 0 } else { layer };
+        (slot * self.n_seq + seq) * self.max_pos
+    }
+    fn k_base(&self, layer: usize, seq: usize) -> usize {
+        self.seq_index(layer, seq) * self.nkv * self.hd
+    }
+    fn v_base(&self, layer: usize, seq: usize) -> usize {
+        self.seq_index(layer, seq) * self.nkv * self.hdp
+    }
+    fn s_base(&self, layer: usize, seq: usize) -> usize {
+        self.seq_index(layer, seq) * self.nkv
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        layer: usize,
+        seq: usize,
+        pos: usize,
+        k: &[i16],
+        ks: &[f32],
+        v: &[i16],
+        vs: &[f32],
+    ) {
+        let (nkv, hd, hdp) = (self.nkv, self.hd, self.hdp);
+        let kb = self.k_base(layer, seq) + (pos / KB) * nkv * hd * KB;
+        let lane = pos % KB;
+        for h in 0..nkv {
+            for d in 0..hd {
+                self.k[kb + ((h * hd / 2 + d / 2) * KB + lane) * 2 + d % 2] = k[h * hd + d];
+            }
+        }
+        let vb = self.v_base(layer, seq) + (pos / 2) * nkv * hdp * 2;
+        for h in 0..nkv {
+            for d in 0..hd {
+                self.v[vb + (h * hdp + d) * 2 + pos % 2] = v[h * hd + d];
+            }
+        }
+        let sb = self.s_base(layer, seq) + pos;
+        for h in 0..nkv {
+            self.ks[sb + h * self.max_pos] = ks[h];
+            self.vs[sb + h * self.max_pos] = vs[h];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The portable and AVX2 kernels give the same sums for every row count
+    /// and stride, at the largest magnitudes the callers allow.
+    #[test]
+    fn kernels_agree_and_reach_the_bounds() {
+        let mut r = crate::rng::Lcg::new(7);
+        for &(rows, pairs) in &[(1usize, 1usize), (3, 16), (6, 64), (7, 192), (2, 258)] {
+            let kp = 2 * pairs;
+            let a = act_range(kp);
+            let x: Vec<i16> = (0..rows * kp)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        a as i16
+                    } else {
+                        (r.next_u64() % (2 * a as u64 + 1)) as i16 - a as i16
+                    }
+                })
+                .collect();
+            let panel: Vec<i16> = (0..pairs * 2 * NR)
+                .map(|i| {
+                    if i % 5 == 0 {
+                        127
+                    } else {
+                        (r.next_u64() % 255) as i16 - 127
+                    }
+                })
+                .collect();
+            let mut fast = vec![0i32; rows * NR];
+            if use_avx2() {
+                rows_panel::<true>(&x, rows, kp, &panel, &mut fast);
+            } else {
+                rows_panel::<false>(&x, rows, kp, &panel, &mut fast);
+            }
+            let mut slow = vec![0i32; rows * NR];
+            rows_panel::<false>(&x, rows, kp, &panel, &mut slow);
+            assert_eq!(fast, slow, "rows {rows} pairs {pairs}");
+            for i in 0..rows {
+                for j in 0..NR {
+                    let want: i64 = (0..kp)
+                        .map(|p| {
+                            x[i * kp + p] as i64 * panel[(p / 2) * 2 * NR + 2 * j + p % 2] as i64
+                        })
+                        .sum();
+                    assert_eq!(slow[i * NR + j] as i64, want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_keep_sums_in_i32() {
+        for k in [2usize, 128, 384, 516, 518, 1536, 8192] {
+            assert!(
+                act_range(k) as i64 * 127 * k as i64 <= i32::MAX as i64,
+                "{k}"
+            );
+        }
+        assert_eq!(act_range(128), 32767);
+        for hd in [2usize, 32, 64, 128, 256] {
+            let a = qk_range(hd) as i64;
+            assert!(a * a * hd as i64 <= i32::MAX as i64, "{hd}");
+        }
+        assert!(2 * AW as i64 * AV as i64 * (VSPAN / 2) as i64 <= i32::MAX as i64);
+    }
+
+    #[test]
+    fn quantize_is_exact_on_its_grid() {
+        let x = [0.0f32, 1.0, -2.0, 0.5, 2.0];
+        let mut q = [0i16; 6];
+        let s = quantize(&x, 4, &mut q);
+        assert_eq!(s, 0.5);
+        assert_eq!(q, [0, 2, -4, 1, 4, 0]);
+        let mut q = [7i16; 2];
+        assert_eq!(quantize(&[0.0, f32::NAN], 4, &mut q), 0.0);
+        assert_eq!(q, [0, 0]);
+        assert_eq!(round_clamp(2.5, 9), 3);
+        assert_eq!(round_clamp(-2.5, 9), -2);
+        assert_eq!(round_clamp(-2.6, 9), -3);
+        assert_eq!(round_clamp(12.0, 9), 9);
+        assert_eq!(round_clamp(-1e30, 9), -9);
+        assert_eq!(round_clamp(f32::NAN, 9), 0);
+        assert_eq!(round_clamp(f32::INFINITY, 9), 9);
+    }
+}
