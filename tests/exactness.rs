@@ -59,10 +59,13 @@ fn integer_pass_agrees_across_batches_threads_and_kernels() {
         .map(|i| (0..(20 + i % 13)).map(|_| s.next_u32() % 130).collect())
         .collect();
     let reference = logits_full(&m, &seqs);
-    let portable = lmic::model::integer::with_portable_kernels(|| {
-        (logits_full(&m, &seqs), logits_steps(&m, &seqs))
-    });
-    assert!(portable.0 == reference && portable.1 == reference);
+    // Each instruction-set path this CPU has, forced one by one.
+    for isa in 0..=lmic::model::integer::kernel_levels() {
+        let (full, steps) = lmic::model::integer::with_kernels(isa, || {
+            (logits_full(&m, &seqs), logits_steps(&m, &seqs))
+        });
+        assert!(full == reference && steps == reference, "kernels {isa}");
+    }
     agree_across_batches_and_threads(&m, &seqs, &[1, 5, 24]);
 }
 
@@ -93,8 +96,10 @@ fn integer_logits_are_the_same_everywhere() {
     };
     let want = "313a44d0bec44c5ec9e795338deb88ff3511a18039bc7a0bc4091eb41ece0146";
     assert_eq!(hash(logits_steps(&q, &seqs)), want);
-    let portable = lmic::model::integer::with_portable_kernels(|| logits_full(&q, &seqs));
-    assert_eq!(hash(portable), want);
+    for isa in 0..=lmic::model::integer::kernel_levels() {
+        let full = lmic::model::integer::with_kernels(isa, || logits_full(&q, &seqs));
+        assert_eq!(hash(full), want, "kernels {isa}");
+    }
 }
 
 /// Files made with the integer pass: the same bytes whatever the threads
@@ -104,7 +109,7 @@ fn integer_files_do_not_depend_on_threads_or_batches() {
     let w = Wav::pcm(2, 16, 2000, 9).bytes();
     let o = Options {
         force_coded: true,
-        forward: lmic::model::backend::Forward::Integer,
+        forward: Some(lmic::model::backend::Forward::Integer),
         ..Options::default()
     };
     let files: Vec<Vec<u8>> = [(1usize, 512usize), (2, 100), (3, 1 << 20)]
@@ -126,7 +131,7 @@ fn integer_files_do_not_depend_on_threads_or_batches() {
         model(),
         &w,
         &Options {
-            forward: Default::default(),
+            forward: Some(lmic::model::backend::Forward::Float),
             ..o.clone()
         },
     )

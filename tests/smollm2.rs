@@ -176,6 +176,24 @@ fn full_pass_and_steps_agree_bit_for_bit() {
     }
 }
 
+/// The integer pass on a real-size model (grouped-query attention, heads of
+/// 64, a 49,152-token vocabulary, products over 1,536 inputs): full pass and
+/// steps agree on every logit bit, in groups and on every kernel path.
+#[test]
+fn integer_pass_full_and_steps_agree() {
+    let Some(m) = smol() else { return };
+    let q = lmic::model::integer::IntModel::new(m);
+    let seqs = sequences(m, 6, 24);
+    let reference = logits_full(&q, &seqs);
+    for (g, group) in seqs.chunks(4).enumerate() {
+        assert!(logits_steps(&q, group) == reference[4 * g..4 * g + group.len()]);
+    }
+    for isa in 0..=lmic::model::integer::kernel_levels() {
+        let full = lmic::model::integer::with_kernels(isa, || logits_full(&q, &seqs[..2]));
+        assert!(full == reference[..2], "kernels {isa}");
+    }
+}
+
 /// The same weights as a Hugging Face directory (f32 safetensors): the
 /// directory loader on a real-size model gives identical logits; the
 /// fingerprint differs, so files are not interchangeable by accident.

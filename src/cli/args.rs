@@ -101,12 +101,13 @@ pub enum Command {
         /// predictor three times faster; what lmic wrote before 2026-12-04).
         #[arg(long, default_value_t = Options::default().cascade_preset, value_name = "N")]
         cascade_preset: u8,
-        /// The forward pass's arithmetic on the CPU: float (lmic's
-        /// fixed-order f32 kernels) or integer (8-bit weights, exact integer
-        /// sums: faster kernels, slightly larger files). The file records
-        /// it; decompression follows the file.
-        #[arg(long, default_value_t = Options::default().forward, value_name = "KIND")]
-        forward: Forward,
+        /// The forward pass's arithmetic on the CPU: integer (the default:
+        /// 8-bit weights and exact integer sums, so the kernels may use any
+        /// instruction set) or float (lmic's fixed-order f32 kernels, what
+        /// lmic wrote before 2026-12-04: the same sizes, slower). The file
+        /// records it; decompression follows the file.
+        #[arg(long, value_name = "KIND")]
+        forward: Option<Forward>,
         /// Code every chunk even where storing it verbatim is smaller (tests).
         #[arg(long, hide = true)]
         force_coded: bool,
@@ -176,6 +177,12 @@ pub enum Command {
         /// input (0: all).
         #[arg(long, default_value_t = 200, requires = "paper")]
         chunks: usize,
+        /// lmic's forward pass (float or integer); given twice (`--forward
+        /// float --forward integer`), both run side by side, the second as
+        /// a row of its own (`lmic-integer`, `lmic-float`). Default: what
+        /// compress uses.
+        #[arg(long, value_name = "KIND", conflicts_with_all = ["paper", "speed"])]
+        forward: Vec<Forward>,
         /// Instead: the forward pass's FLOP/s in compression's and
         /// decompression's shapes against a large matmul's (the peak).
         #[arg(long, conflicts_with_all = ["paper", "plot"])]

@@ -155,6 +155,7 @@ where
             plot,
             paper,
             chunks,
+            forward,
             speed,
             threads,
         } => {
@@ -169,6 +170,7 @@ where
                 plot,
                 paper,
                 chunks,
+                forward,
                 speed,
             })?;
         }

@@ -12,11 +12,12 @@ use std::str::FromStr;
 /// Which arithmetic the CPU forward pass uses (`--forward`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Forward {
-    /// lmic's f32 kernels with fixed summation orders (forward mode 1).
-    #[default]
+    /// lmic's f32 kernels with fixed summation orders (forward mode 1; what
+    /// lmic wrote before 2026-12-04).
     Float,
     /// Integer-exact sums ([`super::integer`], forward mode 3): free to use
-    /// any instruction set and order.
+    /// any instruction set and order; the default (the same sizes, faster).
+    #[default]
     Integer,
 }
 
@@ -120,17 +121,20 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The backend for compressing on `device` with `forward`.
+    /// The backend for compressing on `device` with `forward` (None: the
+    /// default on the CPU, a device's own fixed-shape float pass elsewhere).
     pub fn for_compression(
         model: &Model,
         device: &DeviceSpec,
-        forward: Forward,
+        forward: Option<Forward>,
     ) -> Result<Backend> {
         Ok(match (device, forward) {
-            (DeviceSpec::Cpu, Forward::Float) => Backend::RowWise,
-            (DeviceSpec::Cpu, Forward::Integer) => Backend::Integer(Box::new(IntModel::new(model))),
-            (d, Forward::Float) => Backend::Device(DeviceNet::new(model, d)?),
-            (d, Forward::Integer) => {
+            (DeviceSpec::Cpu, f) => match f.unwrap_or_default() {
+                Forward::Float => Backend::RowWise,
+                Forward::Integer => Backend::Integer(Box::new(IntModel::new(model))),
+            },
+            (d, None | Some(Forward::Float)) => Backend::Device(DeviceNet::new(model, d)?),
+            (d, Some(Forward::Integer)) => {
                 return Err(Error::Usage(format!(
                     "--forward integer runs on the CPU only (not --device {d})"
                 )))
@@ -140,8 +144,8 @@ impl Backend {
 
     /// What a file made on `device` with `forward` records: its forward
     /// mode and device family (empty for the CPU kernels).
-    pub fn record(device: &DeviceSpec, forward: Forward) -> (u8, String) {
-        match (device, forward) {
+    pub fn record(device: &DeviceSpec, forward: Option<Forward>) -> (u8, String) {
+        match (device, forward.unwrap_or_default()) {
             (DeviceSpec::Cpu, Forward::Float) => (FORWARD_ROWWISE_F32, String::new()),
             (DeviceSpec::Cpu, Forward::Integer) => (FORWARD_INTEGER, String::new()),
             (d, _) => (FORWARD_DEVICE, d.family().to_string()),

@@ -115,19 +115,14 @@ fn lane_max_abs(v: &[f32]) -> f32 {
 /// Defines `$name` calling `$imp` compiled for AVX2 where the CPU has it:
 /// element-wise float code is the same IEEE operations at any vector width
 /// (Rust never fuses a multiply and an add), so only speed changes.
-/// `$fast` (by default `$imp`) is what runs there: a body that may call
-/// the AVX2 kernels directly.
 macro_rules! avx2_dispatch {
     ($(#[$m:meta])* fn $name:ident => $imp:ident / $avx:ident ($($a:ident : $t:ty),*) $(-> $r:ty)?) => {
-        avx2_dispatch! { $(#[$m])* fn $name => $imp, $imp; $avx ($($a: $t),*) $(-> $r)? }
-    };
-    ($(#[$m:meta])* fn $name:ident => $imp:expr, $fast:expr; $avx:ident ($($a:ident : $t:ty),*) $(-> $r:ty)?) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments)]
         fn $name($($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
             {
-                if use_avx2() {
+                if isa() >= AVX2 {
                     // SAFETY: the CPU has AVX2 (checked).
                     return unsafe { $avx($($a),*) };
                 }
@@ -138,7 +133,7 @@ macro_rules! avx2_dispatch {
         #[target_feature(enable = "avx2")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn $avx($($a: $t),*) $(-> $r)? {
-            $fast($($a),*)
+            $imp($($a),*)
         }
     };
 }
@@ -263,14 +258,14 @@ impl QLinear {
         if m == 0 {
             return;
         }
-        let avx = use_avx2();
+        let isa = isa();
         par_panels(m, n, NR, out, |b, r0, rb, tmp: &mut [i32]| {
             let panel = &self.panels[b * kp * NR..(b + 1) * kp * NR];
             let xs = &x[r0 * kp..(r0 + rb) * kp];
-            if avx {
-                rows_panel::<true>(xs, rb, kp, panel, tmp);
-            } else {
-                rows_panel::<false>(xs, rb, kp, panel, tmp);
+            match isa {
+                AVX512 => rows_panel::<AVX512>(xs, rb, kp, panel, tmp),
+                AVX2 => rows_panel::<AVX2>(xs, rb, kp, panel, tmp),
+                _ => rows_panel::<PORTABLE>(xs, rb, kp, panel, tmp),
             }
         });
     }
@@ -288,52 +283,69 @@ impl QLinear {
 
 /// `rows` rows of `x` (row stride `kp`) against one panel, into `out`
 /// (`rows × NR`).
-fn rows_panel<const AVX: bool>(x: &[i16], rows: usize, kp: usize, panel: &[i16], out: &mut [i32]) {
+fn rows_panel<const ISA: u8>(x: &[i16], rows: usize, kp: usize, panel: &[i16], out: &mut [i32]) {
     let mut i = 0;
     while i < rows {
         let r = rows - i;
         let (xs, o) = (&x[i * kp..], &mut out[i * NR..]);
         i += match r {
-            r if r >= 6 => madd::<6, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
-            5 => madd::<5, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
-            4 => madd::<4, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
-            3 => madd::<3, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
-            2 => madd::<2, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
-            _ => madd::<1, AVX>(xs, kp, kp / 2, panel, 2 * NR, o),
+            r if r >= 6 => madd::<6, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
+            5 => madd::<5, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
+            4 => madd::<4, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
+            3 => madd::<3, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
+            2 => madd::<2, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
+            _ => madd::<1, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
         };
     }
 }
 
-/// Forces the portable kernel (tests: every path must give the same sums).
-static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The kernels' instruction sets, in the order they are preferred.
+const PORTABLE: u8 = 0;
+const AVX2: u8 = 1;
+const AVX512: u8 = 2;
 
-/// Runs `f` with the portable kernels only; for tests comparing paths.
-pub fn with_portable_kernels<T>(f: impl FnOnce() -> T) -> T {
+/// The best instruction set tests allow ([`with_kernels`]).
+static MAX_ISA: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(AVX512);
+
+/// Runs `f` with kernels no newer than `max` (0 portable, 1 AVX2, 2
+/// AVX-512): for tests comparing the paths, which must give the same bits.
+pub fn with_kernels<T>(max: u8, f: impl FnOnce() -> T) -> T {
     use std::sync::atomic::Ordering::SeqCst;
-    PORTABLE_ONLY.store(true, SeqCst);
+    MAX_ISA.store(max, SeqCst);
     let r = f();
-    PORTABLE_ONLY.store(false, SeqCst);
+    MAX_ISA.store(AVX512, SeqCst);
     r
+}
+
+/// The portable kernels only: [`with_kernels`]`(0, f)`.
+pub fn with_portable_kernels<T>(f: impl FnOnce() -> T) -> T {
+    with_kernels(PORTABLE, f)
 }
 
 /// The instruction set the integer kernels use here.
 pub fn kernel_name() -> &'static str {
-    if use_avx2() {
-        "avx2"
-    } else {
-        "portable"
-    }
+    ["portable", "avx2", "avx512bw"][isa() as usize]
+}
+
+/// The instruction sets this CPU offers the kernels (for tests).
+pub fn kernel_levels() -> u8 {
+    with_kernels(AVX512, isa)
 }
 
 #[inline]
-fn use_avx2() -> bool {
+fn isa() -> u8 {
+    let max = MAX_ISA.load(std::sync::atomic::Ordering::Relaxed);
     #[cfg(target_arch = "x86_64")]
     {
-        if !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
-            return std::arch::is_x86_feature_detected!("avx2");
+        if max >= AVX512 && std::arch::is_x86_feature_detected!("avx512bw") {
+            return AVX512;
+        }
+        if max >= AVX2 && std::arch::is_x86_feature_detected!("avx2") {
+            return AVX2;
         }
     }
-    false
+    let _ = max;
+    PORTABLE
 }
 
 /// The one kernel: `out[i][j] = Σ_t x[i][2t]·w[t][j][0] + x[i][2t+1]·w[t][j][1]`
@@ -341,8 +353,8 @@ fn use_avx2() -> bool {
 /// a panel whose pair `t` starts at `t · ps`; out has row stride NR.
 /// Callers guarantee the sums fit i32, so any order gives the same result.
 #[inline(always)]
-/// `AVX` is true only where [`use_avx2`] said so.
-fn madd<const MR: usize, const AVX: bool>(
+/// `ISA` is one [`isa`] returned on this CPU.
+fn madd<const MR: usize, const ISA: u8>(
     x: &[i16],
     xs: usize,
     pairs: usize,
@@ -357,8 +369,14 @@ fn madd<const MR: usize, const AVX: bool>(
     assert!(out.len() >= MR * NR);
     #[cfg(target_arch = "x86_64")]
     {
-        if AVX {
-            // SAFETY: AVX is set only on CPUs with AVX2; bounds checked above.
+        // SAFETY: ISA names what this CPU has; bounds were checked above.
+        if ISA == AVX512 {
+            unsafe {
+                madd_avx512::<MR>(x.as_ptr(), xs, pairs, panel.as_ptr(), ps, out.as_mut_ptr())
+            };
+            return MR;
+        }
+        if ISA == AVX2 {
             unsafe { madd_avx2::<MR>(x.as_ptr(), xs, pairs, panel.as_ptr(), ps, out.as_mut_ptr()) };
             return MR;
         }
@@ -405,6 +423,33 @@ unsafe fn madd_avx2<const MR: usize>(
     for (i, a) in acc.iter().enumerate() {
         _mm256_storeu_si256(out.add(i * NR) as *mut __m256i, a[0]);
         _mm256_storeu_si256(out.add(i * NR + 8) as *mut __m256i, a[1]);
+    }
+}
+
+/// [`madd_avx2`] with one 512-bit register per pair of the panel's 16
+/// columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw,avx512f")]
+#[inline]
+unsafe fn madd_avx512<const MR: usize>(
+    x: *const i16,
+    xs: usize,
+    pairs: usize,
+    panel: *const i16,
+    ps: usize,
+    out: *mut i32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_si512(); MR];
+    for t in 0..pairs {
+        let w = _mm512_loadu_si512(panel.add(t * ps) as *const _);
+        for (i, a) in acc.iter_mut().enumerate() {
+            let pair = std::ptr::read_unaligned(x.add(i * xs + 2 * t) as *const i32);
+            *a = _mm512_add_epi32(*a, _mm512_madd_epi16(_mm512_set1_epi32(pair), w));
+        }
+    }
+    for (i, a) in acc.iter().enumerate() {
+        _mm512_storeu_si512(out.add(i * NR) as *mut _, *a);
     }
 }
 
@@ -604,7 +649,7 @@ struct Scratch {
 /// sum an exact integer one.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn attend_impl<const AVX: bool>(
+fn attend_impl<const ISA: u8>(
     c: &IntCache,
     layer: usize,
     r: &Row,
@@ -630,7 +675,7 @@ fn attend_impl<const AVX: bool>(
         let qh = &q[h * hd..(h + 1) * hd];
         for b in 0..nb {
             let panel = &c.k[kbase + b * block + kh * hd * KB..][..hd * KB];
-            madd::<1, AVX>(qh, 0, hd / 2, panel, 2 * KB, &mut sc.scores[b * KB..]);
+            madd::<1, ISA>(qh, 0, hd / 2, panel, 2 * KB, &mut sc.scores[b * KB..]);
         }
         let kss = &c.ks[sbase + kh * c.max_pos..][..n];
         let qsh = qs[h];
@@ -683,7 +728,7 @@ fn attend_impl<const AVX: bool>(
             for p0 in (0..pairs).step_by(VSPAN / 2) {
                 let np = (pairs - p0).min(VSPAN / 2);
                 let panel = &c.v[vbase + p0 * vps + (kh * c.hdp + d0) * 2..];
-                madd::<1, AVX>(&sc.w[2 * p0..], 0, np, panel, vps, &mut part);
+                madd::<1, ISA>(&sc.w[2 * p0..], 0, np, panel, vps, &mut part);
                 for (t, &p) in total.iter_mut().zip(&part) {
                     *t += p as i64;
                 }
@@ -695,18 +740,61 @@ fn attend_impl<const AVX: bool>(
     }
 }
 
-avx2_dispatch! {
-    /// [`attend_impl`], on the AVX2 kernels where the CPU has them.
-    fn attend => attend_impl::<false>, attend_impl::<true>; attend_avx2 (
-        c: &IntCache,
-        layer: usize,
-        r: &Row,
-        q: &[i16],
-        qs: &[f32],
-        out: &mut [f32],
-        heads: (usize, usize, f32),
-        sc: &mut Scratch
-    )
+/// [`attend_impl`] on the best kernels this CPU has, its element-wise
+/// code compiled for them (the same IEEE operations at any width).
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    c: &IntCache,
+    layer: usize,
+    r: &Row,
+    q: &[i16],
+    qs: &[f32],
+    out: &mut [f32],
+    heads: (usize, usize, f32),
+    sc: &mut Scratch,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: isa() names what this CPU has.
+        match isa() {
+            AVX512 => return unsafe { attend_avx512(c, layer, r, q, qs, out, heads, sc) },
+            AVX2 => return unsafe { attend_avx2(c, layer, r, q, qs, out, heads, sc) },
+            _ => {}
+        }
+    }
+    attend_impl::<PORTABLE>(c, layer, r, q, qs, out, heads, sc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx2(
+    c: &IntCache,
+    layer: usize,
+    r: &Row,
+    q: &[i16],
+    qs: &[f32],
+    out: &mut [f32],
+    heads: (usize, usize, f32),
+    sc: &mut Scratch,
+) {
+    attend_impl::<AVX2>(c, layer, r, q, qs, out, heads, sc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw,avx512f,avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx512(
+    c: &IntCache,
+    layer: usize,
+    r: &Row,
+    q: &[i16],
+    qs: &[f32],
+    out: &mut [f32],
+    heads: (usize, usize, f32),
+    sc: &mut Scratch,
+) {
+    attend_impl::<AVX512>(c, layer, r, q, qs, out, heads, sc)
 }
 
 /// Keys and values of the integer pass: keys 12-bit in blocks of [`KB`]
@@ -843,15 +931,17 @@ mod tests {
                     }
                 })
                 .collect();
-            let mut fast = vec![0i32; rows * NR];
-            if use_avx2() {
-                rows_panel::<true>(&x, rows, kp, &panel, &mut fast);
-            } else {
-                rows_panel::<false>(&x, rows, kp, &panel, &mut fast);
-            }
             let mut slow = vec![0i32; rows * NR];
-            rows_panel::<false>(&x, rows, kp, &panel, &mut slow);
-            assert_eq!(fast, slow, "rows {rows} pairs {pairs}");
+            rows_panel::<PORTABLE>(&x, rows, kp, &panel, &mut slow);
+            let levels = kernel_levels();
+            for isa in AVX2..=levels {
+                let mut fast = vec![0i32; rows * NR];
+                match isa {
+                    AVX2 => rows_panel::<AVX2>(&x, rows, kp, &panel, &mut fast),
+                    _ => rows_panel::<AVX512>(&x, rows, kp, &panel, &mut fast),
+                }
+                assert_eq!(fast, slow, "isa {isa} rows {rows} pairs {pairs}");
+            }
             for i in 0..rows {
                 for j in 0..NR {
                     let want: i64 = (0..kp)

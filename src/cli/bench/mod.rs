@@ -9,6 +9,7 @@ pub mod plot;
 pub mod speed;
 
 use lmic::error::{Error, IoContext, Result};
+use lmic::model::backend::Forward;
 use lmic::model::Model;
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -203,6 +204,18 @@ pub struct BenchOptions {
     pub model: String,
     pub context: u32,
     pub top_k: u32,
+    /// lmic's forward passes: the first is the row "lmic", any other a row
+    /// "lmic-KIND" beside it.
+    pub forward: Vec<Forward>,
+}
+
+/// The name of lmic's row for its `i`-th forward pass.
+fn lmic_row_name(i: usize, f: Forward) -> &'static str {
+    match (i, f) {
+        (0, _) => "lmic",
+        (_, Forward::Float) => "lmic-float",
+        (_, Forward::Integer) => "lmic-integer",
+    }
 }
 
 pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Result<Vec<Row>> {
@@ -233,23 +246,34 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
         let orig_pcm = pcm(f);
         // lmic first, then each installed baseline.
         let stats = tmp.path().join("stats.json");
-        let lmic_enc =
-            format!(
-            "{} compress {{in}} {{out}} --model {} --context {} --top-k {} -q -f --stats-json {}",
-            quote(&exe), quote(Path::new(&o.model)), o.context, o.top_k, quote(&stats)
-        );
+        let lmic_encs: Vec<String> = o
+            .forward
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} compress {{in}} {{out}} --model {} --context {} --top-k {} --forward {f} -q -f --stats-json {}",
+                    quote(&exe), quote(Path::new(&o.model)), o.context, o.top_k, quote(&stats)
+                )
+            })
+            .collect();
         let lmic_dec = format!("{} decompress {{in}} {{out}} -q -f", quote(&exe));
-        let lmic = Codec {
-            name: "lmic",
-            install: "",
-            bin: "",
-            ext: "lmc",
-            enc: &lmic_enc,
-            dec: &lmic_dec,
-            pcm_only: false,
-            max_bits: 32,
-        };
-        for c in std::iter::once(&lmic).chain(BASELINES) {
+        let lmics: Vec<Codec> = o
+            .forward
+            .iter()
+            .zip(&lmic_encs)
+            .enumerate()
+            .map(|(i, (&f, enc))| Codec {
+                name: lmic_row_name(i, f),
+                install: "",
+                bin: "",
+                ext: "lmc",
+                enc,
+                dec: &lmic_dec,
+                pcm_only: false,
+                max_bits: 32,
+            })
+            .collect();
+        for c in lmics.iter().chain(BASELINES) {
             if !c.bin.is_empty() && !installed(c.bin) {
                 rows.push(Row {
                     codec: c.name.into(),
@@ -287,7 +311,7 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
                 peak_rss_kb: em.max(dm),
                 ..base.clone()
             };
-            if c.name == "lmic" {
+            if c.bin.is_empty() {
                 let st: Option<serde_json::Value> = std::fs::read(&stats)
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
@@ -482,6 +506,7 @@ pub struct Request {
     pub plot: Option<PathBuf>,
     pub paper: bool,
     pub chunks: usize,
+    pub forward: Vec<Forward>,
     pub speed: bool,
 }
 
@@ -496,6 +521,7 @@ pub fn report(r: Request) -> anyhow::Result<()> {
         plot,
         paper,
         chunks,
+        forward,
         speed,
     } = r;
     if speed {
@@ -516,10 +542,16 @@ pub fn report(r: Request) -> anyhow::Result<()> {
         Some(c) => c,
         None => lmic::codec::default_context(&Model::load(&model)?),
     };
+    let forward = if forward.is_empty() {
+        vec![Forward::default()]
+    } else {
+        forward
+    };
     let o = BenchOptions {
         model,
         context,
         top_k,
+        forward,
     };
     let say = |s: &str| {
         if std::io::stderr().is_terminal() {
