@@ -918,7 +918,7 @@ mod tests {
                     if i % 3 == 0 {
                         a as i16
                     } else {
-                        (r.next_u64() % (2 * a as u64 + 1)) as i16 - a as i16
+                        ((r.next_u64() % (2 * a as u64 + 1)) as i32 - a) as i16
                     }
                 })
                 .collect();
