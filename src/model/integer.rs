@@ -21,7 +21,7 @@
 //!   the exact `i64` sum of the quantised row's squares.
 //! - Attention: queries and keys 12 bits per head, so a score is an exact
 //!   `i32` dot; softmax weights (with each value row's scale folded in) 13
-//!   bits and values 11 bits, summed in `i32` over spans of [`VSPAN`]
+//!   bits and values 11 bits, summed in `i32` over spans of `VSPAN`
 //!   positions and in `i64` across spans; the softmax's denominator is the
 //!   exact sum of the weights rounded to 2^-20.
 //! - The residual stream stays f32; it is only ever added to element-wise.
@@ -208,7 +208,7 @@ fn quantize_normed(x: &[f32], a: i32, eps: f64, q: &mut [i16]) -> f32 {
 }
 
 /// A linear layer quantised to 8 bits per output row, packed for the
-/// kernels: panels of [`NR`] output columns, input pairs interleaved
+/// kernels: panels of `NR` output columns, input pairs interleaved
 /// (`[panel][k / 2][column][2]`), the layout `vpmaddwd` multiplies.
 pub struct QLinear {
     n: usize,
@@ -797,7 +797,7 @@ unsafe fn attend_avx512(
     attend_impl::<AVX512>(c, layer, r, q, qs, out, heads, sc)
 }
 
-/// Keys and values of the integer pass: keys 12-bit in blocks of [`KB`]
+/// Keys and values of the integer pass: keys 12-bit in blocks of `KB`
 /// positions with dimension pairs interleaved (`[block][kv head][hd/2][KB][2]`),
 /// values with position pairs interleaved (`[pos/2][kv head][hdp][2]`), and
 /// each (position, head)'s two scales (`[kv head][pos]`).
