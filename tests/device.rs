@@ -1,17 +1,90 @@
-//! The device path (`--device`; candle ops, fixed-shape passes), tested on candle's CPU backend.
+//! The device paths (`--device`): the float pass's candle ops in fixed-shape
+//! passes, and the integer pass's products as f64 matrix products. Tested on
+//! candle's CPU backend, or on the device `LMIC_TEST_DEVICE` names
+//! (`scripts/gpu-check.sh` runs this binary with `cuda` on a GPU machine).
 
 mod common;
 
 use common::*;
+use lmic::model::backend::Forward;
 use lmic::model::device::{DeviceNet, DeviceSpec};
+use lmic::model::integer::IntModel;
 use lmic::model::{KvCache, Model, Row};
-use lmic::Options;
+use lmic::{DecodeOptions, Decoder, Options};
 
+/// The float pass on candle's CPU backend.
 fn candle_cpu() -> Options {
     Options {
         device: DeviceSpec::CandleCpu,
+        forward: Some(Forward::Float),
         ..opts()
     }
+}
+
+/// The device the integer tests run their products on.
+fn device_under_test() -> DeviceSpec {
+    std::env::var("LMIC_TEST_DEVICE")
+        .map(|d| d.parse().expect("LMIC_TEST_DEVICE"))
+        .unwrap_or(DeviceSpec::CandleCpu)
+}
+
+/// The integer pass's logits with its products on a device are the CPU
+/// kernels' bits: whole passes and steps, the tiny model and the built-in
+/// one (whose golden hash `tests/exactness.rs` pins).
+#[test]
+fn integer_products_on_a_device_are_the_cpu_kernels() {
+    let dev = device_under_test();
+    let mut s = lmic::rng::Lcg::new(5);
+    for m in [model(), &Model::load("lmic:audio-v3").unwrap()] {
+        let v = m.vocab_size() as u32;
+        let seqs: Vec<Vec<u32>> = (0..4)
+            .map(|i| (0..40 + 23 * i).map(|_| s.next_u32() % v).collect())
+            .collect();
+        let cpu = IntModel::new(m);
+        let want = logits_full(&cpu, &seqs);
+        assert_eq!(logits_steps(&cpu, &seqs), want);
+        let on = IntModel::new(m).on_device(&dev).unwrap();
+        assert!(logits_full(&on, &seqs) == want, "{dev}: whole pass");
+        assert!(logits_steps(&on, &seqs) == want, "{dev}: steps");
+    }
+}
+
+/// An integer file is the same bytes whether the products ran on the CPU or
+/// on a device, records no device, and decodes on either.
+#[test]
+fn integer_files_are_the_same_on_every_device() {
+    let dev = device_under_test();
+    let m = Model::load(lmic::model::builtin::DEFAULT).unwrap();
+    let w = Wav::pcm(2, 16, 3000, 4).bytes();
+    let o = Options {
+        force_coded: true,
+        ..Options::default()
+    };
+    let (cpu, _) = compress_with(&m, &w, &o).unwrap();
+    let (on, _) = compress_with(
+        &m,
+        &w,
+        &Options {
+            device: dev.clone(),
+            ..o
+        },
+    )
+    .unwrap();
+    assert!(cpu == on, "{dev}: a different file");
+    let i = lmic::info(&on[..]).unwrap();
+    assert_eq!(i.header.forward_mode, lmic::container::FORWARD_INTEGER);
+    assert_eq!(i.header.device, "");
+    assert!(decompress_with(&m, &on).unwrap() == w);
+    let mut back = Vec::new();
+    let d = DecodeOptions {
+        device: dev,
+        ..DecodeOptions::default()
+    };
+    Decoder::open(&cpu[..], &d, |_| Ok(&m))
+        .unwrap()
+        .decompress(&mut back)
+        .unwrap();
+    assert!(back == w);
 }
 
 /// The candle network is the same Llama as lmic's kernels (grouped-query
@@ -123,6 +196,7 @@ fn device_batches_with_verbatim_chunks() {
     let o = Options {
         context: Some(256),
         device: DeviceSpec::CandleCpu,
+        forward: Some(Forward::Float),
         ..Options::default()
     };
     let (lmc, st) = compress_with(&m, &short, &o).unwrap();

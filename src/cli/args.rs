@@ -32,10 +32,11 @@ pub struct Common {
     /// No progress or messages on stderr.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Where the model runs: cpu (lmic's own kernels, files decode on any
-    /// CPU), cuda[:N] (a build with --features cuda; such files decode only
-    /// with CUDA), or candle-cpu (the CUDA code path on the CPU, for tests).
-    /// Decompression follows the file; this only picks the CUDA ordinal.
+    /// Where the model's products run: cpu (lmic's own kernels), cuda[:N] (a
+    /// build with --features cuda), or candle-cpu (the CUDA code path on the
+    /// CPU, for tests). With the integer pass (the default) the file is the
+    /// same wherever it is made or decoded; --forward float files made on a
+    /// device decode only on that device family.
     #[arg(long, default_value_t = DeviceSpec::default())]
     pub device: DeviceSpec,
 }
@@ -101,10 +102,11 @@ pub enum Command {
         /// predictor three times faster; what lmic wrote before 2026-12-04).
         #[arg(long, default_value_t = Options::default().cascade_preset, value_name = "N")]
         cascade_preset: u8,
-        /// The forward pass's arithmetic on the CPU: integer (the default:
-        /// 8-bit weights and exact integer sums, so the kernels may use any
-        /// instruction set) or float (lmic's fixed-order f32 kernels, what
-        /// lmic wrote before 2026-12-04: the same sizes, slower). The file
+        /// The forward pass's arithmetic: integer (the default: 8-bit
+        /// weights and exact integer sums, so the kernels may use any
+        /// instruction set or device) or float (lmic's fixed-order f32
+        /// kernels, what lmic wrote before 2026-12-04: the same sizes,
+        /// slower; on a device, candle's fixed-shape passes). The file
         /// records it; decompression follows the file.
         #[arg(long, value_name = "KIND")]
         forward: Option<Forward>,

@@ -263,7 +263,7 @@ fn encode_batch<N: RowNet>(
     for c in &chunks {
         offsets.push(offsets.last().unwrap() + c.len());
     }
-    Ok(chunks
+    chunks
         .par_iter()
         .enumerate()
         .map(|(s, toks)| {
@@ -274,7 +274,7 @@ fn encode_batch<N: RowNet>(
             for b0 in (0..toks.len()).step_by(LOGIT_BLOCK) {
                 let n = (toks.len() - b0).min(LOGIT_BLOCK);
                 let r0 = offsets[s] + b0;
-                let logits = net.logits(&hidden[r0 * hs..(r0 + n) * hs], n);
+                let logits = net.logits(&hidden[r0 * hs..(r0 + n) * hs], n)?;
                 for i in 0..n {
                     Dist::from_logits(&logits[i * v..(i + 1) * v], top_k, &mut scratch, &mut dist);
                     let (bits, esc) = dist.encode(&mut enc, toks[b0 + i]);
@@ -283,9 +283,9 @@ fn encode_batch<N: RowNet>(
                     escapes += esc as u64;
                 }
             }
-            (enc, ideal, escapes)
+            Ok((enc, ideal, escapes))
         })
-        .collect())
+        .collect()
 }
 
 /// The mirror of [`encode_chunks`]: coded chunks are stepped token by token,
@@ -545,7 +545,7 @@ fn decode_group<N: RowNet>(
             })
             .collect();
         let hidden = net.forward(&mut cache, &rows)?;
-        let logits = net.logits(&hidden, rows.len());
+        let logits = net.logits(&hidden, rows.len())?;
         row_of.fill(usize::MAX);
         for (r, &s) in active.iter().enumerate() {
             row_of[s] = r;

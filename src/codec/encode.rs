@@ -273,7 +273,7 @@ impl<'a, W: Write> Encoder<'a, W> {
             device,
             frame_chunks: opts
                 .frame_chunks
-                .unwrap_or_else(|| default_frame_chunks(&opts.device))
+                .unwrap_or_else(|| default_frame_chunks(&opts.device, opts.forward))
                 .clamp(1, container::MAX_FRAME_CHUNKS),
             model_spec: model.spec.clone(),
             fingerprint: model.fingerprint,

@@ -43,8 +43,8 @@ pub struct Options {
     /// Whether a frame's chunks run channel by channel (planar) or across
     /// interleaved samples.
     pub layout: Layout,
-    /// Chunks per frame: the unit of streaming (None: 64 on the CPU, 512 on
-    /// a device, which wants hundreds of chunks per pass).
+    /// Chunks per frame: the unit of streaming (None: 64; 512 for the float
+    /// pass on a device, which wants hundreds of chunks per pass).
     pub frame_chunks: Option<u32>,
     /// Tokens per forward pass; batches run in parallel, one per thread.
     /// Changes speed and memory, never results.
@@ -58,14 +58,15 @@ pub struct Options {
     /// Code every chunk even where verbatim storage would be smaller. For
     /// tests and diagnostics (a random test model never beats verbatim).
     pub force_coded: bool,
-    /// Where the forward pass runs: anything but `Cpu` makes a file that
-    /// decodes only on the same device family.
+    /// Where the forward pass's products run. With the integer pass the
+    /// file does not depend on it; a `Float` file made on a device decodes
+    /// only on the same device family.
     pub device: DeviceSpec,
-    /// The CPU forward pass's arithmetic: `Float` (lmic's fixed-order f32
-    /// kernels) or `Integer` (exact integer sums, any instruction set; the
-    /// same sizes within 0.001% on the eval set, 1.6–1.9x the forward
-    /// pass's speed). None: `Integer` on the CPU; a device runs its own
-    /// fixed-shape float pass.
+    /// The forward pass's arithmetic: `Float` (lmic's fixed-order f32
+    /// kernels; on a device, candle's fixed-shape passes) or `Integer`
+    /// (exact integer sums, any instruction set or device; the same sizes
+    /// within 0.001% on the eval set, 1.6–1.9x the forward pass's speed on
+    /// the CPU). None: `Integer`.
     pub forward: Option<Forward>,
     /// Every this many frames is a keyframe, where the cascade's filters
     /// start cold; between them they go on from frame to frame (1: every
@@ -110,8 +111,9 @@ pub struct DecodeOptions {
     /// Chunks stepped together; groups run in parallel, one per thread.
     /// Changes speed and memory, never results.
     pub decode_group: usize,
-    /// Files made on a device decode only on that device family; this picks
-    /// the CUDA ordinal.
+    /// Where an integer file's products run (any device gives the same
+    /// bits). Float files made on a device decode only on that device
+    /// family; for them this only picks the CUDA ordinal.
     pub device: DeviceSpec,
     /// Write every intact frame of a damaged file, silence of the right
     /// length for a lost one, and report the damage
@@ -133,13 +135,15 @@ impl Default for DecodeOptions {
     }
 }
 
-/// Chunks per frame by default: 64 on the CPU; 512 on a device, since a GPU
-/// wants hundreds of chunks per pass and a frame is the most the encoder
-/// batches (a pass is still capped at a 4 GiB working set).
-pub fn default_frame_chunks(device: &DeviceSpec) -> u32 {
-    match device {
-        DeviceSpec::Cpu => 64,
-        _ => 512,
+/// Chunks per frame by default: 64; 512 for the float pass on a device,
+/// whose decoder runs a full pass per position and wants hundreds of chunks
+/// in it (a frame is the most the encoder batches; a pass is still capped
+/// at a 4 GiB working set). The integer pass keeps 64 on every device, so a
+/// file does not depend on where it was made.
+pub fn default_frame_chunks(device: &DeviceSpec, forward: Option<Forward>) -> u32 {
+    match (device, forward.unwrap_or_default()) {
+        (DeviceSpec::Cpu, _) | (_, Forward::Integer) => 64,
+        (_, Forward::Float) => 512,
     }
 }
 

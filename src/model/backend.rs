@@ -58,7 +58,7 @@ pub trait RowNet: Sync {
     /// Hidden states of `rows` (`rows.len() × hidden_size`).
     fn forward(&self, cache: &mut Self::Cache, rows: &[Row]) -> Result<Vec<f32>>;
     /// Logits of `m` hidden states.
-    fn logits(&self, hidden: &[f32], m: usize) -> Vec<f32>;
+    fn logits(&self, hidden: &[f32], m: usize) -> Result<Vec<f32>>;
     /// Width of a hidden state.
     fn hidden_size(&self) -> usize;
 }
@@ -77,8 +77,8 @@ impl RowNet for Model {
     fn forward(&self, cache: &mut KvCache, rows: &[Row]) -> Result<Vec<f32>> {
         Model::forward(self, cache, rows)
     }
-    fn logits(&self, hidden: &[f32], m: usize) -> Vec<f32> {
-        Model::logits(self, hidden, m)
+    fn logits(&self, hidden: &[f32], m: usize) -> Result<Vec<f32>> {
+        Ok(Model::logits(self, hidden, m))
     }
     fn hidden_size(&self) -> usize {
         self.config.hidden_size
@@ -99,7 +99,7 @@ impl RowNet for IntModel {
     fn forward(&self, cache: &mut IntCache, rows: &[Row]) -> Result<Vec<f32>> {
         IntModel::forward(self, cache, rows)
     }
-    fn logits(&self, hidden: &[f32], m: usize) -> Vec<f32> {
+    fn logits(&self, hidden: &[f32], m: usize) -> Result<Vec<f32>> {
         IntModel::logits(self, hidden, m)
     }
     fn hidden_size(&self) -> usize {
@@ -116,47 +116,42 @@ pub enum Backend {
     /// [`super::device`]).
     Device(DeviceNet),
     /// The integer-exact pass ([`super::integer`]), row-wise like
-    /// `RowWise`, on the CPU.
+    /// `RowWise`; its products on the CPU or a device, the same bits.
     Integer(Box<IntModel>),
 }
 
 impl Backend {
     /// The backend for compressing on `device` with `forward` (None: the
-    /// default on the CPU, a device's own fixed-shape float pass elsewhere).
+    /// integer pass, its products on `device`).
     pub fn for_compression(
         model: &Model,
         device: &DeviceSpec,
         forward: Option<Forward>,
     ) -> Result<Backend> {
-        Ok(match (device, forward) {
-            (DeviceSpec::Cpu, f) => match f.unwrap_or_default() {
-                Forward::Float => Backend::RowWise,
-                Forward::Integer => Backend::Integer(Box::new(IntModel::new(model))),
-            },
-            (d, None | Some(Forward::Float)) => Backend::Device(DeviceNet::new(model, d)?),
-            (d, Some(Forward::Integer)) => {
-                return Err(Error::Usage(format!(
-                    "--forward integer runs on the CPU only (not --device {d})"
-                )))
-            }
+        Ok(match (device, forward.unwrap_or_default()) {
+            (d, Forward::Integer) => Backend::Integer(Box::new(IntModel::new(model).on_device(d)?)),
+            (DeviceSpec::Cpu, Forward::Float) => Backend::RowWise,
+            (d, Forward::Float) => Backend::Device(DeviceNet::new(model, d)?),
         })
     }
 
     /// What a file made on `device` with `forward` records: its forward
-    /// mode and device family (empty for the CPU kernels).
+    /// mode and device family (empty where any machine decodes it).
     pub fn record(device: &DeviceSpec, forward: Option<Forward>) -> (u8, String) {
         match (device, forward.unwrap_or_default()) {
+            (_, Forward::Integer) => (FORWARD_INTEGER, String::new()),
             (DeviceSpec::Cpu, Forward::Float) => (FORWARD_ROWWISE_F32, String::new()),
-            (DeviceSpec::Cpu, Forward::Integer) => (FORWARD_INTEGER, String::new()),
-            (d, _) => (FORWARD_DEVICE, d.family().to_string()),
+            (d, Forward::Float) => (FORWARD_DEVICE, d.family().to_string()),
         }
     }
 
-    /// The backend a file decodes on: the one it was made on. `device` only
-    /// picks the CUDA ordinal.
+    /// The backend a file decodes on. Integer files decode anywhere, their
+    /// products on `device`; float files only on the backend they were made
+    /// on (`device` then only picks the CUDA ordinal).
     pub fn for_file(model: &Model, h: &FileHeader, device: &DeviceSpec) -> Result<Backend> {
         if h.forward_mode == FORWARD_INTEGER {
-            return Ok(Backend::Integer(Box::new(IntModel::new(model))));
+            let net = IntModel::new(model).on_device(device)?;
+            return Ok(Backend::Integer(Box::new(net)));
         }
         if h.forward_mode != FORWARD_DEVICE {
             return Ok(Backend::RowWise);

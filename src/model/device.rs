@@ -79,7 +79,7 @@ impl DeviceSpec {
         }
     }
 
-    fn device(&self) -> Result<Device> {
+    pub(crate) fn device(&self) -> Result<Device> {
         match self {
             DeviceSpec::Cpu | DeviceSpec::CandleCpu => Ok(Device::Cpu),
             DeviceSpec::Cuda(n) => Device::new_cuda(*n).map_err(|e| {

@@ -25,11 +25,20 @@
 //!   positions and in `i64` across spans; the softmax's denominator is the
 //!   exact sum of the weights rounded to 2^-20.
 //! - The residual stream stays f32; it is only ever added to element-wise.
+//!
+//! On a candle device ([`IntModel::on_device`]; a GPU) the products run as
+//! f64 matrix products: every partial sum of such a product is an integer
+//! below 2^31 in magnitude, exact in f64 whatever order, blocking or FMA the
+//! BLAS picks, so the device returns the CPU kernels' integers and a file's
+//! bits do not depend on where it was made or decoded. The rest of the pass
+//! (norms, attention, the element-wise work) stays on the CPU.
 
+use super::device::DeviceSpec;
 use super::forward::{Rope, Row};
 use super::kernels::{exp, par_panels, silu};
 use super::Model;
 use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 /// Largest weight magnitude (8 bits).
@@ -218,6 +227,8 @@ pub struct QLinear {
     a: i32,
     panels: Vec<i16>,
     scale: Vec<f32>,
+    /// The weights on a device, `kp × n` f64 ([`IntModel::on_device`]).
+    dev: Option<Tensor>,
 }
 
 impl QLinear {
@@ -246,17 +257,35 @@ impl QLinear {
             a: act_range(kp),
             panels,
             scale,
+            dev: None,
         }
+    }
+
+    /// The quantised weights as a `kp × n` f64 matrix on `device`.
+    fn upload(&mut self, device: &Device) -> candle_core::Result<()> {
+        let (n, kp) = (self.n, self.kp);
+        let mut w = vec![0f64; kp * n];
+        for j in 0..n {
+            let (b, jj) = (j / NR, j % NR);
+            for p in 0..kp {
+                w[p * n + j] = self.panels[((b * kp / 2 + p / 2) * NR + jj) * 2 + p % 2] as f64;
+            }
+        }
+        self.dev = Some(Tensor::from_vec(w, (kp, n), device)?);
+        Ok(())
     }
 
     /// `out[i][j] = Σ_p x[i][p] · w[j][p]`, exactly, for `m` rows of `x`
     /// (`m × kp`, quantised to `self.a`); out is `m × n`.
-    pub fn forward(&self, x: &[i16], m: usize, out: &mut [i32]) {
+    pub fn forward(&self, x: &[i16], m: usize, out: &mut [i32]) -> Result<()> {
         let (n, kp) = (self.n, self.kp);
         assert_eq!(x.len(), m * kp);
         assert_eq!(out.len(), m * n);
         if m == 0 {
-            return;
+            return Ok(());
+        }
+        if let Some(w) = &self.dev {
+            return device_product(x, m, kp, w, out);
         }
         let isa = isa();
         par_panels(m, n, NR, out, |b, r0, rb, tmp: &mut [i32]| {
@@ -268,6 +297,7 @@ impl QLinear {
                 _ => rows_panel::<PORTABLE>(xs, rb, kp, panel, tmp),
             }
         });
+        Ok(())
     }
 
     /// `y[i][j] = acc[i][j] · (row[i] · scale[j])`: the product's value.
@@ -279,6 +309,28 @@ impl QLinear {
     fn add_dequant(&self, acc: &[i32], row: &[f32], x: &mut [f32]) {
         dequant_rows(acc, row, &self.scale, x, true)
     }
+}
+
+/// [`QLinear::forward`] on a device: `x` (`m × kp`) times `w` (`kp × n`) in
+/// f64, exact (see the module's notes), back as the integers they are.
+fn device_product(x: &[i16], m: usize, kp: usize, w: &Tensor, out: &mut [i32]) -> Result<()> {
+    let f = || -> candle_core::Result<Vec<f64>> {
+        let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let xt = Tensor::from_vec(xs, (m, kp), w.device())?;
+        xt.matmul(w)?.flatten_all()?.to_dtype(DType::F64)?.to_vec1()
+    };
+    let v = f().map_err(|e| Error::Model(format!("device product: {e}")))?;
+    for (o, v) in out.iter_mut().zip(v) {
+        // An integer below 2^31 by the ranges; anything else is a broken
+        // device, and a wrong value must not reach the coder.
+        if v.fract() != 0.0 || v.abs() > i32::MAX as f64 {
+            return Err(Error::Model(format!(
+                "device product returned {v}, not an exact integer"
+            )));
+        }
+        *o = v as i32;
+    }
+    Ok(())
 }
 
 /// `rows` rows of `x` (row stride `kp`) against one panel, into `out`
@@ -518,6 +570,25 @@ impl IntModel {
         }
     }
 
+    /// The same network with its products on `spec`'s device (the CPU
+    /// kernels for [`DeviceSpec::Cpu`]): the same integers, so the same bits.
+    pub fn on_device(mut self, spec: &DeviceSpec) -> Result<IntModel> {
+        if *spec == DeviceSpec::Cpu {
+            return Ok(self);
+        }
+        let device = spec.device()?;
+        let mut up = || -> candle_core::Result<()> {
+            for l in &mut self.layers {
+                for q in [&mut l.wqkv, &mut l.wo, &mut l.wgu, &mut l.w_down] {
+                    q.upload(&device)?;
+                }
+            }
+            self.head.upload(&device)
+        };
+        up().map_err(|e| Error::Model(format!("--device {spec}: uploading the weights: {e}")))?;
+        Ok(self)
+    }
+
     /// Width of the hidden states [`forward`](Self::forward) returns.
     pub fn hidden_size(&self) -> usize {
         self.hs
@@ -568,7 +639,7 @@ impl IntModel {
         let (mut ks, mut vs) = (vec![0f32; nkv], vec![0f32; nkv]);
         for (li, l) in self.layers.iter().enumerate() {
             self.norm_rows(&x, hs, l.wqkv.a, &mut xq, &mut rs);
-            l.wqkv.forward(&xq, m, &mut acc[..m * nqkv]);
+            l.wqkv.forward(&xq, m, &mut acc[..m * nqkv])?;
             l.wqkv.dequant(&acc[..m * nqkv], &rs, &mut y[..m * nqkv]);
             for (i, r) in rows.iter().enumerate() {
                 let yr = &mut y[i * nqkv..(i + 1) * nqkv];
@@ -600,33 +671,33 @@ impl IntModel {
             for (i, a) in att.chunks_exact(hs).enumerate() {
                 rs[i] = quantize(a, l.wo.a, &mut xq[i * hsp..(i + 1) * hsp]);
             }
-            l.wo.forward(&xq, m, &mut acc[..m * hs]);
+            l.wo.forward(&xq, m, &mut acc[..m * hs])?;
             l.wo.add_dequant(&acc[..m * hs], &rs, &mut x);
             self.norm_rows(&x, hs, l.wgu.a, &mut xq, &mut rs);
-            l.wgu.forward(&xq, m, &mut acc[..m * 2 * is]);
+            l.wgu.forward(&xq, m, &mut acc[..m * 2 * is])?;
             l.wgu.dequant(&acc[..m * 2 * is], &rs, &mut y[..m * 2 * is]);
             swiglu_rows(&mut y[..m * 2 * is], is);
             for i in 0..m {
                 let g = &y[i * 2 * is..i * 2 * is + is];
                 rs[i] = quantize(g, l.w_down.a, &mut hq[i * isp..(i + 1) * isp]);
             }
-            l.w_down.forward(&hq, m, &mut acc[..m * hs]);
+            l.w_down.forward(&hq, m, &mut acc[..m * hs])?;
             l.w_down.add_dequant(&acc[..m * hs], &rs, &mut x);
         }
         Ok(x)
     }
 
     /// Logits of `m` rows [`forward`](Self::forward) returned, `m × vocab`.
-    pub fn logits(&self, hidden: &[f32], m: usize) -> Vec<f32> {
+    pub fn logits(&self, hidden: &[f32], m: usize) -> Result<Vec<f32>> {
         let hsp = self.hs.next_multiple_of(2);
         let mut xq = vec![0i16; m * hsp];
         let mut rs = vec![0f32; m];
         self.norm_rows(hidden, self.hs, self.head.a, &mut xq, &mut rs);
         let mut acc = vec![0i32; m * self.vocab];
-        self.head.forward(&xq, m, &mut acc);
+        self.head.forward(&xq, m, &mut acc)?;
         let mut out = vec![0f32; m * self.vocab];
         self.head.dequant(&acc, &rs, &mut out);
-        out
+        Ok(out)
     }
 
     fn norm_rows(&self, x: &[f32], hs: usize, a: i32, xq: &mut [i16], rs: &mut [f32]) {

@@ -204,7 +204,7 @@ pub fn logits_full<N: RowNet>(m: &N, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
     }
     let mut cache = m.full_cache(seqs.len(), max);
     let h = m.forward(&mut cache, &rows).unwrap();
-    let l = m.logits(&h, rows.len());
+    let l = m.logits(&h, rows.len()).unwrap();
     let v = l.len() / rows.len();
     let mut out = vec![vec![]; seqs.len()];
     for (r, row) in rows.iter().enumerate() {
@@ -228,7 +228,7 @@ pub fn logits_steps<N: RowNet>(m: &N, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
             })
             .collect();
         let h = m.forward(&mut cache, &rows).unwrap();
-        let l = m.logits(&h, rows.len());
+        let l = m.logits(&h, rows.len()).unwrap();
         let v = l.len() / rows.len();
         for (r, row) in rows.iter().enumerate() {
             out[row.seq].push(l[r * v..(r + 1) * v].iter().map(|x| x.to_bits()).collect());

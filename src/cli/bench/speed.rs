@@ -78,7 +78,7 @@ fn int_peak_gops() -> f64 {
     let l = QLinear::new(&w, n, k, None);
     let x: Vec<i16> = (0..m * k).map(|i| (i % 17) as i16 * 100).collect();
     let mut o = vec![0i32; m * n];
-    gops(|| l.forward(&x, m, &mut o))
+    gops(|| l.forward(&x, m, &mut o).expect("CPU product"))
 }
 
 /// Tokens whose logits are computed in `secs`, as the pipeline batches them.
@@ -107,7 +107,7 @@ fn run<N: RowNet>(
                         })
                         .collect();
                     let h = net.forward(&mut cache, &rows)?;
-                    std::hint::black_box(net.logits(&h, m));
+                    std::hint::black_box(net.logits(&h, m)?);
                 }
             } else {
                 let mut cache = net.full_cache(m, ctx);
@@ -121,7 +121,7 @@ fn run<N: RowNet>(
                     })
                     .collect();
                 let h = net.forward(&mut cache, &rows)?;
-                std::hint::black_box(net.logits(&h, rows.len()));
+                std::hint::black_box(net.logits(&h, rows.len())?);
             }
             Ok(())
         })
