@@ -6,36 +6,47 @@
 # driver installs, is linked against a stub naming its symbols; the driver's
 # own library is loaded in its place at run time.
 #   scripts/cuda-build.sh [CARGO ARGS...]      default: build --release --features cuda
+# (CI runs `check --features cuda --all-targets`: every crate compiled, the
+# CUDA kernels by nvcc, without the libraries' gigabyte or the link.)
 # CUDA_COMPUTE_CAP picks the PTX target (default 90: H100/H200). The toolkit
 # goes to target/cuda-toolkit (about 1.2 GB), the build to target/cuda.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${LMIC_CUDA_TOOLKIT:-$PWD/target/cuda-toolkit}
-if [ ! -e "$root/ok" ]; then
-  python3 -m venv "$root/venv"
-  "$root/venv/bin/pip" install -q --disable-pip-version-check \
-    nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 \
-    nvidia-cuda-nvrtc==13.0.88 nvidia-cuda-runtime==13.0.96 \
-    nvidia-cuda-cccl==13.0.85 nvidia-cublas==13.0.2.14 nvidia-curand==10.4.5.25
-  touch "$root/ok"
+[ $# -gt 0 ] || set -- build --release --features cuda
+pip() {
+  [ -x "$root/venv/bin/pip" ] || python3 -m venv "$root/venv"
+  "$root/venv/bin/pip" install -q --disable-pip-version-check "$@"
+}
+# The compiler and headers (candle's kernels are compiled by its build script).
+if [ ! -e "$root/compiler.ok" ]; then
+  pip nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 \
+    nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
+  touch "$root/compiler.ok"
 fi
 cu=$(echo "$root"/venv/lib/python3*/site-packages/nvidia/cu13)
 [ -x "$cu/bin/nvcc" ] || { echo "cuda-build: no nvcc under $cu" >&2; exit 1; }
-
-# Unversioned names for the linker, and the driver stub: every cu* function
-# cudarc's driver bindings declare, as an empty function in a library whose
-# soname is the driver's.
 link="$root/link"
-mkdir -p "$link"
-for l in nvrtc.so.13 cublas.so.13 cublasLt.so.13 cudart.so.13 curand.so.10; do
-  ln -sf "$cu/lib/lib$l" "$link/lib${l%.so.*}.so"
-done
-if [ ! -e "$link/libcuda.so" ]; then
-  cudarc=$(cargo metadata --format-version 1 --features cuda 2>/dev/null |
-    python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="cudarc"))')
-  grep -hoP '^\s+fn \Kcu\w+(?=\()' "$(dirname "$cudarc")/src/driver/sys/mod.rs" | sort -u |
-    sed 's/.*/void &(void) {}/' >"$link/cuda_stub.c"
-  cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$link/libcuda.so" "$link/cuda_stub.c"
+if [ "$1" != check ]; then
+  # The libraries to link against (about 1 GB; `check` needs none).
+  if [ ! -e "$root/libraries.ok" ]; then
+    pip nvidia-cuda-nvrtc==13.0.88 nvidia-cublas==13.0.2.14 nvidia-curand==10.4.5.25
+    touch "$root/libraries.ok"
+  fi
+  # Unversioned names for the linker, and the driver stub: every cu*
+  # function cudarc's driver bindings declare, as an empty function in a
+  # library whose soname is the driver's.
+  mkdir -p "$link"
+  for l in nvrtc.so.13 cublas.so.13 cublasLt.so.13 cudart.so.13 curand.so.10; do
+    ln -sf "$cu/lib/lib$l" "$link/lib${l%.so.*}.so"
+  done
+  if [ ! -e "$link/libcuda.so" ]; then
+    cudarc=$(cargo metadata --format-version 1 --features cuda |
+      python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="cudarc"))')
+    grep -hoP '^\s+fn \Kcu\w+(?=\()' "$(dirname "$cudarc")/src/driver/sys/mod.rs" | sort -u |
+      sed 's/.*/void &(void) {}/' >"$link/cuda_stub.c"
+    cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$link/libcuda.so" "$link/cuda_stub.c"
+  fi
 fi
 
 export PATH="$cu/bin:$PATH" CUDA_ROOT="$cu" CUDA_PATH="$cu" CUDA_HOME="$cu"
@@ -43,7 +54,4 @@ export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export LIBRARY_PATH="$link${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$link"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/cuda}
-if [ $# -eq 0 ]; then
-  set -- build --release --features cuda
-fi
 cargo "$@"
