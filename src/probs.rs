@@ -26,6 +26,8 @@ pub struct Dist {
 /// Scratch space reused across positions to avoid allocation in the hot loop.
 #[derive(Default)]
 pub struct Scratch {
+    keys: Vec<u64>,
+    seen: Vec<bool>,
     order: Vec<u32>,
     exps: Vec<f32>,
 }
@@ -47,19 +49,26 @@ impl Dist {
         // still make a valid distribution, the same on both sides. NaN ranks
         // as the least probable (it sorted above +inf under total_cmp).
         let clean = |x: f32| if x.is_nan() { f32::NEG_INFINITY } else { x };
-        let cmp = |a: &u32, b: &u32| {
-            clean(logits[*b as usize])
-                .total_cmp(&clean(logits[*a as usize]))
-                .then(a.cmp(b))
+        // Each token as one integer key, ordered as that comparison orders
+        // (logit descending under total_cmp, then id ascending), so selection
+        // and sort compare plain integers instead of looking logits up.
+        let key = |id: usize| {
+            let b = clean(logits[id]).to_bits();
+            // total_cmp's order as an unsigned one: negative values flipped.
+            let asc = if b >> 31 == 1 { !b } else { b | 0x8000_0000 };
+            (u64::from(!asc) << 32) | id as u64
         };
+        let keys = &mut scratch.keys;
+        keys.clear();
+        keys.extend((0..v).map(key));
+        if k < v {
+            keys.select_nth_unstable(k - 1);
+        }
+        keys.truncate(k);
+        keys.sort_unstable();
         let order = &mut scratch.order;
         order.clear();
-        order.extend(0..v as u32);
-        if k < v {
-            order.select_nth_unstable_by(k - 1, cmp);
-        }
-        order.truncate(k);
-        order.sort_unstable_by(cmp);
+        order.extend(keys.iter().map(|&x| x as u32));
 
         let max = clean(logits[order[0] as usize]);
         // Sum in index order in f64: fixed order, so deterministic.
@@ -112,8 +121,21 @@ impl Dist {
         }
         out.vocab = v as u32;
         out.sorted.clear();
-        out.sorted.extend_from_slice(&out.ids);
-        out.sorted.sort_unstable();
+        if v <= 1024 {
+            // Ascending ids by a sweep of a small vocabulary (cheaper than a
+            // sort of the top-k).
+            let seen = &mut scratch.seen;
+            seen.clear();
+            seen.resize(v, false);
+            for &id in &out.ids {
+                seen[id as usize] = true;
+            }
+            out.sorted
+                .extend((0..v as u32).filter(|&id| seen[id as usize]));
+        } else {
+            out.sorted.extend_from_slice(&out.ids);
+            out.sorted.sort_unstable();
+        }
     }
 
     /// Codes `token`, returning its ideal cost in bits and whether it escaped.
@@ -196,6 +218,39 @@ mod tests {
             let buf = enc.finish();
             let mut dec = Decoder::new(&buf);
             for &t in &toks { prop_assert_eq!(d.decode(&mut dec), t); }
+        }
+    }
+
+    proptest! {
+        /// The integer keys order tokens exactly as the comparison they
+        /// replaced (logit descending under total_cmp, NaN last, ties by
+        /// id), and `sorted` is the top-k ascending; small and large
+        /// vocabularies (the sweep and the sort).
+        #[test]
+        fn keys_order_as_the_comparison(
+            logits in proptest::collection::vec(
+                prop_oneof![
+                    4 => (-4i32..4).prop_map(|x| x as f32 * 0.5),
+                    1 => Just(-0.0f32),
+                    1 => any::<u32>().prop_map(f32::from_bits),
+                ],
+                1..1300,
+            ),
+            k in 1usize..120,
+        ) {
+            let clean = |x: f32| if x.is_nan() { f32::NEG_INFINITY } else { x };
+            let mut want: Vec<u32> = (0..logits.len() as u32).collect();
+            want.sort_by(|a, b| {
+                clean(logits[*b as usize])
+                    .total_cmp(&clean(logits[*a as usize]))
+                    .then(a.cmp(b))
+            });
+            want.truncate(k);
+            let mut d = Dist::default();
+            Dist::from_logits(&logits, k, &mut Scratch::default(), &mut d);
+            prop_assert_eq!(&d.ids, &want);
+            want.sort_unstable();
+            prop_assert_eq!(&d.sorted, &want);
         }
     }
 
