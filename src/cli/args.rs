@@ -26,6 +26,13 @@ pub struct Common {
     /// Worker threads (default: all cores). Results never depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Tokens per forward pass when compressing (speed and memory only;
+    /// for measurements, e.g. on a GPU).
+    #[arg(long, hide = true, value_name = "N")]
+    pub batch_tokens: Option<usize>,
+    /// Chunks stepped together when decompressing (speed and memory only).
+    #[arg(long, hide = true, value_name = "N")]
+    pub decode_group: Option<usize>,
     /// Overwrite the output file if it exists.
     #[arg(short, long)]
     pub force: bool,

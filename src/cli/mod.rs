@@ -70,6 +70,10 @@ where
                 forward,
                 force_coded,
                 device: common.device.clone(),
+                batch_tokens: common
+                    .batch_tokens
+                    .unwrap_or(Options::default().batch_tokens)
+                    .max(1),
                 ..Options::default()
             };
             let jobs = files::plan(inputs, &out, Direction::Compress)?;
@@ -115,6 +119,7 @@ where
             let opts = DecodeOptions {
                 device: common.device.clone(),
                 salvage,
+                decode_group: decode_group(&common),
                 ..DecodeOptions::default()
             };
             decompress_all(inputs, &out, dir, model.as_deref(), &common, &opts)?;
@@ -132,6 +137,7 @@ where
             };
             let opts = DecodeOptions {
                 device: common.device.clone(),
+                decode_group: decode_group(&common),
                 ..DecodeOptions::default()
             };
             decompress_all(
@@ -431,4 +437,12 @@ fn set_threads(n: Option<usize>) -> Result<()> {
             .build_global();
     }
     Ok(())
+}
+
+/// `--decode-group`, else the library's default.
+fn decode_group(common: &args::Common) -> usize {
+    common
+        .decode_group
+        .unwrap_or(DecodeOptions::default().decode_group)
+        .max(1)
 }
