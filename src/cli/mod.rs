@@ -120,7 +120,6 @@ where
                 device: common.device.clone(),
                 salvage,
                 decode_group: decode_group(&common),
-                ..DecodeOptions::default()
             };
             decompress_all(inputs, &out, dir, model.as_deref(), &common, &opts)?;
         }
