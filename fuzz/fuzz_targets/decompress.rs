@@ -22,11 +22,12 @@ fuzz_target!(|data: &[u8]| {
             .collect()
     });
     let opened = Decoder::open(data, &DecodeOptions::default(), |h| {
-        // Device-mode files (--device) decode with one full pass per
-        // position: seconds per input on a CPU, too slow to fuzz. The
-        // container target covers their header; the row-wise decoder is
-        // what runs here.
-        if h.forward_mode != lmic::container::FORWARD_ROWWISE_F32 {
+        // Float device files (--forward float --device) decode with one
+        // full pass per position: seconds per input on a CPU, too slow to
+        // fuzz. The container target covers their header; the row-wise
+        // decoders (the f32 one and the integer one) are what run here.
+        use lmic::container::{FORWARD_INTEGER, FORWARD_ROWWISE_F32};
+        if ![FORWARD_ROWWISE_F32, FORWARD_INTEGER].contains(&h.forward_mode) {
             return Err(lmic::Error::Unsupported("device file".into()));
         }
         Ok(models

@@ -140,7 +140,7 @@ impl std::fmt::Display for Info {
                 crate::container::FORWARD_DEVICE =>
                     format!("device {} (decodes only there)", h.device),
                 crate::container::FORWARD_INTEGER =>
-                    "cpu, integer-exact (any CPU decodes)".to_string(),
+                    "integer-exact (any CPU or GPU decodes)".to_string(),
                 _ => "cpu (row-wise kernels, any CPU decodes)".to_string(),
             },
             h.context,
