@@ -171,6 +171,104 @@ fn train_resume_and_use_the_model() {
     assert!(decompress_with(&m, &lmc).unwrap() == w);
 }
 
+/// Records of a `--dump-chunks` file: `[len u16 LE][len token ids]`.
+fn dump_records(path: &std::path::Path) -> Vec<Vec<u8>> {
+    let b = std::fs::read(path).unwrap();
+    let (mut at, mut out) = (0, Vec::new());
+    while at < b.len() {
+        let n = u16::from_le_bytes([b[at], b[at + 1]]) as usize;
+        out.push(b[at + 2..at + 2 + n].to_vec());
+        at += 2 + n;
+    }
+    assert_eq!(at, b.len(), "the last record ends the file");
+    out
+}
+
+/// `lmic train --dump-chunks`: the chunks are the cascade mapping's, chunk
+/// for chunk, the split is training's, and the output is deterministic.
+#[test]
+fn train_dump_chunks_writes_the_chunks_compression_models() {
+    use lmic::mapping::{self, Kind, Layout, Setup};
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let files: Vec<Vec<u8>> = [
+        (1, 16, 3000),
+        (2, 16, 2000),
+        (1, 24, 1500),
+        (1, 8, 900),
+        (1, 16, 700),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &(ch, bits, n))| {
+        let w = Wav::pcm(ch, bits, n, i as u64).bytes();
+        std::fs::write(data.join(format!("{i}.wav")), &w).unwrap();
+        w
+    })
+    .collect();
+    let dump = |prefix: &str, extra: &[&str]| {
+        let p = d.path().join(prefix);
+        lmic()
+            .arg("train")
+            .arg(&data)
+            .args(["--mapping", "cascade", "--context", "256", "--dump-chunks"])
+            .arg(&p)
+            .args(extra)
+            .assert()
+            .success()
+            .stdout("");
+        let f = |ext: &str| d.path().join(format!("{prefix}.{ext}"));
+        (
+            dump_records(&f("train.bin")),
+            dump_records(&f("val.bin")),
+            std::fs::read(f("train.bin")).unwrap(),
+        )
+    };
+    // No augmentation: every training file's chunks, in file order, are
+    // the mapping's own.
+    let (train, val, _) = dump("plain", &["--val-every", "4", "--aug-8bit", "0"]);
+    let (mut want, mut val_want) = (Vec::new(), Vec::new());
+    for (i, w) in files.iter().enumerate() {
+        let h = lmic::wav::read_header(&mut &w[..]).unwrap();
+        let mut codes = Vec::new();
+        lmic::wav::to_codes(
+            &h.format,
+            &w[h.head.len()..][..h.data_len as usize],
+            &mut codes,
+        );
+        let s = Setup {
+            format: h.format,
+            layout: Layout::Interleaved,
+            context: 256,
+            drop_bits: None,
+            predictor: false,
+            preset: mapping::cascade::DEFAULT_PRESET,
+        };
+        let m = mapping::map(Kind::Cascade, &s, codes, &mut Default::default()).unwrap();
+        let chunks: Vec<Vec<u8>> = m
+            .spans
+            .iter()
+            .map(|&(a, n)| m.chars[a..a + n].to_vec())
+            .collect();
+        if i % 4 == 0 {
+            val_want.extend(chunks);
+        } else {
+            want.extend(chunks);
+        }
+    }
+    assert_eq!(val, val_want);
+    assert_eq!(train, want);
+    assert!(train
+        .iter()
+        .all(|r| !r.is_empty() && r.len() <= 256 && r.iter().all(|&t| t < 128)));
+    // Augmented: more chunks (8-bit copies), the same on every run.
+    let (a, _, bytes_a) = dump("aug1", &["--val-every", "4", "--aug-8bit", "0.5"]);
+    let (_, _, bytes_b) = dump("aug2", &["--val-every", "4", "--aug-8bit", "0.5"]);
+    assert!(a.len() > want.len(), "{} chunks", a.len());
+    assert!(bytes_a == bytes_b);
+}
+
 // ---------- Hugging Face Hub ids, offline ----------
 
 /// A Hugging Face cache holding the tiny model as `lmic-test/tiny`.

@@ -210,8 +210,8 @@ pub enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Output model directory (also holds the checkpoint for --resume).
-        #[arg(short, long)]
-        out: PathBuf,
+        #[arg(short, long, required_unless_present = "dump_chunks")]
+        out: Option<PathBuf>,
         #[arg(long, default_value_t = TrainOptions::default().hidden)]
         hidden: usize,
         #[arg(long, default_value_t = TrainOptions::default().layers)]
@@ -257,6 +257,11 @@ pub enum Command {
         /// Stop and save after this many minutes.
         #[arg(long)]
         minutes: Option<f64>,
+        /// Instead of training: write the chunks compression would model
+        /// (cascade mapping) to PREFIX.train.bin and PREFIX.val.bin, for
+        /// scripts/train-torch.py.
+        #[arg(long, value_name = "PREFIX")]
+        dump_chunks: Option<PathBuf>,
         #[arg(long)]
         threads: Option<usize>,
     },

@@ -200,12 +200,13 @@ where
             resume,
             init,
             minutes,
+            dump_chunks,
             threads,
         } => {
             set_threads(threads)?;
             let o = train::TrainOptions {
                 inputs,
-                out,
+                out: out.unwrap_or_default(),
                 hidden,
                 layers,
                 heads,
@@ -224,9 +225,13 @@ where
                 resume,
                 init,
                 max_seconds: minutes.map(|m| m * 60.0),
+                dump: dump_chunks,
                 ..Default::default()
             };
-            train::train(&o, &|s| eprintln!("train: {s}"))?;
+            match &o.dump {
+                Some(prefix) => train::dump_chunks(&o, prefix, &|s| eprintln!("train: {s}"))?,
+                None => train::train(&o, &|s| eprintln!("train: {s}"))?,
+            }
         }
         Command::ExportModel { gguf, dir } => lmic::model::gguf::export_hf_dir(&gguf, &dir)?,
         // Both are generated from the clap definitions, so they never drift

@@ -54,6 +54,9 @@ pub struct TrainOptions {
     pub init: Option<PathBuf>,
     /// Stop (and save) after this many seconds even if steps remain.
     pub max_seconds: Option<f64>,
+    /// Instead of training: write the chunks to `PREFIX.train.bin` and
+    /// `PREFIX.val.bin` ([`dump_chunks`]).
+    pub dump: Option<PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -80,6 +83,7 @@ impl Default for TrainOptions {
             resume: false,
             init: None,
             max_seconds: None,
+            dump: None,
         }
     }
 }
@@ -305,6 +309,119 @@ fn validation_set(clips: &[Clip], codec: &TokenCodec, o: &TrainOptions) -> Resul
         }
     }
     Ok(out)
+}
+
+/// Writes the chunks compression would model, as their token ids, for
+/// training outside lmic (`scripts/train-torch.py` on a GPU): the training
+/// split to `PREFIX.train.bin`, the validation split to `PREFIX.val.bin`,
+/// each a sequence of records `[len: u16 LE][len token ids, one byte each]`.
+///
+/// Unlike [`sample_example`]'s cold windows, each clip is mapped as the
+/// encoder maps a stream: frames of 64 chunks, the filters carried from
+/// frame to frame and reset every 16 frames (a keyframe segment), sparse
+/// PCM chosen per segment. Augmentation per segment, drawn from `--seed`:
+/// a `--aug-8bit` share of 16-bit segments also goes in reduced to 8 bits,
+/// and stereo segments swap their channels half of the time.
+pub fn dump_chunks(o: &TrainOptions, prefix: &Path, log: &dyn Fn(&str)) -> Result<()> {
+    use rayon::prelude::*;
+    if o.mapping != Kind::Cascade {
+        return Err(Error::Usage("--dump-chunks needs --mapping cascade".into()));
+    }
+    let files = crate::cli::sink::collect_files(&o.inputs, &["wav", "flac"])?;
+    let (train_files, val_files) = split_files(&files, o.val_every);
+    let codec = TokenCodec::new(char_level_tokenizer()?)?;
+    for (files, ext) in [(&train_files, "train.bin"), (&val_files, "val.bin")] {
+        let out = PathBuf::from(format!("{}.{ext}", prefix.display()));
+        let per_file: Vec<(Vec<u8>, usize, usize)> = files
+            .par_iter()
+            .enumerate()
+            .map(|(i, f)| -> Result<(Vec<u8>, usize, usize)> {
+                let clip = read_clip(f)?;
+                if clip.format.kind.is_float() || clip.codes.is_empty() {
+                    return Ok((Vec::new(), 0, 0));
+                }
+                let mut rng = Rng(lmic::rng::Lcg::new(
+                    o.seed ^ (i as u64).wrapping_mul(0x9e37_79b9),
+                ));
+                dump_clip(&clip, &codec, o, &mut rng)
+            })
+            .collect::<Result<_>>()?;
+        let mut bytes = Vec::new();
+        let (mut chunks, mut tokens) = (0, 0);
+        for (b, c, t) in per_file {
+            bytes.extend_from_slice(&b);
+            chunks += c;
+            tokens += t;
+        }
+        std::fs::write(&out, &bytes).ctx(|| format!("writing {}", out.display()))?;
+        log(&format!(
+            "{}: {} files, {chunks} chunks, {tokens} tokens",
+            out.display(),
+            files.len()
+        ));
+    }
+    Ok(())
+}
+
+/// One clip's records for [`dump_chunks`], with their chunk and token counts.
+fn dump_clip(
+    clip: &Clip,
+    codec: &TokenCodec,
+    o: &TrainOptions,
+    rng: &mut Rng,
+) -> Result<(Vec<u8>, usize, usize)> {
+    const FRAME_CHUNKS: usize = 64;
+    const KEYFRAME_EVERY: usize = 16;
+    let ch = clip.format.channels as usize;
+    let frame = (o.context / ch).max(1) * FRAME_CHUNKS;
+    let seg = frame * KEYFRAME_EVERY;
+    let (mut bytes, mut chunks, mut tokens) = (Vec::new(), 0, 0);
+    let mut start = 0;
+    while start < clip.frames() {
+        let end = (start + seg).min(clip.frames());
+        let mut codes: Vec<u32> = clip.codes[start * ch..end * ch].to_vec();
+        if ch == 2 && rng.unit() < 0.5 {
+            codes.chunks_exact_mut(2).for_each(|p| p.swap(0, 1));
+        }
+        let bits = clip.format.bits();
+        let mut variants = vec![(bits, codes.clone())];
+        if bits == 16 && rng.unit() < o.aug_8bit {
+            variants.push((8, codes.iter().map(|c| c >> 8).collect()));
+        }
+        for (bits, codes) in variants {
+            let setup = Setup {
+                format: Format {
+                    channels: ch as u16,
+                    sample_rate: clip.format.sample_rate,
+                    bytes: (bits / 8) as u16,
+                    kind: SampleKind::Signed,
+                },
+                layout: Layout::Interleaved,
+                context: o.context as u32,
+                drop_bits: None,
+                predictor: false,
+                preset: lmic::mapping::cascade::DEFAULT_PRESET,
+            };
+            let mut carry = mapping::Carry::default();
+            let staged = codes
+                .chunks(frame * ch)
+                .map(|f| mapping::stage(Kind::Cascade, &setup, f.to_vec(), &mut carry))
+                .collect::<Result<Vec<_>>>()?;
+            for m in mapping::finish(&setup, staged)? {
+                for &(s, len) in &m.spans {
+                    let Some(t) = codec.encode(&m.chars[s..s + len])? else {
+                        continue;
+                    };
+                    bytes.extend_from_slice(&(t.len() as u16).to_le_bytes());
+                    bytes.extend(t.iter().map(|&x| x as u8));
+                    chunks += 1;
+                    tokens += t.len();
+                }
+            }
+        }
+        start = end;
+    }
+    Ok((bytes, chunks, tokens))
 }
 
 /// The training network: [`CandleLlama`] with differentiable ops over the
