@@ -2,7 +2,7 @@
 # Trains candidate built-in models on a machine with an NVIDIA GPU and
 # PyTorch (no Rust needed), several configurations at once on one GPU.
 #
-#   DATA=.gpu/data OUT=/tmp/runs MINUTES=7 scripts/gpu-train.sh
+#   DATA=.gpu/data OUT=/tmp/runs MINUTES=4.5 CONFIGS="v4init v4scratch" scripts/gpu-train.sh
 #
 # DATA holds what was prepared on a development machine:
 #   all.train.bin.xz, all.val.bin.xz  `lmic train --dump-chunks` output, xz'd
@@ -24,7 +24,7 @@ python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_devic
 python3 scripts/train-torch.py --val "$DATA/all.val.bin.xz" \
   --check models/audio-v2/model.safetensors "$DATA/ref.f32"
 common=(--train "$DATA/all.train.bin.xz" --val "$DATA/all.val.bin.xz" --minutes "$MINUTES"
-        --batch 512 --eval-seconds 45)
+        --batch "${BATCH:-1024}" --eval-seconds 45)
 for name in $CONFIGS; do
   case $name in
     # audio-v2's network, from its weights or from scratch.

@@ -354,7 +354,7 @@ fn hub_cli_round_trip_and_missing_model_error() {
 /// the fingerprint sees; the default compresses with the cascade mapping.
 #[test]
 fn builtins_are_their_directories() {
-    for name in ["audio-v1", "audio-v2", "audio-v3"] {
+    for name in ["audio-v1", "audio-v2", "audio-v3", "audio-v4"] {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("models")
             .join(name);
@@ -362,8 +362,8 @@ fn builtins_are_their_directories() {
         let built_in = Model::load(&format!("lmic:{name}")).unwrap();
         assert_eq!(from_dir.fingerprint, built_in.fingerprint, "{name}");
     }
-    let v3 = Model::load(lmic::model::builtin::DEFAULT).unwrap();
-    assert_eq!(v3.mapping, lmic::mapping::Kind::Cascade);
+    let default = Model::load(lmic::model::builtin::DEFAULT).unwrap();
+    assert_eq!(default.mapping, lmic::mapping::Kind::Cascade);
     assert_eq!(
         Model::load("lmic:audio-v2").unwrap().mapping,
         lmic::mapping::Kind::Lpc

@@ -77,7 +77,8 @@ pub enum Command {
         verify: bool,
         /// Model: a Hugging Face Llama directory, a .gguf file, a Hub id
         /// org/name[@revision] (from the local cache, downloaded if missing),
-        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v3 (audio-v2 under the cascade mapping).
+        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v4
+        /// (trained on cascade residuals).
         #[arg(long)]
         model: Option<String>,
         /// Characters per chunk (default: the model's context, at most 2048).

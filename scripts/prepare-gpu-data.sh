@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Prepares what scripts/gpu-train.sh needs, on a development machine, into
+# .gpu/data/ (git-ignored; about 57 MB, under the device machine's 64 MiB
+# carry limit):
+#   all.train.bin.xz  the chunks compression would model (lmic train
+#                     --dump-chunks) of corpus/{speech,music,sonic} and
+#                     corpus/extra/*'s training files, 80% of them (seeded)
+#   all.val.bin.xz    the first 4 chunks of the base validation files, then
+#                     24,000 drawn from both validation splits
+#   ref.f32           lmic's logits for those first 4 chunks (--check)
+# Needs corpus/ (scripts/fetch-corpus.sh, scripts/fetch-train-extra.sh) and a
+# release build. How lmic:audio-v4 was made: models/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=.gpu/data
+mkdir -p "$D"
+lmic=target/release/lmic
+$lmic train corpus/speech corpus/music corpus/sonic --mapping cascade --context 256 \
+  --dump-chunks "$D/base"
+$lmic train corpus/extra/music corpus/extra/solo corpus/extra/speech corpus/extra/field \
+  corpus/extra/lowbit --mapping cascade --context 256 --dump-chunks "$D/extra"
+python3 - "$D" <<'EOF'
+import random, sys
+d = sys.argv[1]
+def records(p):
+    b = open(p, 'rb').read()
+    at, out = 0, []
+    while at < len(b):
+        n = b[at] | (b[at + 1] << 8)
+        out.append(b[at:at + 2 + n])
+        at += 2 + n
+    return out
+r = random.Random(1)
+train = [x for x in records(f'{d}/base.train.bin') + records(f'{d}/extra.train.bin')
+         if r.random() < 0.8]
+open(f'{d}/sub.train.bin', 'wb').write(b''.join(train))
+base, extra = records(f'{d}/base.val.bin'), records(f'{d}/extra.val.bin')
+rest = base[4:] + extra
+random.Random(0).shuffle(rest)
+open(f'{d}/all.val.bin', 'wb').write(b''.join(base[:4] + rest[:24000]))
+print(f'{len(train)} training chunks, {min(len(rest), 24000) + 4} validation chunks')
+EOF
+xz -8 -T2 -f -c "$D/sub.train.bin" >"$D/all.train.bin.xz"
+xz -9 -T2 -f -k "$D/all.val.bin"
+cargo run --release -q --example chunk_logits -- lmic:audio-v3 "$D/base.val.bin" 4 "$D/ref.f32"
+ls -l "$D"/all.*.xz "$D/ref.f32"
