@@ -56,6 +56,8 @@ const DEN_ONE: f32 = 1_048_576.0;
 const KB: usize = 16;
 /// Output columns per kernel call: two AVX2 registers of i32.
 const NR: usize = 16;
+// A key block is one panel of scores.
+const _: () = assert!(KB == NR);
 
 /// Largest activation magnitude for products over `k` (even) inputs: 15 bits
 /// where `k · 127 · 32767` fits i32 (k ≤ 516), fewer beyond.
@@ -505,6 +507,151 @@ unsafe fn madd_avx512<const MR: usize>(
     }
 }
 
+/// One row of `x` (`pairs` input pairs) against `G` panels at once:
+/// `out[g·NR + j] = Σ_t x[2t]·p[g·goff + t·ps + 2j] + x[2t+1]·p[g·goff + t·ps + 2j + 1]`.
+/// Attention's products have a single row (one query, or one row of
+/// softmax weights); sharing each broadcast pair among several panels (key
+/// blocks, or a head's value columns) and keeping `G` independent sums is
+/// what makes them fast. Sums must fit i32 (callers' ranges), so any order
+/// gives the same result.
+#[inline(always)]
+fn madd_panels<const G: usize, const ISA: u8>(
+    x: &[i16],
+    pairs: usize,
+    panel: &[i16],
+    goff: usize,
+    ps: usize,
+    out: &mut [i32],
+) {
+    if pairs > 0 {
+        assert!(x.len() >= 2 * pairs);
+        assert!(panel.len() >= (G - 1) * goff + (pairs - 1) * ps + 2 * NR);
+    }
+    assert!(out.len() >= G * NR);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (xp, pp, op) = (x.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
+        // SAFETY: ISA names what this CPU has; bounds were checked above.
+        match ISA {
+            AVX512 => return unsafe { panels_avx512::<G>(xp, pairs, pp, goff, ps, op) },
+            AVX2 => return unsafe { panels_avx2::<G>(xp, pairs, pp, goff, ps, op) },
+            _ => {}
+        }
+    }
+    let mut acc = [[0i32; NR]; G];
+    for t in 0..pairs {
+        let (x0, x1) = (x[2 * t] as i32, x[2 * t + 1] as i32);
+        for (g, a) in acc.iter_mut().enumerate() {
+            let w = &panel[g * goff + t * ps..][..2 * NR];
+            for j in 0..NR {
+                a[j] += x0 * w[2 * j] as i32 + x1 * w[2 * j + 1] as i32;
+            }
+        }
+    }
+    for (g, a) in acc.iter().enumerate() {
+        out[g * NR..(g + 1) * NR].copy_from_slice(a);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn panels_avx2<const G: usize>(
+    x: *const i16,
+    pairs: usize,
+    panel: *const i16,
+    goff: usize,
+    ps: usize,
+    out: *mut i32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_si256(); 2]; G];
+    let mut p = panel;
+    for t in 0..pairs {
+        let xb = _mm256_set1_epi32(std::ptr::read_unaligned(x.add(2 * t) as *const i32));
+        for (g, a) in acc.iter_mut().enumerate() {
+            let w = p.add(g * goff);
+            a[0] = _mm256_add_epi32(
+                a[0],
+                _mm256_madd_epi16(xb, _mm256_loadu_si256(w as *const _)),
+            );
+            a[1] = _mm256_add_epi32(
+                a[1],
+                _mm256_madd_epi16(xb, _mm256_loadu_si256(w.add(NR) as *const _)),
+            );
+        }
+        p = p.add(ps);
+    }
+    for (g, a) in acc.iter().enumerate() {
+        _mm256_storeu_si256(out.add(g * NR) as *mut __m256i, a[0]);
+        _mm256_storeu_si256(out.add(g * NR + 8) as *mut __m256i, a[1]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw,avx512f")]
+#[inline]
+unsafe fn panels_avx512<const G: usize>(
+    x: *const i16,
+    pairs: usize,
+    panel: *const i16,
+    goff: usize,
+    ps: usize,
+    out: *mut i32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_si512(); G];
+    let mut p = panel;
+    for t in 0..pairs {
+        let xb = _mm512_set1_epi32(std::ptr::read_unaligned(x.add(2 * t) as *const i32));
+        for (g, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_add_epi32(
+                *a,
+                _mm512_madd_epi16(xb, _mm512_loadu_si512(p.add(g * goff) as *const _)),
+            );
+        }
+        p = p.add(ps);
+    }
+    for (g, a) in acc.iter().enumerate() {
+        _mm512_storeu_si512(out.add(g * NR) as *mut _, *a);
+    }
+}
+
+/// [`madd_panels`] over `n` panels, up to four at a time.
+#[inline(always)]
+fn madd_panels_n<const ISA: u8>(
+    x: &[i16],
+    pairs: usize,
+    panel: &[i16],
+    n: usize,
+    goff: usize,
+    ps: usize,
+    out: &mut [i32],
+) {
+    let mut g = 0;
+    while g < n {
+        let (p, o) = (&panel[g * goff..], &mut out[g * NR..]);
+        g += match n - g {
+            r if r >= 4 => {
+                madd_panels::<4, ISA>(x, pairs, p, goff, ps, o);
+                4
+            }
+            3 => {
+                madd_panels::<3, ISA>(x, pairs, p, goff, ps, o);
+                3
+            }
+            2 => {
+                madd_panels::<2, ISA>(x, pairs, p, goff, ps, o);
+                2
+            }
+            _ => {
+                madd_panels::<1, ISA>(x, pairs, p, goff, ps, o);
+                1
+            }
+        };
+    }
+}
+
 /// One transformer block, quantised.
 struct QLayer {
     /// Queries, keys and values in one product (attention norm folded in).
@@ -714,6 +861,8 @@ struct Scratch {
     scores: Vec<i32>,
     f: Vec<f32>,
     w: Vec<i16>,
+    part: Vec<i32>,
+    total: Vec<i64>,
 }
 
 /// One row's attention over its sequence's positions `0..=r.pos`, every
@@ -744,10 +893,9 @@ fn attend_impl<const ISA: u8>(
     for h in 0..nh {
         let kh = h / (nh / nkv);
         let qh = &q[h * hd..(h + 1) * hd];
-        for b in 0..nb {
-            let panel = &c.k[kbase + b * block + kh * hd * KB..][..hd * KB];
-            madd::<1, ISA>(qh, 0, hd / 2, panel, 2 * KB, &mut sc.scores[b * KB..]);
-        }
+        // Key blocks are panels `block` apart.
+        let kpanels = &c.k[kbase + kh * hd * KB..];
+        madd_panels_n::<ISA>(qh, hd / 2, kpanels, nb, block, 2 * KB, &mut sc.scores);
         let kss = &c.ks[sbase + kh * c.max_pos..][..n];
         let qsh = qs[h];
         for ((f, &a), &k) in sc.f.iter_mut().zip(&sc.scores).zip(kss) {
@@ -792,21 +940,30 @@ fn attend_impl<const ISA: u8>(
         sc.w[n..].fill(0);
         // out = Σ w·v · (wmax / AW) / (den / DEN_ONE)
         let factor = wmax as f64 * (DEN_ONE as f64 / AW as f64) / den as f64;
+        // The head's value columns, NR at a time, are panels 2·NR apart.
         let vps = nkv * c.hdp * 2;
-        let mut part = [0i32; NR];
-        for d0 in (0..hd).step_by(NR) {
-            let mut total = [0i64; NR];
-            for p0 in (0..pairs).step_by(VSPAN / 2) {
-                let np = (pairs - p0).min(VSPAN / 2);
-                let panel = &c.v[vbase + p0 * vps + (kh * c.hdp + d0) * 2..];
-                madd::<1, ISA>(&sc.w[2 * p0..], 0, np, panel, vps, &mut part);
-                for (t, &p) in total.iter_mut().zip(&part) {
-                    *t += p as i64;
-                }
+        let groups = c.hdp / NR;
+        sc.part.resize(c.hdp, 0);
+        sc.total.clear();
+        sc.total.resize(c.hdp, 0);
+        for p0 in (0..pairs).step_by(VSPAN / 2) {
+            let np = (pairs - p0).min(VSPAN / 2);
+            let panel = &c.v[vbase + p0 * vps + kh * c.hdp * 2..];
+            madd_panels_n::<ISA>(
+                &sc.w[2 * p0..],
+                np,
+                panel,
+                groups,
+                2 * NR,
+                vps,
+                &mut sc.part,
+            );
+            for (t, &p) in sc.total.iter_mut().zip(&sc.part) {
+                *t += p as i64;
             }
-            for (o, &t) in oh[d0..].iter_mut().zip(&total) {
-                *o = (t as f64 * factor) as f32;
-            }
+        }
+        for (o, &t) in oh.iter_mut().zip(&sc.total) {
+            *o = (t as f64 * factor) as f32;
         }
     }
 }
@@ -1022,6 +1179,52 @@ mod tests {
                         .sum();
                     assert_eq!(slow[i * NR + j] as i64, want);
                 }
+            }
+        }
+    }
+
+    /// Attention's multi-panel kernel: every instruction set gives the
+    /// portable sums, which are the i64 reference's, at the largest
+    /// magnitudes attention feeds it (12-bit queries and keys, 13-bit
+    /// weights and 11-bit values).
+    #[test]
+    fn panel_kernels_agree_and_reach_the_bounds() {
+        let mut r = crate::rng::Lcg::new(9);
+        for &(n, pairs, goff, ps, a, b) in &[
+            (1usize, 16usize, 512usize, 32usize, 2047i32, 2047i32),
+            (4, 16, 512, 32, 2047, 2047),
+            (7, 16, 544, 32, 2047, 2047),
+            (2, 64, 32, 96, AW, AV),
+            (3, 1, 32, 64, AW, AV),
+            (5, 33, 40, 128, AW, AV),
+        ] {
+            let x: Vec<i16> = (0..2 * pairs)
+                .map(|i| if i % 3 == 0 { a } else { (r.next_u64() % (2 * a as u64 + 1)) as i32 - a } as i16)
+                .collect();
+            let len = (n - 1) * goff + (pairs - 1) * ps + 2 * NR;
+            let panel: Vec<i16> = (0..len)
+                .map(|i| if i % 5 == 0 { -b } else { (r.next_u64() % (2 * b as u64 + 1)) as i32 - b } as i16)
+                .collect();
+            let mut slow = vec![0i32; n * NR];
+            madd_panels_n::<PORTABLE>(&x, pairs, &panel, n, goff, ps, &mut slow);
+            for g in 0..n {
+                for j in 0..NR {
+                    let want: i64 = (0..pairs)
+                        .map(|t| {
+                            let w = &panel[g * goff + t * ps + 2 * j..];
+                            x[2 * t] as i64 * w[0] as i64 + x[2 * t + 1] as i64 * w[1] as i64
+                        })
+                        .sum();
+                    assert_eq!(slow[g * NR + j] as i64, want);
+                }
+            }
+            for isa in AVX2..=kernel_levels() {
+                let mut fast = vec![0i32; n * NR];
+                match isa {
+                    AVX2 => madd_panels_n::<AVX2>(&x, pairs, &panel, n, goff, ps, &mut fast),
+                    _ => madd_panels_n::<AVX512>(&x, pairs, &panel, n, goff, ps, &mut fast),
+                }
+                assert_eq!(fast, slow, "isa {isa} n {n} pairs {pairs}");
             }
         }
     }
