@@ -11,8 +11,9 @@
 #                                     base.val.bin 4 ref.f32`
 # First proves that train-torch.py's network computes lmic's logits
 # (audio-v2's weights, the first records of the validation file), then trains.
-# Each run writes OUT/NAME/{model.safetensors,log.txt}; OUT/NAME.log is its
-# output. CONFIGS (optional) picks runs by name.
+# Each run writes OUT/NAME/{model.safetensors,log.txt} and nothing else there
+# (the device machine brings back at most 8 files: 4 runs); its console
+# output goes to ${TMPDIR:-/tmp}/NAME.log. CONFIGS (optional) picks runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-.gpu/data}
@@ -36,7 +37,7 @@ for name in $CONFIGS; do
     *) echo "unknown configuration $name" >&2; exit 2 ;;
   esac
   python3 scripts/train-torch.py "${common[@]}" "${args[@]}" --out "$OUT/$name" \
-    >"$OUT/$name.log" 2>&1 &
+    >"${TMPDIR:-/tmp}/$name.log" 2>&1 &
 done
 wait
-for name in $CONFIGS; do echo "== $name"; tail -3 "$OUT/$name.log"; done
+for name in $CONFIGS; do echo "== $name"; tail -3 "${TMPDIR:-/tmp}/$name.log"; done
