@@ -224,7 +224,8 @@ fn cascade_residuals_are_the_same_everywhere() {
         x.push((a * 3 / 4 + n / 2).clamp(-32768, 32767));
     }
     // Every preset: 0 is all least squares and integer stages, 1 adds the
-    // NLMS stages, the RLS and the mixers (libm's exp and pow, sqrt).
+    // NLMS stages, the RLS and the mixers (libm's exp and pow, sqrt), 2
+    // changes their sizes and the forgetting factor.
     for (preset, want) in [
         (
             0,
@@ -233,6 +234,10 @@ fn cascade_residuals_are_the_same_everywhere() {
         (
             1,
             "d0280a9e4a6632f1b83a3643419c7ead3ccb4c90fc74a86e72e9c6df19cb2a9e",
+        ),
+        (
+            2,
+            "fb46dc5ec235ae48295bc152cd14d2c0c3c87467929e886daa8c022ab8b8d237",
         ),
     ] {
         let cfg = Config::preset(preset).unwrap();

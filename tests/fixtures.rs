@@ -80,6 +80,7 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
         "v6-cascade-p1-audio-v3-segment-levels",
         "v6-integer-audio-v3",
         "v6-integer-audio-v4",
+        "v6-cascade-p2-",
     ] {
         assert!(files.iter().any(|f| f.contains(want)), "no {want} fixture");
     }
@@ -153,9 +154,9 @@ fn the_segment_fixture_inherits_levels() {
     }
 }
 
-/// The cascade fixtures cover both predictor presets: the preset-1 files
+/// The cascade fixtures cover every predictor preset: the preset-1 files
 /// use it in every frame (carried and sparse ones included), the older
-/// files preset 0.
+/// files preset 0, the preset-2 file preset 2.
 #[test]
 fn cascade_fixtures_cover_every_preset() {
     let presets = |name: &str| {
@@ -171,5 +172,11 @@ fn cascade_fixtures_cover_every_preset() {
         assert_eq!(presets(f), [1], "{f}");
     }
     assert_eq!(presets("v5-cascade-audio-v3-carry-stereo16.lmc"), [0]);
+    assert_eq!(presets("v6-cascade-p2-audio-v4-carry-stereo16.lmc"), [2]);
     assert_eq!(presets("v5-lpc-audio-v2-mono16.lmc"), [0u8; 0]);
+    assert_eq!(
+        lmic::mapping::cascade::MAX_PRESET,
+        2,
+        "a new preset needs a fixture"
+    );
 }

@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let codes = &codes[..codes.len() / channels * channels];
     lpc(codes, bits, channels);
-    cascade(codes, bits, channels, data[3] >> 7);
+    cascade(codes, bits, channels, (data[3] >> 6) % (mapping::cascade::MAX_PRESET + 1));
     whole(codes, bits, channels, data);
 
     let order = order.unwrap_or_else(|| classic::choose_order(codes, bits, channels));
@@ -135,7 +135,7 @@ fn whole(codes: &[u32], bits: u32, channels: usize, data: &[u8]) {
             context: 1 + data[1] as u32 * 4,
             drop_bits: (data[2] & 2 == 0).then_some(data[3] % bits as u8),
             predictor: data[3] & 1 == 1,
-            preset: data[3] >> 7,
+            preset: (data[3] >> 6) % (mapping::cascade::MAX_PRESET + 1),
         };
         // Up to three frames of one keyframe segment (the cascade carries
         // its filters and may share sparse-PCM levels across them).

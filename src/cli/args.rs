@@ -105,9 +105,11 @@ pub enum Command {
         /// trained on.
         #[arg(long)]
         mapping: Option<Kind>,
-        /// The cascade mapping's predictor: 1 (sac's blended NLMS stages,
-        /// the default) or 0 (sign-sign LMS stages: 1.6% larger files, the
-        /// predictor three times faster; what lmic wrote before 2026-12-04).
+        /// The cascade mapping's predictor: 2 (the default: preset 1 with a
+        /// longer least-squares stage, slower forgetting and a fifth NLMS
+        /// stage), 1 (sac's blended NLMS stages: 0.19% larger files, what
+        /// lmic wrote until 2026-12-04's audio-v4) or 0 (sign-sign LMS
+        /// stages: about 1.8% larger, the predictor three times faster).
         #[arg(long, default_value_t = Options::default().cascade_preset, value_name = "N")]
         cascade_preset: u8,
         /// The forward pass's arithmetic: integer (the default: 8-bit
