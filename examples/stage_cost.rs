@@ -179,19 +179,8 @@ fn main() {
         })
     });
     v("p1 solve 2", &|c| p1(c, &|c| c.solve_every = 2));
-    v("p1 combo", &|c| {
-        p1(c, &|c| {
-            c.own = 32;
-            c.lambda = 0.999;
-            c.nlms.insert(
-                3,
-                Nlms {
-                    taps: 16,
-                    mu: 0.05 / 16.0,
-                },
-            )
-        })
-    });
+    // own 32, λ 0.999 and a 16-tap stage together: built as preset 2.
+    v("p1 combo", &|c| *c = Config::preset(2).unwrap());
     if let Ok(only) = std::env::var("ONLY") {
         variants.retain(|(n, _)| n == "lpc" || only.split(',').any(|o| o == n));
     }

@@ -206,11 +206,14 @@ def init_weights(model, layers):
 
 
 def batch(toks, lens, idx, device):
-    x = toks[idx].long()
-    n = lens[idx]
-    ids = torch.cat([torch.full((len(idx), 1), START, dtype=torch.long), x[:, :-1]], dim=1)
-    mask = torch.arange(x.shape[1])[None, :] < n[:, None]
-    return ids.to(device, non_blocking=True), x.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+    """Inputs (the start token, then all but the last token), targets and
+    mask of the records `idx`, built where `toks` is and moved to `device`."""
+    x = toks[idx.to(toks.device)].long()
+    n = lens[idx.to(lens.device)]
+    start = torch.full((len(idx), 1), START, dtype=torch.long, device=x.device)
+    ids = torch.cat([start, x[:, :-1]], dim=1)
+    mask = torch.arange(x.shape[1], device=x.device)[None, :] < n[:, None]
+    return tuple(t.to(device, non_blocking=True) for t in (ids, x, mask))
 
 
 def loss_of(model, ids, tg, mask, dtype):
@@ -312,7 +315,8 @@ def main():
     t0 = time.time()
     g = torch.Generator().manual_seed(a.seed)
     step, best, recent, next_eval = 0, float("inf"), [], a.eval_seconds
-    tt_dev, tl_dev = (tt.to(device), tl.to(device)) if device == "cuda" else (tt, tl)
+    # The training set lives on the GPU: batches are gathered there.
+    tt_dev, tl_dev = tt.to(device), tl.to(device)
     while True:
         el = time.time() - t0
         p = min(1.0, el / budget)
@@ -321,14 +325,7 @@ def main():
         for grp in opt.param_groups:
             grp["lr"] = lr
         idx = torch.randint(0, len(tl), (a.batch,), generator=g)
-        if device == "cuda":
-            idx = idx.to(device)
-            x, n = tt_dev[idx].long(), tl_dev[idx]
-            ids = torch.cat([torch.full((a.batch, 1), START, dtype=torch.long, device=device), x[:, :-1]], 1)
-            mask = torch.arange(x.shape[1], device=device)[None, :] < n[:, None]
-            tg = x
-        else:
-            ids, tg, mask = batch(tt, tl, idx, device)
+        ids, tg, mask = batch(tt_dev, tl_dev, idx, device)
         l, c = loss_of(fwd, ids, tg, mask, dtype)
         loss = l / c
         opt.zero_grad(set_to_none=True)

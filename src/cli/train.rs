@@ -370,11 +370,12 @@ fn dump_clip(
     o: &TrainOptions,
     rng: &mut Rng,
 ) -> Result<(Vec<u8>, usize, usize)> {
-    const FRAME_CHUNKS: usize = 64;
-    const KEYFRAME_EVERY: usize = 16;
+    // The encoder's frames and keyframe segments on a CPU.
+    let frame_chunks = lmic::codec::default_frame_chunks(&Default::default(), None) as usize;
+    let keyframe_every = lmic::Options::default().keyframe_every as usize;
     let ch = clip.format.channels as usize;
-    let frame = (o.context / ch).max(1) * FRAME_CHUNKS;
-    let seg = frame * KEYFRAME_EVERY;
+    let frame = (o.context / ch).max(1) * frame_chunks;
+    let seg = frame * keyframe_every;
     let (mut bytes, mut chunks, mut tokens) = (Vec::new(), 0, 0);
     let mut start = 0;
     while start < clip.frames() {
@@ -383,19 +384,20 @@ fn dump_clip(
         if ch == 2 && rng.unit() < 0.5 {
             codes.chunks_exact_mut(2).for_each(|p| p.swap(0, 1));
         }
-        let bits = clip.format.bits();
-        let mut variants = vec![(bits, codes.clone())];
-        if bits == 16 && rng.unit() < o.aug_8bit {
-            variants.push((8, codes.iter().map(|c| c >> 8).collect()));
+        let high = (clip.format.bits() == 16 && rng.unit() < o.aug_8bit)
+            .then(|| codes.iter().map(|c| c >> 8).collect::<Vec<u32>>());
+        let mut variants = vec![(clip.format, codes)];
+        if let Some(high) = high {
+            let format = Format {
+                bytes: 1,
+                kind: SampleKind::Signed,
+                ..clip.format
+            };
+            variants.push((format, high));
         }
-        for (bits, codes) in variants {
+        for (format, codes) in variants {
             let setup = Setup {
-                format: Format {
-                    channels: ch as u16,
-                    sample_rate: clip.format.sample_rate,
-                    bytes: (bits / 8) as u16,
-                    kind: SampleKind::Signed,
-                },
+                format,
                 layout: Layout::Interleaved,
                 context: o.context as u32,
                 drop_bits: None,
