@@ -343,12 +343,12 @@ fn rows_panel<const ISA: u8>(x: &[i16], rows: usize, kp: usize, panel: &[i16], o
         let r = rows - i;
         let (xs, o) = (&x[i * kp..], &mut out[i * NR..]);
         i += match r {
-            r if r >= 6 => madd::<6, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
-            5 => madd::<5, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
-            4 => madd::<4, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
-            3 => madd::<3, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
-            2 => madd::<2, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
-            _ => madd::<1, ISA>(xs, kp, kp / 2, panel, 2 * NR, o),
+            r if r >= 6 => madd::<6, 1, ISA>(xs, kp, kp / 2, panel, 0, 2 * NR, o),
+            5 => madd::<5, 1, ISA>(xs, kp, kp / 2, panel, 0, 2 * NR, o),
+            4 => madd::<4, 1, ISA>(xs, kp, kp / 2, panel, 0, 2 * NR, o),
+            3 => madd::<3, 1, ISA>(xs, kp, kp / 2, panel, 0, 2 * NR, o),
+            2 => madd::<2, 1, ISA>(xs, kp, kp / 2, panel, 0, 2 * NR, o),
+            _ => madd::<1, 1, ISA>(xs, kp, kp / 2, panel, 0, 2 * NR, o),
         };
     }
 }
@@ -402,162 +402,82 @@ fn isa() -> u8 {
     PORTABLE
 }
 
-/// The one kernel: `out[i][j] = Σ_t x[i][2t]·w[t][j][0] + x[i][2t+1]·w[t][j][1]`
-/// for MR rows of `x` (row stride `xs`), `pairs` input pairs, NR columns of
-/// a panel whose pair `t` starts at `t · ps`; out has row stride NR.
+/// The one kernel: `MR` rows of `x` (row stride `xs`, `pairs` input pairs)
+/// against `G` panels of `NR` columns (`goff` apart; a panel's pair `t`
+/// starts at `t · ps`), `out[(i·G + g)·NR + j] = Σ_t x[i][2t]·p_g[t][j][0] +
+/// x[i][2t+1]·p_g[t][j][1]`. The matrix products use many rows and one panel
+/// per call; attention's products have one row (a query, or a row of softmax
+/// weights), so they share each broadcast pair among several panels (key
+/// blocks, or a head's value columns) with independent sums instead.
 /// Callers guarantee the sums fit i32, so any order gives the same result.
-#[inline(always)]
 /// `ISA` is one [`isa`] returned on this CPU.
-fn madd<const MR: usize, const ISA: u8>(
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn madd<const MR: usize, const G: usize, const ISA: u8>(
     x: &[i16],
     xs: usize,
     pairs: usize,
     panel: &[i16],
+    goff: usize,
     ps: usize,
     out: &mut [i32],
 ) -> usize {
     if pairs > 0 {
         assert!(x.len() >= (MR - 1) * xs + 2 * pairs);
-        assert!(panel.len() >= (pairs - 1) * ps + 2 * NR);
+        assert!(panel.len() >= (G - 1) * goff + (pairs - 1) * ps + 2 * NR);
     }
-    assert!(out.len() >= MR * NR);
+    assert!(out.len() >= MR * G * NR);
     #[cfg(target_arch = "x86_64")]
     {
+        let (xp, pp, op) = (x.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
         // SAFETY: ISA names what this CPU has; bounds were checked above.
-        if ISA == AVX512 {
-            unsafe {
-                madd_avx512::<MR>(x.as_ptr(), xs, pairs, panel.as_ptr(), ps, out.as_mut_ptr())
-            };
-            return MR;
-        }
-        if ISA == AVX2 {
-            unsafe { madd_avx2::<MR>(x.as_ptr(), xs, pairs, panel.as_ptr(), ps, out.as_mut_ptr()) };
-            return MR;
+        match ISA {
+            AVX512 => unsafe { madd_avx512::<MR, G>(xp, xs, pairs, pp, goff, ps, op) },
+            AVX2 => unsafe { madd_avx2::<MR, G>(xp, xs, pairs, pp, goff, ps, op) },
+            _ => madd_portable::<MR, G>(x, xs, pairs, panel, goff, ps, out),
         }
     }
-    let mut acc = [[0i32; NR]; MR];
-    for t in 0..pairs {
-        let w = &panel[t * ps..t * ps + 2 * NR];
-        for (i, a) in acc.iter_mut().enumerate() {
-            let (x0, x1) = (x[i * xs + 2 * t] as i32, x[i * xs + 2 * t + 1] as i32);
-            for j in 0..NR {
-                a[j] += x0 * w[2 * j] as i32 + x1 * w[2 * j + 1] as i32;
-            }
-        }
-    }
-    for i in 0..MR {
-        out[i * NR..(i + 1) * NR].copy_from_slice(&acc[i]);
-    }
+    #[cfg(not(target_arch = "x86_64"))]
+    madd_portable::<MR, G>(x, xs, pairs, panel, goff, ps, out);
     MR
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn madd_avx2<const MR: usize>(
-    x: *const i16,
-    xs: usize,
-    pairs: usize,
-    panel: *const i16,
-    ps: usize,
-    out: *mut i32,
-) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-    for t in 0..pairs {
-        let w0 = _mm256_loadu_si256(panel.add(t * ps) as *const __m256i);
-        let w1 = _mm256_loadu_si256(panel.add(t * ps + NR) as *const __m256i);
-        for (i, a) in acc.iter_mut().enumerate() {
-            let pair = std::ptr::read_unaligned(x.add(i * xs + 2 * t) as *const i32);
-            let xb = _mm256_set1_epi32(pair);
-            a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(xb, w0));
-            a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(xb, w1));
-        }
-    }
-    for (i, a) in acc.iter().enumerate() {
-        _mm256_storeu_si256(out.add(i * NR) as *mut __m256i, a[0]);
-        _mm256_storeu_si256(out.add(i * NR + 8) as *mut __m256i, a[1]);
-    }
-}
-
-/// [`madd_avx2`] with one 512-bit register per pair of the panel's 16
-/// columns.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512bw,avx512f")]
-#[inline]
-unsafe fn madd_avx512<const MR: usize>(
-    x: *const i16,
-    xs: usize,
-    pairs: usize,
-    panel: *const i16,
-    ps: usize,
-    out: *mut i32,
-) {
-    use std::arch::x86_64::*;
-    let mut acc = [_mm512_setzero_si512(); MR];
-    for t in 0..pairs {
-        let w = _mm512_loadu_si512(panel.add(t * ps) as *const _);
-        for (i, a) in acc.iter_mut().enumerate() {
-            let pair = std::ptr::read_unaligned(x.add(i * xs + 2 * t) as *const i32);
-            *a = _mm512_add_epi32(*a, _mm512_madd_epi16(_mm512_set1_epi32(pair), w));
-        }
-    }
-    for (i, a) in acc.iter().enumerate() {
-        _mm512_storeu_si512(out.add(i * NR) as *mut _, *a);
-    }
-}
-
-/// One row of `x` (`pairs` input pairs) against `G` panels at once:
-/// `out[g·NR + j] = Σ_t x[2t]·p[g·goff + t·ps + 2j] + x[2t+1]·p[g·goff + t·ps + 2j + 1]`.
-/// Attention's products have a single row (one query, or one row of
-/// softmax weights); sharing each broadcast pair among several panels (key
-/// blocks, or a head's value columns) and keeping `G` independent sums is
-/// what makes them fast. Sums must fit i32 (callers' ranges), so any order
-/// gives the same result.
 #[inline(always)]
-fn madd_panels<const G: usize, const ISA: u8>(
+#[allow(clippy::too_many_arguments)]
+fn madd_portable<const MR: usize, const G: usize>(
     x: &[i16],
+    xs: usize,
     pairs: usize,
     panel: &[i16],
     goff: usize,
     ps: usize,
     out: &mut [i32],
 ) {
-    if pairs > 0 {
-        assert!(x.len() >= 2 * pairs);
-        assert!(panel.len() >= (G - 1) * goff + (pairs - 1) * ps + 2 * NR);
-    }
-    assert!(out.len() >= G * NR);
-    #[cfg(target_arch = "x86_64")]
-    {
-        let (xp, pp, op) = (x.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
-        // SAFETY: ISA names what this CPU has; bounds were checked above.
-        match ISA {
-            AVX512 => return unsafe { panels_avx512::<G>(xp, pairs, pp, goff, ps, op) },
-            AVX2 => return unsafe { panels_avx2::<G>(xp, pairs, pp, goff, ps, op) },
-            _ => {}
-        }
-    }
-    let mut acc = [[0i32; NR]; G];
+    let mut acc = [[[0i32; NR]; G]; MR];
     for t in 0..pairs {
-        let (x0, x1) = (x[2 * t] as i32, x[2 * t + 1] as i32);
-        for (g, a) in acc.iter_mut().enumerate() {
-            let w = &panel[g * goff + t * ps..][..2 * NR];
-            for j in 0..NR {
-                a[j] += x0 * w[2 * j] as i32 + x1 * w[2 * j + 1] as i32;
+        for (i, ai) in acc.iter_mut().enumerate() {
+            let (x0, x1) = (x[i * xs + 2 * t] as i32, x[i * xs + 2 * t + 1] as i32);
+            for (g, a) in ai.iter_mut().enumerate() {
+                let w = &panel[g * goff + t * ps..][..2 * NR];
+                for j in 0..NR {
+                    a[j] += x0 * w[2 * j] as i32 + x1 * w[2 * j + 1] as i32;
+                }
             }
         }
     }
-    for (g, a) in acc.iter().enumerate() {
-        out[g * NR..(g + 1) * NR].copy_from_slice(a);
+    for (i, ai) in acc.iter().enumerate() {
+        for (g, a) in ai.iter().enumerate() {
+            out[(i * G + g) * NR..][..NR].copy_from_slice(a);
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn panels_avx2<const G: usize>(
+unsafe fn madd_avx2<const MR: usize, const G: usize>(
     x: *const i16,
+    xs: usize,
     pairs: usize,
     panel: *const i16,
     goff: usize,
@@ -565,34 +485,40 @@ unsafe fn panels_avx2<const G: usize>(
     out: *mut i32,
 ) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_si256(); 2]; G];
-    let mut p = panel;
+    let mut acc = [[[_mm256_setzero_si256(); 2]; G]; MR];
+    let mut w = [[_mm256_setzero_si256(); 2]; G];
     for t in 0..pairs {
-        let xb = _mm256_set1_epi32(std::ptr::read_unaligned(x.add(2 * t) as *const i32));
-        for (g, a) in acc.iter_mut().enumerate() {
-            let w = p.add(g * goff);
-            a[0] = _mm256_add_epi32(
-                a[0],
-                _mm256_madd_epi16(xb, _mm256_loadu_si256(w as *const _)),
-            );
-            a[1] = _mm256_add_epi32(
-                a[1],
-                _mm256_madd_epi16(xb, _mm256_loadu_si256(w.add(NR) as *const _)),
-            );
+        for (g, wg) in w.iter_mut().enumerate() {
+            let p = panel.add(t * ps + g * goff);
+            wg[0] = _mm256_loadu_si256(p as *const __m256i);
+            wg[1] = _mm256_loadu_si256(p.add(NR) as *const __m256i);
         }
-        p = p.add(ps);
+        for (i, ai) in acc.iter_mut().enumerate() {
+            let pair = std::ptr::read_unaligned(x.add(i * xs + 2 * t) as *const i32);
+            let xb = _mm256_set1_epi32(pair);
+            for (a, wg) in ai.iter_mut().zip(&w) {
+                a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(xb, wg[0]));
+                a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(xb, wg[1]));
+            }
+        }
     }
-    for (g, a) in acc.iter().enumerate() {
-        _mm256_storeu_si256(out.add(g * NR) as *mut __m256i, a[0]);
-        _mm256_storeu_si256(out.add(g * NR + 8) as *mut __m256i, a[1]);
+    for (i, ai) in acc.iter().enumerate() {
+        for (g, a) in ai.iter().enumerate() {
+            let o = out.add((i * G + g) * NR);
+            _mm256_storeu_si256(o as *mut __m256i, a[0]);
+            _mm256_storeu_si256(o.add(8) as *mut __m256i, a[1]);
+        }
     }
 }
 
+/// [`madd_avx2`] with one 512-bit register per pair of a panel's 16
+/// columns.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw,avx512f")]
 #[inline]
-unsafe fn panels_avx512<const G: usize>(
+unsafe fn madd_avx512<const MR: usize, const G: usize>(
     x: *const i16,
+    xs: usize,
     pairs: usize,
     panel: *const i16,
     goff: usize,
@@ -600,24 +526,29 @@ unsafe fn panels_avx512<const G: usize>(
     out: *mut i32,
 ) {
     use std::arch::x86_64::*;
-    let mut acc = [_mm512_setzero_si512(); G];
-    let mut p = panel;
+    let mut acc = [[_mm512_setzero_si512(); G]; MR];
+    let mut w = [_mm512_setzero_si512(); G];
     for t in 0..pairs {
-        let xb = _mm512_set1_epi32(std::ptr::read_unaligned(x.add(2 * t) as *const i32));
-        for (g, a) in acc.iter_mut().enumerate() {
-            *a = _mm512_add_epi32(
-                *a,
-                _mm512_madd_epi16(xb, _mm512_loadu_si512(p.add(g * goff) as *const _)),
-            );
+        for (g, wg) in w.iter_mut().enumerate() {
+            *wg = _mm512_loadu_si512(panel.add(t * ps + g * goff) as *const _);
         }
-        p = p.add(ps);
+        for (i, ai) in acc.iter_mut().enumerate() {
+            let pair = std::ptr::read_unaligned(x.add(i * xs + 2 * t) as *const i32);
+            let xb = _mm512_set1_epi32(pair);
+            for (a, wg) in ai.iter_mut().zip(&w) {
+                *a = _mm512_add_epi32(*a, _mm512_madd_epi16(xb, *wg));
+            }
+        }
     }
-    for (g, a) in acc.iter().enumerate() {
-        _mm512_storeu_si512(out.add(g * NR) as *mut _, *a);
+    for (i, ai) in acc.iter().enumerate() {
+        for (g, a) in ai.iter().enumerate() {
+            _mm512_storeu_si512(out.add((i * G + g) * NR) as *mut _, *a);
+        }
     }
 }
 
-/// [`madd_panels`] over `n` panels, up to four at a time.
+/// One row of `x` against `n` panels `goff` apart ([`madd`]), up to four
+/// at a time.
 #[inline(always)]
 fn madd_panels_n<const ISA: u8>(
     x: &[i16],
@@ -632,22 +563,10 @@ fn madd_panels_n<const ISA: u8>(
     while g < n {
         let (p, o) = (&panel[g * goff..], &mut out[g * NR..]);
         g += match n - g {
-            r if r >= 4 => {
-                madd_panels::<4, ISA>(x, pairs, p, goff, ps, o);
-                4
-            }
-            3 => {
-                madd_panels::<3, ISA>(x, pairs, p, goff, ps, o);
-                3
-            }
-            2 => {
-                madd_panels::<2, ISA>(x, pairs, p, goff, ps, o);
-                2
-            }
-            _ => {
-                madd_panels::<1, ISA>(x, pairs, p, goff, ps, o);
-                1
-            }
+            r if r >= 4 => madd::<1, 4, ISA>(x, 0, pairs, p, goff, ps, o) * 4,
+            3 => madd::<1, 3, ISA>(x, 0, pairs, p, goff, ps, o) * 3,
+            2 => madd::<1, 2, ISA>(x, 0, pairs, p, goff, ps, o) * 2,
+            _ => madd::<1, 1, ISA>(x, 0, pairs, p, goff, ps, o),
         };
     }
 }
