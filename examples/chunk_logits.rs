@@ -24,9 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut at = 0;
     let mut logits_out = Vec::new();
     for _ in 0..n {
+        // [len u16][carried u8][carried tokens][tokens]: the check is of the
+        // network, so the chunk runs cold.
         let len = u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
-        let tokens = &bytes[at + 2..at + 2 + len];
-        at += 2 + len;
+        let carried = bytes[at + 2] as usize;
+        let tokens = &bytes[at + 3 + carried..at + 3 + carried + len];
+        at += 3 + carried + len;
         let mut cache = KvCache::for_full_pass(&model, 1, len + 1);
         let rows: Vec<Row> = std::iter::once(model.start_token)
             .chain(tokens[..len - 1].iter().map(|&t| t as u32))

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-.gpu/data}
 OUT=${OUT:-/tmp/runs}
 MINUTES=${MINUTES:-7}
-CONFIGS=${CONFIGS:-"v4init v4scratch h192 h256"}
+CONFIGS=${CONFIGS:-"v5c0 v5c16 v5c32"}
 mkdir -p "$OUT"
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")'
 python3 scripts/train-torch.py --val "$DATA/all.val.bin.xz" \
@@ -34,6 +34,14 @@ for name in $CONFIGS; do
     # Wider: head size 32 as before.
     h192) args=(--hidden 192 --heads 6 --intermediate 512 --lr 2e-3) ;;
     h256) args=(--hidden 256 --heads 8 --intermediate 768 --lr 1.5e-3) ;;
+    # audio-v4's network and weights seeing 0, 16 or 32 tokens of the chunk
+    # before (the records carry 32; the model's lmic_carry_tokens).
+    v5c0) args=(--init models/audio-v4/model.safetensors --lr 1e-3 --warmup 50) ;;
+    v5c16) args=(--init models/audio-v4/model.safetensors --lr 1e-3 --warmup 50 --carry 16) ;;
+    v5c32) args=(--init models/audio-v4/model.safetensors --lr 1e-3 --warmup 50 --carry 32) ;;
+    # v5c32's weights (models/audio-v5) trained on at a lower rate.
+    v5more) args=(--init models/audio-v5/model.safetensors --lr 3e-4 --warmup 20 --carry 32) ;;
+    v5big) args=(--init models/audio-v5/model.safetensors --lr 5e-4 --warmup 20 --carry 32 --batch 4096) ;;
     *) echo "unknown configuration $name" >&2; exit 2 ;;
   esac
   python3 scripts/train-torch.py "${common[@]}" "${args[@]}" --out "$OUT/$name" \

@@ -6,15 +6,18 @@
 two cores; a GPU makes thousands. This script is the same network (Hugging
 Face Llama layout: RMSNorm, rotate-half rotary embeddings, SwiGLU, untied
 head, the start token first) and the same examples (each record is one chunk
-compression models: inputs are the start token and its first len-1 tokens,
-targets its len tokens), so the weights it writes load in lmic as they are.
+compression models: inputs are the start token, with `--carry P` the last P
+tokens of the chunk before it as the encoder carries them, and its first
+len-1 tokens; targets its len tokens), so the weights it writes load in lmic
+as they are (a model trained with --carry P says so in its config.json:
+"lmic_carry_tokens": P, "max_position_embeddings": context + P + 1).
 `--check MODEL_F16.safetensors REF.f32` proves the network is lmic's before
 any training: it loads those weights and compares its logits on the first
 records of --val with what `cargo run --example chunk_logits` computed.
 
     python3 scripts/train-torch.py --train P.train.bin --val P.val.bin \
         --out RUN --minutes 8 [--hidden 128 --layers 4 --heads 4 \
-        --intermediate 384] [--init models/audio-v2/model.safetensors]
+        --intermediate 384] [--init models/audio-v2/model.safetensors] [--carry 16]
 
 Writes RUN/model.safetensors (f16, what lmic ships; the best validation
 step), RUN/log.txt and with --checkpoint RUN/checkpoint.pt (f32 + optimiser). Validation is
@@ -82,27 +85,31 @@ def save_file(tensors, path):
     os.replace(path + ".tmp", path)
 
 
-def read_records(path, context):
-    """Records [len u16][len bytes] -> (tokens [n, context] uint8, lens [n]);
-    `.xz` files are decompressed first."""
+def read_records(path, context, carry):
+    """Records [len u16][carried u8][carried bytes][len bytes] -> (tokens
+    [n, carry + context] uint8: each row the last `carry` (at most) carried
+    tokens then the chunk's, lens [n], carried [n]); `.xz` files are
+    decompressed first."""
     if path.endswith(".xz"):
         with lzma.open(path) as f:
             b = np.frombuffer(f.read(), dtype=np.uint8)
     else:
         b = np.fromfile(path, dtype=np.uint8)
-    offs, lens = [], []
+    offs, lens, cars = [], [], []
     at = 0
     while at < len(b):
-        n = int(b[at]) | (int(b[at + 1]) << 8)
-        offs.append(at + 2)
+        n, c = int(b[at]) | (int(b[at + 1]) << 8), int(b[at + 2])
+        k = min(c, carry)
+        offs.append(at + 3 + c - k)
         lens.append(n)
-        at += 2 + n
-    lens = np.array(lens, dtype=np.int64)
+        cars.append(k)
+        at += 3 + c + n
+    lens, cars = np.array(lens, dtype=np.int64), np.array(cars, dtype=np.int64)
     assert lens.max() <= context, f"{path}: a record of {lens.max()} > context {context}"
-    toks = np.zeros((len(lens), context), dtype=np.uint8)
-    for i, (o, n) in enumerate(zip(offs, lens)):
-        toks[i, :n] = b[o:o + n]
-    return torch.from_numpy(toks), torch.from_numpy(lens)
+    toks = np.zeros((len(lens), carry + context), dtype=np.uint8)
+    for i, (o, n, k) in enumerate(zip(offs, lens, cars)):
+        toks[i, :k + n] = b[o:o + k + n]
+    return torch.from_numpy(toks), torch.from_numpy(lens), torch.from_numpy(cars)
 
 
 class RMSNorm(torch.nn.Module):
@@ -205,14 +212,18 @@ def init_weights(model, layers):
             torch.nn.init.normal_(p, 0.0, 0.02)
 
 
-def batch(toks, lens, idx, device):
-    """Inputs (the start token, then all but the last token), targets and
-    mask of the records `idx`, built where `toks` is and moved to `device`."""
-    x = toks[idx.to(toks.device)].long()
-    n = lens[idx.to(lens.device)]
+def batch(data, idx, device):
+    """Inputs (the start token, then the carried tokens and all but the last
+    of the chunk's), targets and mask (the chunk's tokens only: carried ones
+    are context, not coded) of the records `idx` of `data` (read_records),
+    built where the data is and moved to `device`."""
+    toks, lens, cars = data
+    i = idx.to(toks.device)
+    x, n, c = toks[i].long(), lens[i], cars[i]
     start = torch.full((len(idx), 1), START, dtype=torch.long, device=x.device)
     ids = torch.cat([start, x[:, :-1]], dim=1)
-    mask = torch.arange(x.shape[1], device=x.device)[None, :] < n[:, None]
+    at = torch.arange(x.shape[1], device=x.device)[None, :]
+    mask = (at >= c[:, None]) & (at < (c + n)[:, None])
     return tuple(t.to(device, non_blocking=True) for t in (ids, x, mask))
 
 
@@ -225,12 +236,13 @@ def loss_of(model, ids, tg, mask, dtype):
 
 
 @torch.no_grad()
-def evaluate(model, toks, lens, bs, device, dtype):
+def evaluate(model, data, bs, device, dtype):
     model.eval()
     nats, n = 0.0, 0.0
-    for s in range(0, len(lens), bs):
-        idx = torch.arange(s, min(s + bs, len(lens)))
-        l, c = loss_of(model, *batch(toks, lens, idx, device), dtype)
+    count = len(data[1])
+    for s in range(0, count, bs):
+        idx = torch.arange(s, min(s + bs, count))
+        l, c = loss_of(model, *batch(data, idx, device), dtype)
         nats += l.item()
         n += c.item()
     model.train()
@@ -247,6 +259,8 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--intermediate", type=int, default=384)
     ap.add_argument("--context", type=int, default=256)
+    ap.add_argument("--carry", type=int, default=0,
+                    help="tokens of the previous chunk each chunk sees first (the model's lmic_carry_tokens)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=200)
@@ -263,19 +277,20 @@ def main():
     a = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(a.seed)
-    model = Llama(a.hidden, a.layers, a.heads, a.intermediate, a.context).to(device)
-    vt, vl = read_records(a.val, a.context)
+    carry = 0 if a.check else a.carry
+    model = Llama(a.hidden, a.layers, a.heads, a.intermediate, a.context + carry).to(device)
+    val = read_records(a.val, a.context, carry)
 
     if a.check:
         model.load_hf(load_file(a.check[0]))
         ref = np.fromfile(a.check[1], dtype=np.float32).reshape(-1, VOCAB)
         worst, at = 0.0, 0
         with torch.no_grad():
-            for i in range(len(vl)):
+            for i in range(len(val[1])):
                 if at >= len(ref):
                     break
-                n = int(vl[i])
-                ids, _, _ = batch(vt, vl, torch.tensor([i]), device)
+                n = int(val[1][i])
+                ids, _, _ = batch(val, torch.tensor([i]), device)
                 lg = model(ids[:, :n]).float().cpu().numpy().reshape(-1, VOCAB)
                 worst = max(worst, float(np.abs(lg - ref[at:at + n]).max()))
                 at += n
@@ -293,18 +308,19 @@ def main():
         log_f.write(s + "\n")
         log_f.flush()
 
-    tt, tl = read_records(a.train, a.context)
+    train = read_records(a.train, a.context, carry)
     # A fixed sample of every source, not the first files' chunks.
-    pick = torch.randperm(len(vl), generator=torch.Generator().manual_seed(0))[:a.val_max]
-    vt, vl = vt[pick], vl[pick]
+    pick = torch.randperm(len(val[1]), generator=torch.Generator().manual_seed(0))[:a.val_max]
+    val = tuple(t[pick] for t in val)
     if a.init:
         model.load_hf(load_file(a.init))
         log(f"starting from {a.init}")
     else:
         init_weights(model, a.layers)
     params = sum(p.numel() for p in model.parameters())
-    log(f"{len(tl)} training chunks ({int(tl.sum())} tokens), {len(vl)} validation chunks; "
-        f"{a.layers} layers, hidden {a.hidden}, {a.heads} heads, mlp {a.intermediate}: {params} parameters; {device}")
+    log(f"{len(train[1])} training chunks ({int(train[1].sum())} tokens), {len(val[1])} validation chunks; "
+        f"{a.layers} layers, hidden {a.hidden}, {a.heads} heads, mlp {a.intermediate}: {params} parameters; "
+        f"{carry} carried tokens; {device}")
     dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
     decay = [p for n, p in model.named_parameters() if p.dim() == 2]
     other = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -316,7 +332,7 @@ def main():
     g = torch.Generator().manual_seed(a.seed)
     step, best, recent, next_eval = 0, float("inf"), [], a.eval_seconds
     # The training set lives on the GPU: batches are gathered there.
-    tt_dev, tl_dev = tt.to(device), tl.to(device)
+    train_dev = tuple(t.to(device) for t in train)
     while True:
         el = time.time() - t0
         p = min(1.0, el / budget)
@@ -324,8 +340,8 @@ def main():
             a.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
         for grp in opt.param_groups:
             grp["lr"] = lr
-        idx = torch.randint(0, len(tl), (a.batch,), generator=g)
-        ids, tg, mask = batch(tt_dev, tl_dev, idx, device)
+        idx = torch.randint(0, len(train[1]), (a.batch,), generator=g)
+        ids, tg, mask = batch(train_dev, idx, device)
         l, c = loss_of(fwd, ids, tg, mask, dtype)
         loss = l / c
         opt.zero_grad(set_to_none=True)
@@ -339,7 +355,7 @@ def main():
             next_eval = el + a.eval_seconds
             tr = torch.stack(recent).mean().item() / math.log(2)
             recent = []
-            v = evaluate(model, vt, vl, 512, device, dtype)
+            v = evaluate(model, val, 512, device, dtype)
             mark = ""
             if v < best:
                 best = v

@@ -34,14 +34,15 @@ use std::io::Read;
 /// The first 8 bytes of every `.lmc` file (PNG-style: the CR LF, ^Z and LF
 /// expose text-mode transfers).
 pub const MAGIC: [u8; 8] = *b"LMIC\r\n\x1a\n";
-/// Version 6: a frame header's counts are LEB128 and its chunk entries are
+/// Version 7: the file header's `carry` (the model sees the end of the
+/// chunk before; a frame's lanes are then chains of chunks). Version 6: a frame header's counts are LEB128 and its chunk entries are
 /// range-coded (`coder::encode_entries`), about a bit each instead of a
 /// byte. Version 5: a frame's coded chunks share arithmetic-coded lanes (one
 /// coder flush and one length per lane, not per chunk) and each chunk's
 /// table entry is one byte. Version 4: frames carry their index (so
 /// `--salvage` keeps the timeline across a damaged region), and AIFF's
 /// big-endian sample kinds exist.
-pub const VERSION: u16 = 6;
+pub const VERSION: u16 = 7;
 /// Version 2 files (classic mapping only, no mapping field) and version 3
 /// (frames without an index) still decode.
 pub const OLDEST_VERSION: u16 = 2;
@@ -56,6 +57,8 @@ pub const FORWARD_INTEGER: u8 = 3;
 const MAX_DEVICE: usize = 64;
 const MAX_HEAD: usize = 64 << 20;
 const MAX_SPEC: usize = 4096;
+/// Most tokens a chunk may see from the chunk before it.
+pub const MAX_CARRY: u8 = 128;
 /// Largest context (characters per chunk) a file may declare.
 pub const MAX_CONTEXT: u32 = 1 << 16;
 /// Largest `frame_chunks` a file may declare.
@@ -258,6 +261,11 @@ pub struct FileHeader {
     pub device: String,
     /// How samples become characters (version 2 files: classic).
     pub mapping: Kind,
+    /// Tokens of the chunk before that the model sees ahead of each chunk
+    /// (version 7; 0: every chunk starts cold, the only layout before). With
+    /// carry, a frame's chunks run in chains of [`FrameHeader::per_lane`]
+    /// ([`crate::codec::carried_from`]), each chain one lane.
+    pub carry: u8,
 }
 
 impl FileHeader {
@@ -289,6 +297,7 @@ impl FileHeader {
             o.blob(self.device.as_bytes());
         }
         o.u8(self.mapping as u8);
+        o.u8(self.carry);
         o.seal();
     }
 
@@ -336,6 +345,7 @@ impl FileHeader {
         } else {
             Kind::Classic as u8
         };
+        let carry = if version >= 7 { i.u8()? } else { 0 };
         i.check_seal()?;
         let mapping = match Kind::from_u8(mapping) {
             Some(m) => m,
@@ -375,6 +385,9 @@ impl FileHeader {
         if top_k == 0 {
             return bad("top-k 0".into());
         }
+        if carry > MAX_CARRY || (carry > 0 && forward_mode == FORWARD_DEVICE) {
+            return bad(format!("carry of {carry} tokens"));
+        }
         Ok(FileHeader {
             version,
             wav_head,
@@ -399,6 +412,7 @@ impl FileHeader {
             device: String::from_utf8(device)
                 .map_err(|_| Error::Corrupt("device name is not UTF-8".into()))?,
             mapping,
+            carry,
         })
     }
 }
@@ -464,8 +478,14 @@ pub struct FrameHeader {
     /// runs of this many (the last run may be shorter), and each run is one
     /// arithmetic-coded stream that interleaves its chunks position by
     /// position, so a group of chunks decoded in lockstep reads one stream
-    /// (versions before 5: 1).
+    /// (versions before 5: 1). [`chained`](Self::chained): chunks per chain
+    /// instead.
     pub per_lane: u32,
+    /// The file's [`carry`](FileHeader::carry) is on: chunks `j·per_lane`
+    /// to `(j+1)·per_lane − 1` (coded or not) are chain `j`, decoded one
+    /// after another, and each chain with a coded chunk is one lane holding
+    /// its coded chunks one after another.
+    pub chained: bool,
     /// Bytes of each lane, in order.
     pub lanes: Vec<u32>,
 }
@@ -478,14 +498,26 @@ const ENTRY_DROP: u8 = 0x1f;
 
 impl FrameHeader {
     /// How many lanes the chunk table implies: the coded chunks in runs of
-    /// [`per_lane`](Self::per_lane).
+    /// [`per_lane`](Self::per_lane), or chained, the chains with a coded chunk.
     pub fn lane_count(&self) -> usize {
-        let coded = self
-            .chunks
+        lane_count(&self.chunks, self.per_lane, self.chained)
+    }
+}
+
+fn lane_count(chunks: &[ChunkEntry], per_lane: u32, chained: bool) -> usize {
+    let per_lane = per_lane.max(1) as usize;
+    let coded = |c: &ChunkEntry| c.kind == ChunkKind::Coded;
+    if chained {
+        chunks
+            .chunks(per_lane)
+            .filter(|c| c.iter().any(coded))
+            .count()
+    } else {
+        chunks
             .iter()
-            .filter(|c| c.kind == ChunkKind::Coded)
-            .count();
-        coded.div_ceil(self.per_lane.max(1) as usize)
+            .filter(|c| coded(c))
+            .count()
+            .div_ceil(per_lane)
     }
 }
 
@@ -624,8 +656,9 @@ impl FrameHeader {
         if n > limits.chunks {
             return Err(Error::Corrupt(format!("frame of {n} chunks")));
         }
+        let chained = h.carry > 0;
         let table = if h.version >= 5 {
-            read_table(&mut i, n, limits, v6)?
+            read_table(&mut i, n, limits, v6, chained)?
         } else {
             read_table_v4(&mut i, n, limits, mapping)?
         };
@@ -716,6 +749,7 @@ impl FrameHeader {
             payload_crc,
             chunks,
             per_lane,
+            chained,
             lanes,
         })
     }
@@ -756,6 +790,7 @@ fn read_table<R: Read + ?Sized>(
     n: u32,
     limits: &FrameLimits,
     coded: bool,
+    chained: bool,
 ) -> Result<Table> {
     let mut chunks = Vec::with_capacity(n as usize);
     let mut chunk_drops = Vec::new();
@@ -815,7 +850,7 @@ fn read_table<R: Read + ?Sized>(
     let coded = chunks.iter().filter(|c| c.kind == ChunkKind::Coded).count();
     let most = (per_lane as u64).min(coded as u64) * limits.chunk_bytes as u64;
     let mut lanes = Vec::new();
-    for _ in 0..coded.div_ceil(per_lane as usize) {
+    for _ in 0..lane_count(&chunks, per_lane, chained) {
         let len = i.varint()?;
         if len as u64 > most {
             return Err(Error::Corrupt(format!("lane of {len} bytes")));
@@ -1002,16 +1037,19 @@ mod tests {
             fingerprint: [7; 32],
             start_token: 1,
             mapping: Kind::Classic,
+            carry: 0,
         }
     }
 
     #[test]
     fn structures_round_trip() {
         for mapping in Kind::ALL {
-            round_trip(mapping, false);
+            round_trip(mapping, false, false);
         }
         // A cascade frame ranking among its segment's levels.
-        round_trip(Kind::Cascade, true);
+        round_trip(Kind::Cascade, true, false);
+        // Context carried across chunks: lanes are chains.
+        round_trip(Kind::Cascade, false, true);
     }
 
     /// A frame may inherit levels only where it goes on from the previous
@@ -1044,6 +1082,7 @@ mod tests {
                     len: 0,
                 }],
                 per_lane: 1,
+                chained: false,
                 lanes: vec![3],
             };
             let mut o = Out::default();
@@ -1058,9 +1097,10 @@ mod tests {
         }
     }
 
-    fn round_trip(mapping: Kind, inherit: bool) {
+    fn round_trip(mapping: Kind, inherit: bool, chained: bool) {
         let h = FileHeader {
             mapping,
+            carry: if chained { 16 } else { 0 },
             ..header()
         };
         let p = |coefs: Vec<i32>| Predictor { shift: 13, coefs };
@@ -1126,7 +1166,10 @@ mod tests {
                     len: 0,
                 },
             ],
-            per_lane: 2,
+            // Chained: chunks 0–2 and 3 (two lanes); else the 3 coded
+            // chunks in runs of 2.
+            per_lane: if chained { 3 } else { 2 },
+            chained,
             lanes: vec![1 << 20, 7],
         };
         let t = Trailer {

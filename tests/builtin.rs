@@ -41,6 +41,59 @@ fn default_model_compresses_real_recordings() {
     }
 }
 
+/// Context carried across chunks with the built-in model: chains of coded
+/// and verbatim chunks (a chunk after a verbatim one carries its tokens),
+/// frames that end mid-chain, decoded in groups of every size on one and
+/// three threads, bit for bit; and the carried tokens change the coding.
+#[test]
+fn carried_context_round_trips_through_chains() {
+    let m = Model::load(lmic::model::builtin::DEFAULT).unwrap();
+    let mut w = Wav::pcm(2, 16, 12_000, 3);
+    // Full-scale noise in places: those chunks are stored verbatim.
+    let mut r = lmic::rng::Lcg::new(9);
+    for (i, b) in w.data.iter_mut().enumerate() {
+        if (i / 4 / 700) % 4 == 3 {
+            *b = r.byte();
+        }
+    }
+    let w = w.bytes();
+    let o = |carry| Options {
+        carry: Some(carry),
+        frame_chunks: Some(21),
+        ..Options::default()
+    };
+    let (lmc, st) = compress_with(&m, &w, &o(16)).unwrap();
+    assert!(
+        st.verbatim_chunks > 2 && st.verbatim_chunks * 2 < st.chunks,
+        "{} of {} chunks verbatim",
+        st.verbatim_chunks,
+        st.chunks
+    );
+    assert_eq!(lmic::info(&lmc[..]).unwrap().header.carry, 16);
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for group in [1, 2, 5, 64] {
+            let d = lmic::DecodeOptions {
+                decode_group: group,
+                ..Default::default()
+            };
+            let mut back = Vec::new();
+            pool.install(|| {
+                lmic::Decoder::open(&lmc[..], &d, |_| Ok(&m))
+                    .unwrap()
+                    .decompress(&mut back)
+                    .unwrap()
+            });
+            assert!(back == w, "{threads} threads, groups of {group}");
+        }
+    }
+    let (cold, _) = compress_with(&m, &w, &o(0)).unwrap();
+    assert!(cold != lmc && decompress_with(&m, &cold).unwrap() == w);
+}
+
 /// `lmic bench --speed`: FLOP/s of the built-in model's forward pass in
 /// both pipeline shapes against a large product's; the FLOP count is the
 /// architecture's (4 layers, hidden 128, MLP 384, vocabulary 130, mean
@@ -171,14 +224,19 @@ fn train_resume_and_use_the_model() {
     assert!(decompress_with(&m, &lmc).unwrap() == w);
 }
 
-/// Records of a `--dump-chunks` file: `[len u16 LE][len token ids]`.
-fn dump_records(path: &std::path::Path) -> Vec<Vec<u8>> {
+/// Records of a `--dump-chunks` file, `[len u16 LE][carried u8][carried
+/// token ids][len token ids]`, as (carried, tokens).
+fn dump_records(path: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let b = std::fs::read(path).unwrap();
     let (mut at, mut out) = (0, Vec::new());
     while at < b.len() {
         let n = u16::from_le_bytes([b[at], b[at + 1]]) as usize;
-        out.push(b[at + 2..at + 2 + n].to_vec());
-        at += 2 + n;
+        let c = b[at + 2] as usize;
+        out.push((
+            b[at + 3..at + 3 + c].to_vec(),
+            b[at + 3 + c..at + 3 + c + n].to_vec(),
+        ));
+        at += 3 + c + n;
     }
     assert_eq!(at, b.len(), "the last record ends the file");
     out
@@ -246,10 +304,15 @@ fn train_dump_chunks_writes_the_chunks_compression_models() {
             preset: mapping::cascade::DEFAULT_PRESET,
         };
         let m = mapping::map(Kind::Cascade, &s, codes, &mut Default::default()).unwrap();
-        let chunks: Vec<Vec<u8>> = m
-            .spans
-            .iter()
-            .map(|&(a, n)| m.chars[a..a + n].to_vec())
+        // One frame each: chunks after the first of a chain carry the end of
+        // the one before.
+        let text = |c: usize| &m.chars[m.spans[c].0..][..m.spans[c].1];
+        let chunks: Vec<(Vec<u8>, Vec<u8>)> = (0..m.spans.len())
+            .map(|c| {
+                let carried = lmic::codec::carried_from(c, lmic::codec::CHAIN_CHUNKS)
+                    .map_or(&[][..], |p| &text(p)[text(p).len().saturating_sub(32)..]);
+                (carried.to_vec(), text(c).to_vec())
+            })
             .collect();
         if i % 4 == 0 {
             val_want.extend(chunks);
@@ -261,7 +324,8 @@ fn train_dump_chunks_writes_the_chunks_compression_models() {
     assert_eq!(train, want);
     assert!(train
         .iter()
-        .all(|r| !r.is_empty() && r.len() <= 256 && r.iter().all(|&t| t < 128)));
+        .all(|(_, r)| !r.is_empty() && r.len() <= 256 && r.iter().all(|&t| t < 128)));
+    assert!(train.iter().filter(|(c, _)| c.len() == 32).count() > train.len() / 2);
     // Augmented: more chunks (8-bit copies), the same on every run.
     let (a, _, bytes_a) = dump("aug1", &["--val-every", "4", "--aug-8bit", "0.5"]);
     let (_, _, bytes_b) = dump("aug2", &["--val-every", "4", "--aug-8bit", "0.5"]);
@@ -354,7 +418,7 @@ fn hub_cli_round_trip_and_missing_model_error() {
 /// the fingerprint sees; the default compresses with the cascade mapping.
 #[test]
 fn builtins_are_their_directories() {
-    for name in ["audio-v1", "audio-v2", "audio-v3", "audio-v4"] {
+    for name in ["audio-v1", "audio-v2", "audio-v3", "audio-v4", "audio-v5"] {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("models")
             .join(name);
@@ -364,6 +428,10 @@ fn builtins_are_their_directories() {
     }
     let default = Model::load(lmic::model::builtin::DEFAULT).unwrap();
     assert_eq!(default.mapping, lmic::mapping::Kind::Cascade);
+    // It was trained to see the end of the chunk before each chunk, and
+    // its context leaves room for that.
+    assert_eq!(default.config.lmic_carry_tokens, 32);
+    assert_eq!(lmic::codec::default_context(&default), 256);
     assert_eq!(
         Model::load("lmic:audio-v2").unwrap().mapping,
         lmic::mapping::Kind::Lpc

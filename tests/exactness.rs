@@ -103,13 +103,21 @@ fn integer_logits_are_the_same_everywhere() {
 }
 
 /// Files made with the integer pass: the same bytes whatever the threads
-/// and batches, decoded on one thread in other groups.
+/// and batches, decoded on one thread in other groups; with context carried
+/// across chunks too.
 #[test]
 fn integer_files_do_not_depend_on_threads_or_batches() {
+    integer_files_same_everywhere(None, None);
+    integer_files_same_everywhere(Some(60), Some(12));
+}
+
+fn integer_files_same_everywhere(context: Option<u32>, carry: Option<u8>) {
     let w = Wav::pcm(2, 16, 2000, 9).bytes();
     let o = Options {
         force_coded: true,
         forward: Some(lmic::model::backend::Forward::Integer),
+        context,
+        carry,
         ..Options::default()
     };
     let files: Vec<Vec<u8>> = [(1usize, 512usize), (2, 100), (3, 1 << 20)]

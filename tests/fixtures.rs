@@ -81,6 +81,22 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
         "v6-integer-audio-v3",
         "v6-integer-audio-v4",
         "v6-cascade-p2-",
+        "v7-lpc-",
+        "v7-cascade-",
+        "v7-classic-",
+        "v7-device-",
+        "v7-lpc-audio-v2-stereo16-planar",
+        "v7-lpc-audio-v2-stereo24",
+        "v7-cascade-audio-v3-aiff16",
+        "v7-cascade-audio-v3-carry",
+        "v7-cascade-audio-v3-levels-8bit",
+        "v7-cascade-p1-audio-v3-carry",
+        "v7-cascade-p1-audio-v3-levels-8bit",
+        "v7-cascade-p1-audio-v3-segment-levels",
+        "v7-integer-audio-v3",
+        "v7-integer-audio-v4",
+        "v7-cascade-p2-",
+        "v7-chained-",
     ] {
         assert!(files.iter().any(|f| f.contains(want)), "no {want} fixture");
     }
@@ -179,4 +195,14 @@ fn cascade_fixtures_cover_every_preset() {
         2,
         "a new preset needs a fixture"
     );
+}
+
+/// The chained fixture carries context across chunks, and some of its
+/// chains have verbatim chunks (whose tokens the next chunk carries).
+#[test]
+fn the_chained_fixture_carries_context_past_verbatim_chunks() {
+    let f = std::fs::File::open(data().join("v7-chained-audio-v5-stereo16.lmc")).unwrap();
+    let info = lmic::codec::info(std::io::BufReader::new(f)).unwrap();
+    assert_eq!(info.header.carry, 32);
+    assert!(info.verbatim_chunks > 0, "{info}");
 }

@@ -304,7 +304,7 @@ proptest! {
     fn random_wavs_round_trip(
         kind in 0usize..5, ch in 1u16..=4, frames in 0usize..120, seed in any::<u64>(),
         context in 8u32..100, frame_chunks in 1u32..5, planar in any::<bool>(), top_k in 1u32..140,
-        predictor in any::<bool>(),
+        predictor in any::<bool>(), carry in prop_oneof![Just(0u8), 1u8..40],
     ) {
         let (tag, bits) = [(1u16, 8u16), (1, 16), (1, 24), (1, 32), (3, 32)][kind];
         let mut w = Wav::signal(tag, ch, bits, bits, frames, seed);
@@ -319,7 +319,8 @@ proptest! {
         let o = Options {
             context: Some(context.max(5 * ch as u32)), frame_chunks: Some(frame_chunks),
             layout: if planar { Layout::Planar } else { Layout::Interleaved },
-            top_k, force_coded: seed % 3 == 0, predictor: Some(predictor), ..Options::default()
+            top_k, force_coded: seed % 3 == 0, predictor: Some(predictor), carry: Some(carry),
+            ..Options::default()
         };
         let (lmc, _) = compress_with(model(), &bytes, &o).unwrap();
         prop_assert_eq!(decompress_with(model(), &lmc).unwrap(), bytes);

@@ -77,8 +77,9 @@ pub enum Command {
         verify: bool,
         /// Model: a Hugging Face Llama directory, a .gguf file, a Hub id
         /// org/name[@revision] (from the local cache, downloaded if missing),
-        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v4
-        /// (trained on cascade residuals).
+        /// or a built-in lmic:NAME. Default: the built-in lmic:audio-v5
+        /// (trained on cascade residuals, each chunk after the end of the
+        /// one before).
         #[arg(long)]
         model: Option<String>,
         /// Characters per chunk (default: the model's context, at most 2048).
@@ -112,6 +113,11 @@ pub enum Command {
         /// stages: about 1.8% larger, the predictor three times faster).
         #[arg(long, default_value_t = Options::default().cascade_preset, value_name = "N")]
         cascade_preset: u8,
+        /// Tokens of the chunk before that the model sees ahead of each
+        /// chunk (default: as many as the model was trained with; 0: every
+        /// chunk starts cold).
+        #[arg(long, value_name = "N")]
+        carry: Option<u8>,
         /// The forward pass's arithmetic: integer (the default: 8-bit
         /// weights and exact integer sums, so the kernels may use any
         /// instruction set or device) or float (lmic's fixed-order f32

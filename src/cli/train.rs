@@ -314,7 +314,10 @@ fn validation_set(clips: &[Clip], codec: &TokenCodec, o: &TrainOptions) -> Resul
 /// Writes the chunks compression would model, as their token ids, for
 /// training outside lmic (`scripts/train-torch.py` on a GPU): the training
 /// split to `PREFIX.train.bin`, the validation split to `PREFIX.val.bin`,
-/// each a sequence of records `[len: u16 LE][len token ids, one byte each]`.
+/// each a sequence of records `[len: u16 LE][carried: u8][carried token
+/// ids][len token ids]`, one byte per token id: a chunk's tokens after the
+/// last (up to [`DUMP_CARRY`]) tokens of the chunk the encoder would carry
+/// context from ([`lmic::codec::carried_from`]; none at a chain's start).
 ///
 /// Unlike [`sample_example`]'s cold windows, each clip is mapped as the
 /// encoder maps a stream: frames of 64 chunks, the filters carried from
@@ -363,6 +366,10 @@ pub fn dump_chunks(o: &TrainOptions, prefix: &Path, log: &dyn Fn(&str)) -> Resul
     Ok(())
 }
 
+/// Carried tokens [`dump_chunks`] writes at most: more than any model
+/// carries (lmic:audio-v5: 16).
+pub const DUMP_CARRY: usize = 32;
+
 /// One clip's records for [`dump_chunks`], with their chunk and token counts.
 fn dump_clip(
     clip: &Clip,
@@ -410,12 +417,21 @@ fn dump_clip(
                 .map(|f| mapping::stage(Kind::Cascade, &setup, f.to_vec(), &mut carry))
                 .collect::<Result<Vec<_>>>()?;
             for m in mapping::finish(&setup, staged)? {
-                for &(s, len) in &m.spans {
-                    let Some(t) = codec.encode(&m.chars[s..s + len])? else {
-                        continue;
-                    };
+                let toks = m
+                    .spans
+                    .iter()
+                    .map(|&(s, len)| codec.encode(&m.chars[s..s + len]))
+                    .collect::<Result<Vec<_>>>()?;
+                for (c, t) in toks.iter().enumerate() {
+                    let Some(t) = t else { continue };
+                    // What the encoder would carry into the chunk, at most
+                    // DUMP_CARRY tokens: trainers take the last ones they use.
+                    let carried = lmic::codec::carried_from(c, lmic::codec::CHAIN_CHUNKS)
+                        .and_then(|p| toks[p].as_deref())
+                        .map_or(&[][..], |p| &p[p.len().saturating_sub(DUMP_CARRY)..]);
                     bytes.extend_from_slice(&(t.len() as u16).to_le_bytes());
-                    bytes.extend(t.iter().map(|&x| x as u8));
+                    bytes.push(carried.len() as u8);
+                    bytes.extend(carried.iter().chain(t).map(|&x| x as u8));
                     chunks += 1;
                     tokens += t.len();
                 }

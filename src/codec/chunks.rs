@@ -5,7 +5,7 @@
 //! and memory, never results.
 
 use super::frames::{Coded, Payload};
-use super::{verbatim_len, Stats};
+use super::{carried_from, verbatim_len, Stats, CHAIN_CHUNKS};
 use crate::coder::{self, Decoder, Encoder, Intervals};
 use crate::container::{ChunkKind, FileHeader};
 use crate::error::{Error, Result};
@@ -32,11 +32,39 @@ pub(crate) struct Schedule {
     pub batch_tokens: usize,
     pub decode_group: usize,
 }
+/// A chunk as the model sees it: the tokens carried from the chunk before
+/// (none at a chain's start or without carry), then its own.
+type Job<'a> = (&'a [u32], &'a [u32]);
+
+/// The tokens chunk `c` sees first: the last `carry` of the chunk it
+/// carries context from, where that chunk has tokens (coded, or verbatim
+/// and tokenizable).
+fn carried(toks: &[Option<Vec<u32>>], c: usize, carry: usize, chain: usize) -> &[u32] {
+    match carried_from(c, chain).and_then(|p| toks[p].as_deref()) {
+        Some(t) if carry > 0 => &t[t.len().saturating_sub(carry)..],
+        _ => &[],
+    }
+}
+
+/// Chunks per chain for a file carrying `carry` tokens (1: chunks stand
+/// alone).
+fn chain_len(carry: u8) -> usize {
+    if carry > 0 {
+        CHAIN_CHUNKS
+    } else {
+        1
+    }
+}
+
 /// A chunk's tokens, or None where it must be stored verbatim (the
-/// tokenizer cannot reproduce it, or it exceeds the model's context). The
-/// decoder calls this on verbatim chunks too, to rebuild device batches.
-pub(crate) fn chunk_tokens(model: &Model, text: &[u8]) -> Result<Option<Vec<u32>>> {
-    let max_tokens = model.config.max_position_embeddings - 1;
+/// tokenizer cannot reproduce it, or it exceeds the model's context with
+/// the `carry` tokens before it). The decoder calls this on verbatim chunks
+/// too, to rebuild device batches and carried tokens.
+pub(crate) fn chunk_tokens(model: &Model, carry: u8, text: &[u8]) -> Result<Option<Vec<u32>>> {
+    let max_tokens = model
+        .config
+        .max_position_embeddings
+        .saturating_sub(1 + carry as usize);
     Ok(model
         .codec
         .encode(text)?
@@ -57,16 +85,26 @@ pub(crate) fn encode_chunks(
     stats: &mut Stats,
 ) -> Result<Coded> {
     let top_k = h.top_k as usize;
+    let (carry, chain) = (h.carry as usize, chain_len(h.carry));
     let toks: Vec<Option<Vec<u32>>> = texts
         .iter()
-        .map(|t| chunk_tokens(model, t))
+        .map(|t| chunk_tokens(model, h.carry, t))
         .collect::<Result<_>>()?;
     let coded: Vec<usize> = (0..texts.len()).filter(|&i| toks[i].is_some()).collect();
     let seq = |i: usize| toks[i].as_deref().unwrap();
+    let jobs: Vec<Job> = coded
+        .iter()
+        .map(|&i| (carried(&toks, i, carry, chain), seq(i)))
+        .collect();
     let mut results = Vec::with_capacity(coded.len());
     match backend {
-        Backend::RowWise => results = encode_rows(model, model, &coded, &toks, sched, top_k)?,
-        Backend::Integer(net) => results = encode_rows(model, &**net, &coded, &toks, sched, top_k)?,
+        Backend::RowWise => results = encode_rows(model, model, &jobs, sched, top_k)?,
+        Backend::Integer(net) => results = encode_rows(model, &**net, &jobs, sched, top_k)?,
+        Backend::Device(_) if carry > 0 => {
+            return Err(Error::Model(
+                "the float pass on a device carries no context across chunks".into(),
+            ))
+        }
         Backend::Device(net) => {
             for group in coded.chunks(device_group(model, h)) {
                 let batch = group.iter().map(|&i| seq(i)).collect();
@@ -88,16 +126,32 @@ pub(crate) fn encode_chunks(
                 tokens: n as u32,
                 bytes: Vec::new(),
             });
-            kept.push(ivs);
+            kept.push((i, ivs));
         }
     }
     let per_lane = match backend {
+        // A chain is decoded one chunk after another: one stream.
+        _ if carry > 0 => chain,
         Backend::RowWise | Backend::Integer(_) => LANE_CHUNKS,
         // A device decodes a group of hundreds of chunks in lockstep, in
         // groups the header decides; lanes of one chunk never straddle one.
         Backend::Device(_) => 1,
     };
-    let lanes: Vec<Vec<u8>> = kept.par_chunks(per_lane).map(code_lane).collect();
+    let lanes: Vec<Vec<u8>> = if carry > 0 {
+        let mut chains: Vec<Vec<Intervals>> = Vec::new();
+        let mut last = usize::MAX;
+        for (i, ivs) in kept {
+            if i / chain != last {
+                chains.push(Vec::new());
+                last = i / chain;
+            }
+            chains.last_mut().unwrap().push(ivs);
+        }
+        chains.par_iter().map(|c| code_chain(c)).collect()
+    } else {
+        let kept: Vec<Intervals> = kept.into_iter().map(|(_, ivs)| ivs).collect();
+        kept.par_chunks(per_lane).map(code_lane).collect()
+    };
     stats.coded_bytes += lanes.iter().map(|l| l.len() as u64).sum::<u64>();
     stats.chunks += texts.len() as u64;
     let chunks = out
@@ -128,24 +182,23 @@ pub(crate) fn encode_chunks(
 fn encode_rows<N: RowNet>(
     model: &Model,
     net: &N,
-    coded: &[usize],
-    toks: &[Option<Vec<u32>>],
+    jobs: &[Job],
     sched: Schedule,
     top_k: usize,
 ) -> Result<Vec<Modelled>> {
-    let seq = |i: usize| toks[i].as_deref().unwrap();
     let bt = sched.batch_tokens;
+    let rows_of = |j: &Job| j.0.len() + j.1.len();
     let mut batches = Vec::new();
     let mut b = 0;
-    while b < coded.len() {
+    while b < jobs.len() {
         // Batching never changes a row's bits here.
         let mut e = b;
         let mut rows = 0;
-        while e < coded.len() && (e == b || rows + seq(coded[e]).len() <= bt) {
-            rows += seq(coded[e]).len();
+        while e < jobs.len() && (e == b || rows + rows_of(&jobs[e]) <= bt) {
+            rows += rows_of(&jobs[e]);
             e += 1;
         }
-        batches.push(coded[b..e].iter().map(|&i| seq(i)).collect::<Vec<_>>());
+        batches.push(jobs[b..e].to_vec());
         b = e;
     }
     // Batches run in parallel, each on one thread: as in decoding, no
@@ -154,7 +207,7 @@ fn encode_rows<N: RowNet>(
         .into_par_iter()
         .map(|batch| encode_batch(model, net, batch, top_k))
         .collect();
-    let mut results = Vec::with_capacity(coded.len());
+    let mut results = Vec::with_capacity(jobs.len());
     for r in done {
         results.extend(r?);
     }
@@ -169,6 +222,18 @@ fn code_lane(chunks: &[Intervals]) -> Vec<u8> {
     let longest = chunks.iter().map(Intervals::tokens).max().unwrap_or(0);
     for pos in 0..longest {
         for c in chunks.iter().filter(|c| pos < c.tokens()) {
+            c.replay(pos, &mut enc);
+        }
+    }
+    enc.finish()
+}
+
+/// One chain's stream: its coded chunks one after another, as the decoder
+/// steps them.
+fn code_chain(chunks: &[Intervals]) -> Vec<u8> {
+    let mut enc = Encoder::new();
+    for c in chunks {
+        for pos in 0..c.tokens() {
             c.replay(pos, &mut enc);
         }
     }
@@ -230,10 +295,11 @@ fn encode_device(
     Ok(encs)
 }
 
-/// Rows of a chunk: the start token at position 0, then every token but the
-/// last; row i predicts token i.
-fn chunk_rows(seq: usize, start: u32, toks: &[u32], rows: &mut Vec<Row>) {
+/// Rows of a chunk: the start token at position 0, the carried tokens,
+/// then every token but the last; row `carried.len() + i` predicts token i.
+fn chunk_rows(seq: usize, start: u32, (carried, toks): Job, rows: &mut Vec<Row>) {
     for (pos, &token) in std::iter::once(&start)
+        .chain(carried)
         .chain(&toks[..toks.len() - 1])
         .enumerate()
     {
@@ -248,25 +314,32 @@ const LOGIT_BLOCK: usize = 64;
 fn encode_batch<N: RowNet>(
     model: &Model,
     net: &N,
-    chunks: Vec<&[u32]>,
+    chunks: Vec<Job>,
     top_k: usize,
 ) -> Result<Vec<Modelled>> {
-    let max_len = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+    let max_len = chunks
+        .iter()
+        .map(|c| c.0.len() + c.1.len())
+        .max()
+        .unwrap_or(0);
     let mut rows = Vec::new();
-    for (s, c) in chunks.iter().enumerate() {
+    for (s, &c) in chunks.iter().enumerate() {
         chunk_rows(s, model.start_token, c, &mut rows);
     }
     let mut cache = net.full_cache(chunks.len(), max_len);
     let hidden = net.forward(&mut cache, &rows)?;
     let hs = net.hidden_size();
-    let mut offsets = vec![0usize];
-    for c in &chunks {
-        offsets.push(offsets.last().unwrap() + c.len());
+    // Where each chunk's predicting rows start (after its carried tokens).
+    let mut offsets = Vec::with_capacity(chunks.len());
+    let mut at = 0;
+    for (carried, toks) in &chunks {
+        offsets.push(at + carried.len());
+        at += carried.len() + toks.len();
     }
     chunks
         .par_iter()
         .enumerate()
-        .map(|(s, toks)| {
+        .map(|(s, &(_, toks))| {
             let mut enc = Intervals::default();
             let (mut ideal, mut escapes) = (0f64, 0u64);
             let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
@@ -300,14 +373,25 @@ pub(crate) fn decode_chunks(
     stats: &mut Stats,
 ) -> Result<Vec<Vec<u8>>> {
     let top_k = h.top_k as usize;
-    let max_tokens = model.config.max_position_embeddings - 1;
+    let max_tokens = model
+        .config
+        .max_position_embeddings
+        .saturating_sub(1 + h.carry as usize);
     let payloads = &frame.chunks;
     let mut out: Vec<Vec<u8>> = vec![Vec::new(); payloads.len()];
     let coded: Vec<usize> = (0..payloads.len())
         .filter(|&i| payloads[i].kind == ChunkKind::Coded)
         .collect();
     let per_lane = frame.per_lane.max(1);
-    if frame.lanes.len() != coded.len().div_ceil(per_lane) {
+    let lanes = if h.carry > 0 {
+        payloads
+            .chunks(per_lane)
+            .filter(|c| c.iter().any(|p| p.kind == ChunkKind::Coded))
+            .count()
+    } else {
+        coded.len().div_ceil(per_lane)
+    };
+    if frame.lanes.len() != lanes {
         return Err(Error::Corrupt(format!(
             "{} lanes for {} coded chunks",
             frame.lanes.len(),
@@ -329,6 +413,30 @@ pub(crate) fn decode_chunks(
     }
     let mut decoded: Vec<(usize, Vec<u32>)> = Vec::with_capacity(coded.len());
     match backend {
+        _ if h.carry > 0 => {
+            // A verbatim chunk's tokens are what the next one carries.
+            let known = (0..payloads.len())
+                .map(|i| match payloads[i].kind {
+                    ChunkKind::Verbatim => chunk_tokens(model, h.carry, &out[i]),
+                    ChunkKind::Coded => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let chains = Chains {
+                frame,
+                known,
+                carry: h.carry as usize,
+                chain: per_lane,
+            };
+            decoded = match backend {
+                Backend::RowWise => decode_chains(model, model, &chains, sched, top_k)?,
+                Backend::Integer(net) => decode_chains(model, &**net, &chains, sched, top_k)?,
+                Backend::Device(_) => {
+                    return Err(Error::Corrupt(
+                        "a float device file that carries context".into(),
+                    ))
+                }
+            };
+        }
         Backend::RowWise => {
             decoded = decode_rows(model, model, frame, &coded, per_lane, sched, top_k)?
         }
@@ -353,7 +461,7 @@ pub(crate) fn decode_chunks(
             for i in 0..payloads.len() {
                 let known = match payloads[i].kind {
                     ChunkKind::Coded => None,
-                    ChunkKind::Verbatim => match chunk_tokens(model, &out[i])? {
+                    ChunkKind::Verbatim => match chunk_tokens(model, h.carry, &out[i])? {
                         Some(t) => Some(t),
                         None => continue,
                     },
@@ -397,23 +505,12 @@ fn decode_rows<N: RowNet>(
 ) -> Result<Vec<(usize, Vec<u32>)>> {
     let mut decoded = Vec::with_capacity(coded.len());
     let payloads = &frame.chunks;
-    // Chunks stepped together share one KV cache: bound it (1 GiB),
-    // since grouping changes speed and memory, never results.
     let longest = coded
         .iter()
         .map(|&i| payloads[i].tokens as usize)
         .max()
         .unwrap_or(1);
-    let per_seq = net.step_bytes_per_seq(longest).max(1);
-    // One group per thread, each stepped start to finish on its own:
-    // no synchronisation inside a step, and each thread's caches
-    // stay in its share of the CPU caches. A group is whole lanes.
-    let per_thread = coded.len().div_ceil(rayon::current_num_threads()).max(1);
-    let group = sched
-        .decode_group
-        .min(per_thread)
-        .min((1usize << 30) / per_seq)
-        .max(1);
+    let group = group_size(net, sched, coded.len(), longest);
     let lanes_per_group = (group / per_lane).max(1);
     let lanes: Vec<(&[u8], &[usize])> = frame
         .lanes
@@ -424,23 +521,125 @@ fn decode_rows<N: RowNet>(
     let groups: Vec<Result<Vec<Vec<u32>>>> = lanes
         .par_chunks(lanes_per_group)
         .map(|group| {
-            let lanes: Vec<(&[u8], Vec<usize>)> = group
+            let mut decs: Vec<Decoder> = group.iter().map(|&(b, _)| Decoder::new(b)).collect();
+            // Lane by lane: each lane's chunks read its stream in turn.
+            let chunks: Vec<(usize, usize, &[u32])> = group
                 .iter()
-                .map(|&(bytes, members)| {
-                    (
-                        bytes,
-                        members
-                            .iter()
-                            .map(|&i| payloads[i].tokens as usize)
-                            .collect(),
-                    )
+                .enumerate()
+                .flat_map(|(l, &(_, members))| {
+                    members
+                        .iter()
+                        .map(move |&i| (l, payloads[i].tokens as usize, &[][..]))
                 })
                 .collect();
-            decode_group(model, net, &lanes, top_k)
+            lockstep(model, net, &mut decs, &chunks, top_k)
         })
         .collect();
     for (group, ids) in coded.chunks(per_lane * lanes_per_group).zip(groups) {
         decoded.extend(group.iter().copied().zip(ids?));
+    }
+    Ok(decoded)
+}
+
+/// Decoded chunks' tokens, with their places in the frame.
+type Decoded = Vec<(usize, Vec<u32>)>;
+
+/// Chunks (or chains) stepped together in one group: the requested group,
+/// at most an equal share of `n` per thread (each group is stepped start to
+/// finish on one thread: no synchronisation inside a step, and each
+/// thread's caches stay in its share of the CPU caches), and a KV cache of
+/// at most 1 GiB for sequences of `longest` positions. Grouping changes
+/// speed and memory, never results.
+fn group_size<N: RowNet>(net: &N, sched: Schedule, n: usize, longest: usize) -> usize {
+    let per_seq = net.step_bytes_per_seq(longest).max(1);
+    let per_thread = n.div_ceil(rayon::current_num_threads()).max(1);
+    sched
+        .decode_group
+        .min(per_thread)
+        .min((1usize << 30) / per_seq)
+        .max(1)
+}
+
+/// A frame whose chunks carry context ([`FileHeader::carry`]): chains of
+/// `chain` chunks, each chain with a coded chunk one lane, in order.
+struct Chains<'a> {
+    frame: &'a Coded,
+    /// Verbatim chunks' tokens (None: coded, or not tokenizable).
+    known: Vec<Option<Vec<u32>>>,
+    carry: usize,
+    chain: usize,
+}
+
+/// Decodes a frame's chains: groups of chains in parallel, each group's
+/// chains stepped in lockstep one chunk at a time, every chunk after the
+/// last `carry` tokens of the one before it in its chain. The mirror of
+/// `encode_chunks` with carry.
+fn decode_chains<N: RowNet>(
+    model: &Model,
+    net: &N,
+    c: &Chains,
+    sched: Schedule,
+    top_k: usize,
+) -> Result<Decoded> {
+    let payloads = &c.frame.chunks;
+    let coded = |i: usize| payloads[i].kind == ChunkKind::Coded;
+    // (first chunk, lane) of every chain with a coded chunk.
+    let chains: Vec<(usize, &[u8])> = (0..payloads.len())
+        .step_by(c.chain)
+        .filter(|&s| (s..(s + c.chain).min(payloads.len())).any(coded))
+        .zip(c.frame.lanes.iter().map(|l| &l[..]))
+        .collect();
+    let longest = payloads
+        .iter()
+        .map(|p| p.tokens as usize)
+        .max()
+        .unwrap_or(1)
+        + c.carry;
+    let group = group_size(net, sched, chains.len(), longest);
+    let groups: Vec<Result<Decoded>> = chains
+        .par_chunks(group)
+        .map(|group| {
+            let mut decs: Vec<Decoder> = group.iter().map(|&(_, b)| Decoder::new(b)).collect();
+            // Each chain's last chunk's tokens, for the next to carry.
+            let mut prev: Vec<Option<Vec<u32>>> = vec![None; group.len()];
+            let mut out = Vec::new();
+            for step in 0..c.chain {
+                let mut members = Vec::new();
+                for (g, &(first, _)) in group.iter().enumerate() {
+                    let i = first + step;
+                    if i >= payloads.len() {
+                        continue;
+                    }
+                    let carried = match (&prev[g], carried_from(i, c.chain)) {
+                        (Some(t), Some(_)) => &t[t.len().saturating_sub(c.carry)..],
+                        _ => &[][..],
+                    };
+                    if coded(i) {
+                        members.push((g, i, carried));
+                    }
+                }
+                let chunks: Vec<(usize, usize, &[u32])> = members
+                    .iter()
+                    .map(|&(g, i, carried)| (g, payloads[i].tokens as usize, carried))
+                    .collect();
+                let ids = lockstep(model, net, &mut decs, &chunks, top_k)?;
+                drop(chunks);
+                let mut next: Vec<Option<Vec<u32>>> = group
+                    .iter()
+                    .map(|&(first, _)| c.known.get(first + step).cloned().flatten())
+                    .collect();
+                for (&(g, i, _), ids) in members.iter().zip(ids) {
+                    next[g] = Some(ids.clone());
+                    out.push((i, ids));
+                }
+                prev = next;
+            }
+            Ok(out)
+        })
+        .collect();
+    let mut decoded = Vec::new();
+    for g in groups {
+        decoded.extend(g?);
     }
     Ok(decoded)
 }
@@ -513,54 +712,79 @@ fn decode_device(
         .collect())
 }
 
-/// Steps the chunks of `lanes` (each lane's bytes and its chunks' token
-/// counts) in lockstep; each lane's chunks are read from its one stream in
-/// order at every position, as [`code_lane`] wrote them.
-fn decode_group<N: RowNet>(
+/// Steps `chunks` in lockstep, each `(decoder, token count, carried
+/// tokens)`: the chunks that share a decoder come together, in the order
+/// their tokens interleave in its stream (a lane's chunks position by
+/// position, as [`code_lane`] wrote them; a chain's one chunk at a time).
+/// The first step runs each chunk's start token and carried tokens at once.
+fn lockstep<N: RowNet>(
     model: &Model,
     net: &N,
-    lanes: &[(&[u8], Vec<usize>)],
+    decs: &mut [Decoder],
+    chunks: &[(usize, usize, &[u32])],
     top_k: usize,
 ) -> Result<Vec<Vec<u32>>> {
-    let counts: Vec<usize> = lanes.iter().flat_map(|(_, c)| c.iter().copied()).collect();
-    let n = counts.len();
-    let max_len = counts.iter().copied().max().unwrap_or(0);
+    let n = chunks.len();
+    let max_len = chunks.iter().map(|c| c.1 + c.2.len()).max().unwrap_or(0);
+    let steps = chunks.iter().map(|c| c.1).max().unwrap_or(0);
     let mut cache = net.step_cache(n, max_len);
-    let mut decs: Vec<Decoder> = lanes.iter().map(|(p, _)| Decoder::new(p)).collect();
-    let mut ids: Vec<Vec<u32>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
+    let mut ids: Vec<Vec<u32>> = chunks.iter().map(|c| Vec::with_capacity(c.1)).collect();
     let v = model.vocab_size();
+    let hs = net.hidden_size();
     let mut row_of = vec![usize::MAX; n];
-    for pos in 0..max_len {
-        let active: Vec<usize> = (0..n).filter(|&s| pos < counts[s]).collect();
-        let rows: Vec<Row> = active
-            .iter()
-            .map(|&s| Row {
-                seq: s,
-                pos,
-                token: if pos == 0 {
-                    model.start_token
-                } else {
-                    ids[s][pos - 1]
-                },
-            })
-            .collect();
-        let hidden = net.forward(&mut cache, &rows)?;
-        let logits = net.logits(&hidden, rows.len())?;
+    let mut rows: Vec<Row> = Vec::with_capacity(n);
+    let mut last = Vec::with_capacity(n);
+    for pos in 0..steps {
+        rows.clear();
+        last.clear();
         row_of.fill(usize::MAX);
-        for (r, &s) in active.iter().enumerate() {
-            row_of[s] = r;
+        for (s, &(_, count, carried)) in chunks.iter().enumerate() {
+            if pos >= count {
+                continue;
+            }
+            if pos == 0 {
+                let start = std::iter::once(model.start_token).chain(carried.iter().copied());
+                rows.extend(start.enumerate().map(|(p, token)| Row {
+                    seq: s,
+                    pos: p,
+                    token,
+                }));
+            } else {
+                rows.push(Row {
+                    seq: s,
+                    pos: carried.len() + pos,
+                    token: ids[s][pos - 1],
+                });
+            }
+            row_of[s] = last.len();
+            last.push(rows.len() - 1);
         }
-        // Each lane owns its decoder: decode the lanes in parallel, each
-        // lane's chunks in order.
-        let mut work = Vec::with_capacity(lanes.len());
+        let hidden = net.forward(&mut cache, &rows)?;
+        // Only each chunk's last row predicts (the others are carried
+        // tokens going into the cache).
+        let logits = if last.len() == rows.len() {
+            net.logits(&hidden, rows.len())?
+        } else {
+            let picked: Vec<f32> = last
+                .iter()
+                .flat_map(|&r| hidden[r * hs..(r + 1) * hs].iter().copied())
+                .collect();
+            net.logits(&picked, last.len())?
+        };
+        // Each decoder's chunks in order, the decoders in parallel.
+        let mut work: Vec<(&mut Decoder, &mut [Vec<u32>], usize)> = Vec::with_capacity(decs.len());
         let mut rest = &mut ids[..];
         let mut first = 0;
-        for (d, (_, members)) in decs.iter_mut().zip(lanes) {
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(members.len());
+        for (d, dec) in decs.iter_mut().enumerate() {
+            let k = chunks[first..].iter().take_while(|c| c.0 == d).count();
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(k);
             rest = tail;
-            work.push((d, mine, first));
-            first += members.len();
+            if k > 0 {
+                work.push((dec, mine, first));
+            }
+            first += k;
         }
+        debug_assert_eq!(first, n, "chunks grouped by decoder, in order");
         let row_of = &row_of;
         work.into_par_iter().for_each_init(
             || (Dist::default(), Scratch::default()),
@@ -574,7 +798,7 @@ fn decode_group<N: RowNet>(
                 }
             },
         );
-        // A lane that ran out is corrupt: stop now rather than run the
+        // A stream that ran out is corrupt: stop now rather than run the
         // model for every token the chunk table claims.
         if decs.iter().any(|d| d.overran()) {
             return Err(Error::Corrupt("a chunk payload ended early".into()));

@@ -3,8 +3,8 @@
 use super::chunks::{self, Schedule};
 use super::frames::Payload;
 use super::{
-    default_context, default_frame_chunks, frame_len, seconds, setup, Counted, Options, Progress,
-    Stats,
+    context_with_carry, default_frame_chunks, frame_len, seconds, setup, Counted, Options,
+    Progress, Stats,
 };
 use crate::coder;
 use crate::container::{
@@ -96,11 +96,36 @@ impl<'a, W: Write> Encoder<'a, W> {
     /// An encoder writing to `output` with `model`; checks the options that
     /// do not depend on the input.
     pub fn new(model: &'a Model, output: W, opts: &Options) -> Result<Self> {
-        let context = opts.context.unwrap_or_else(|| default_context(model));
-        if context as usize >= model.config.max_position_embeddings {
+        let backend = Backend::for_compression(model, &opts.device, opts.forward)?;
+        let trained = model
+            .config
+            .lmic_carry_tokens
+            .min(container::MAX_CARRY as usize) as u8;
+        let carry = match (opts.carry, &backend) {
+            // The float device pass runs whole chunks in fixed shapes.
+            (Some(c), Backend::Device(_)) if c > 0 => {
+                return Err(Error::Usage(
+                    "--carry needs the integer pass or the CPU's float pass".into(),
+                ))
+            }
+            (_, Backend::Device(_)) => 0,
+            (Some(c), _) => c,
+            (None, _) => trained,
+        };
+        if carry > container::MAX_CARRY {
             return Err(Error::Usage(format!(
-                "--context {context} exceeds the model's context of {} tokens",
-                model.config.max_position_embeddings - 1
+                "--carry must be 0..={}",
+                container::MAX_CARRY
+            )));
+        }
+        let context = opts
+            .context
+            .unwrap_or_else(|| context_with_carry(model, carry as usize));
+        let positions = model.config.max_position_embeddings;
+        if context as usize + carry as usize >= positions {
+            return Err(Error::Usage(format!(
+                "--context {context} with {carry} carried tokens exceeds the model's context of {} tokens",
+                positions - 1
             )));
         }
         if context == 0 || context > container::MAX_CONTEXT {
@@ -113,9 +138,10 @@ impl<'a, W: Write> Encoder<'a, W> {
             model,
             opts: Options {
                 context: Some(context),
+                carry: Some(carry),
                 ..opts.clone()
             },
-            backend: Backend::for_compression(model, &opts.device, opts.forward)?,
+            backend,
             out: Counted { w: output, n: 0 },
             progress: None,
             state: State::Head {
@@ -279,6 +305,7 @@ impl<'a, W: Write> Encoder<'a, W> {
             fingerprint: model.fingerprint,
             start_token: model.start_token,
             mapping: opts.mapping.unwrap_or(model.mapping),
+            carry: opts.carry.expect("set by new"),
         };
         let frame_bytes = frame_len(&h)? * h.format.block_align();
         if h.data_len / frame_bytes as u64 >= u32::MAX as u64 {
@@ -494,6 +521,7 @@ fn code_frame(
             .map(|(p, &(_, n))| entry(p, n))
             .collect(),
         per_lane: coded.per_lane as u32,
+        chained: h.carry > 0,
         lanes: coded.lanes.iter().map(|l| l.len() as u32).collect(),
     };
     let mut o = Out::default();

@@ -117,6 +117,7 @@ impl std::fmt::Display for Info {
          fingerprint:     {}\n\
          forward pass:    {}\n\
          parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
+         carried context: {}\n\
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
          keyframes:       {} (where decoding and salvaging can start)\n\
          sparse frames:   {} (coded as ranks among their few sample values; {} inherit them)\n\
@@ -148,6 +149,10 @@ impl std::fmt::Display for Info {
             h.drop_bits.map_or("default".to_string(), |d| d.to_string()),
             h.layout.name(),
             h.start_token,
+            match h.carry {
+                0 => "none (every chunk starts cold)".to_string(),
+                c => format!("{c} tokens of the chunk before (chains of chunks)"),
+            },
             i.chunks,
             i.frames,
             i.verbatim_chunks,

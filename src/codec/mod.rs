@@ -80,6 +80,11 @@ pub struct Options {
     /// at about three times the predictor's time (still small beside the
     /// model's).
     pub cascade_preset: u8,
+    /// Tokens of the chunk before that the model sees ahead of each chunk
+    /// (None: as many as the model was trained with, its
+    /// `lmic_carry_tokens`; 0: every chunk starts cold). Chunks then run in
+    /// chains of [`CHAIN_CHUNKS`]. Not with the float pass on a device.
+    pub carry: Option<u8>,
 }
 
 impl Default for Options {
@@ -101,6 +106,7 @@ impl Default for Options {
             forward: None,
             keyframe_every: 16,
             cascade_preset: mapping::cascade::DEFAULT_PRESET,
+            carry: None,
         }
     }
 }
@@ -135,6 +141,20 @@ impl Default for DecodeOptions {
     }
 }
 
+/// Chunks in a chain when the model carries context across chunks
+/// (`FileHeader::carry` > 0): chunk `c` of a frame is modelled after the
+/// end of chunk `c − 1` unless `c` starts a chain. Chains are a frame's
+/// unit of decoding parallelism (and its lanes): 8 chains in a frame of 64
+/// chunks, so 1 chunk in 8 still starts cold.
+pub const CHAIN_CHUNKS: usize = 8;
+
+/// The chunk whose last tokens chunk `c` of a frame sees first, with
+/// context carried across chunks in chains of `chain`: the one before it in
+/// its chain.
+pub fn carried_from(c: usize, chain: usize) -> Option<usize> {
+    (!c.is_multiple_of(chain.max(1))).then(|| c - 1)
+}
+
 /// Chunks per frame by default: 64; 512 for the float pass on a device,
 /// whose decoder runs a full pass per position and wants hundreds of chunks
 /// in it (a frame is the most the encoder batches; a pass is still capped
@@ -147,10 +167,17 @@ pub fn default_frame_chunks(device: &DeviceSpec, forward: Option<Forward>) -> u3
     }
 }
 
-/// The context a model was made for: its positions less the start token,
-/// capped at [`MAX_DEFAULT_CONTEXT`].
+/// The context a model was made for: its positions less the start token
+/// and the tokens it carries from the chunk before, capped at
+/// [`MAX_DEFAULT_CONTEXT`].
 pub fn default_context(model: &crate::model::Model) -> u32 {
-    (model.config.max_position_embeddings.saturating_sub(1)).clamp(1, MAX_DEFAULT_CONTEXT as usize)
+    context_with_carry(model, model.config.lmic_carry_tokens)
+}
+
+/// [`default_context`] with `carry` tokens carried instead of the model's.
+pub(crate) fn context_with_carry(model: &crate::model::Model, carry: usize) -> u32 {
+    let c = &model.config;
+    (c.max_position_embeddings.saturating_sub(1 + carry)).clamp(1, MAX_DEFAULT_CONTEXT as usize)
         as u32
 }
 

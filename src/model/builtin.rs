@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub const PREFIX: &str = "lmic:";
 
 /// The model used when `--model` is not given.
-pub const DEFAULT: &str = "lmic:audio-v4";
+pub const DEFAULT: &str = "lmic:audio-v5";
 
 struct Builtin {
     name: &'static str,
@@ -19,11 +19,18 @@ struct Builtin {
     weights: &'static [u8],
 }
 
-/// audio-v4 (cascade mapping, trained on cascade residuals) is the default.
-/// audio-v3 (audio-v2's weights, embedded once for both, under the cascade
-/// mapping), audio-v2 (lpc) and audio-v1 (classic) stay so that files made
-/// with them still decode (1.8 MB of weights each).
+/// audio-v5 (cascade mapping, 32 tokens carried from the chunk before) is
+/// the default. audio-v4 (its weights before that training), audio-v3
+/// (audio-v2's weights, embedded once for both, under the cascade mapping),
+/// audio-v2 (lpc) and audio-v1 (classic) stay so that files made with them
+/// still decode (1.8 MB of weights each).
 const MODELS: &[Builtin] = &[
+    Builtin {
+        name: "audio-v5",
+        config: include_bytes!("../../models/audio-v5/config.json"),
+        tokenizer: include_bytes!("../../models/audio-v5/tokenizer.json"),
+        weights: include_bytes!("../../models/audio-v5/model.safetensors"),
+    },
     Builtin {
         name: "audio-v4",
         config: include_bytes!("../../models/audio-v4/config.json"),

@@ -119,6 +119,7 @@ pub(crate) fn read_gguf(path: &Path) -> Result<GgufParts> {
         rope_scaling: None,
         lmic_predictor: false,
         lmic_mapping: None,
+        lmic_carry_tokens: 0,
     };
     config.validate()?;
     if meta(&content, "tokenizer.ggml.model")?.to_string()? != "gpt2" {

@@ -77,6 +77,11 @@ pub struct Config {
     /// (`lmic train --mapping lpc`); absent or `"classic"` otherwise.
     #[serde(default)]
     pub lmic_mapping: Option<String>,
+    /// lmic's own key: the model was trained to see this many tokens of the
+    /// chunk before each chunk (`scripts/train-torch.py --carry`), so
+    /// compression carries them by default (`Options::carry`).
+    #[serde(default)]
+    pub lmic_carry_tokens: usize,
 }
 
 fn default_eps() -> f64 {
