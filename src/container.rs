@@ -500,24 +500,28 @@ impl FrameHeader {
     /// How many lanes the chunk table implies: the coded chunks in runs of
     /// [`per_lane`](Self::per_lane), or chained, the chains with a coded chunk.
     pub fn lane_count(&self) -> usize {
-        lane_count(&self.chunks, self.per_lane, self.chained)
+        lane_count(
+            self.chunks.iter().map(|c| c.kind),
+            self.per_lane,
+            self.chained,
+        )
     }
 }
 
-fn lane_count(chunks: &[ChunkEntry], per_lane: u32, chained: bool) -> usize {
+/// Lanes a frame of chunks of these kinds has: runs of `per_lane` coded
+/// chunks, or `chained`, the runs of `per_lane` chunks (coded or not) that
+/// hold a coded one. The reader and the decoder both count with this.
+pub(crate) fn lane_count(
+    kinds: impl Iterator<Item = ChunkKind>,
+    per_lane: u32,
+    chained: bool,
+) -> usize {
     let per_lane = per_lane.max(1) as usize;
-    let coded = |c: &ChunkEntry| c.kind == ChunkKind::Coded;
+    let coded: Vec<bool> = kinds.map(|k| k == ChunkKind::Coded).collect();
     if chained {
-        chunks
-            .chunks(per_lane)
-            .filter(|c| c.iter().any(coded))
-            .count()
+        coded.chunks(per_lane).filter(|c| c.contains(&true)).count()
     } else {
-        chunks
-            .iter()
-            .filter(|c| coded(c))
-            .count()
-            .div_ceil(per_lane)
+        coded.iter().filter(|&&c| c).count().div_ceil(per_lane)
     }
 }
 
@@ -850,7 +854,7 @@ fn read_table<R: Read + ?Sized>(
     let coded = chunks.iter().filter(|c| c.kind == ChunkKind::Coded).count();
     let most = (per_lane as u64).min(coded as u64) * limits.chunk_bytes as u64;
     let mut lanes = Vec::new();
-    for _ in 0..lane_count(&chunks, per_lane, chained) {
+    for _ in 0..lane_count(chunks.iter().map(|c| c.kind), per_lane, chained) {
         let len = i.varint()?;
         if len as u64 > most {
             return Err(Error::Corrupt(format!("lane of {len} bytes")));

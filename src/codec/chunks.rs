@@ -383,14 +383,11 @@ pub(crate) fn decode_chunks(
         .filter(|&i| payloads[i].kind == ChunkKind::Coded)
         .collect();
     let per_lane = frame.per_lane.max(1);
-    let lanes = if h.carry > 0 {
-        payloads
-            .chunks(per_lane)
-            .filter(|c| c.iter().any(|p| p.kind == ChunkKind::Coded))
-            .count()
-    } else {
-        coded.len().div_ceil(per_lane)
-    };
+    let lanes = crate::container::lane_count(
+        payloads.iter().map(|p| p.kind),
+        per_lane as u32,
+        h.carry > 0,
+    );
     if frame.lanes.len() != lanes {
         return Err(Error::Corrupt(format!(
             "{} lanes for {} coded chunks",
@@ -600,7 +597,7 @@ fn decode_chains<N: RowNet>(
         .par_chunks(group)
         .map(|group| {
             let mut decs: Vec<Decoder> = group.iter().map(|&(_, b)| Decoder::new(b)).collect();
-            // Each chain's last chunk's tokens, for the next to carry.
+            // The end of each chain's last chunk, for the next to carry.
             let mut prev: Vec<Option<Vec<u32>>> = vec![None; group.len()];
             let mut out = Vec::new();
             for step in 0..c.chain {
@@ -629,7 +626,7 @@ fn decode_chains<N: RowNet>(
                     .map(|&(first, _)| c.known.get(first + step).cloned().flatten())
                     .collect();
                 for (&(g, i, _), ids) in members.iter().zip(ids) {
-                    next[g] = Some(ids.clone());
+                    next[g] = Some(ids[ids.len().saturating_sub(c.carry)..].to_vec());
                     out.push((i, ids));
                 }
                 prev = next;

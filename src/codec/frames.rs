@@ -32,7 +32,8 @@ pub(crate) struct Payload {
 }
 
 /// A frame's coded form: its chunks, and the lanes that hold the coded
-/// ones, `per_lane` consecutive coded chunks to a lane.
+/// ones, `per_lane` consecutive coded chunks to a lane (with carried
+/// context, the coded chunks of each chain of `per_lane` chunks).
 #[derive(Clone, Debug)]
 pub(crate) struct Coded {
     pub chunks: Vec<Payload>,
