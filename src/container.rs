@@ -262,10 +262,12 @@ pub struct FileHeader {
     /// How samples become characters (version 2 files: classic).
     pub mapping: Kind,
     /// Tokens of the chunk before that the model sees ahead of each chunk
-    /// (version 7; 0: every chunk starts cold, the only layout before). With
-    /// carry, a frame's chunks run in chains of [`FrameHeader::per_lane`]
-    /// ([`crate::codec::carried_from`]), each chain one lane.
+    /// (version 7; 0: every chunk starts cold, the only layout before).
     pub carry: u8,
+    /// With carry: chunks per chain (a frame's chunks `j·chain` to
+    /// `(j+1)·chain − 1` are chain `j`, each after the one before,
+    /// [`crate::codec::carried_from`]); 0 without.
+    pub chain: u8,
 }
 
 impl FileHeader {
@@ -298,6 +300,7 @@ impl FileHeader {
         }
         o.u8(self.mapping as u8);
         o.u8(self.carry);
+        o.u8(self.chain);
         o.seal();
     }
 
@@ -345,7 +348,11 @@ impl FileHeader {
         } else {
             Kind::Classic as u8
         };
-        let carry = if version >= 7 { i.u8()? } else { 0 };
+        let (carry, chain) = if version >= 7 {
+            (i.u8()?, i.u8()?)
+        } else {
+            (0, 0)
+        };
         i.check_seal()?;
         let mapping = match Kind::from_u8(mapping) {
             Some(m) => m,
@@ -385,8 +392,11 @@ impl FileHeader {
         if top_k == 0 {
             return bad("top-k 0".into());
         }
-        if carry > MAX_CARRY || (carry > 0 && forward_mode == FORWARD_DEVICE) {
-            return bad(format!("carry of {carry} tokens"));
+        if carry > MAX_CARRY
+            || (carry > 0 && forward_mode == FORWARD_DEVICE)
+            || (carry > 0) != (chain > 0)
+        {
+            return bad(format!("carry of {carry} tokens in chains of {chain}"));
         }
         Ok(FileHeader {
             version,
@@ -413,6 +423,7 @@ impl FileHeader {
                 .map_err(|_| Error::Corrupt("device name is not UTF-8".into()))?,
             mapping,
             carry,
+            chain,
         })
     }
 }
@@ -478,14 +489,15 @@ pub struct FrameHeader {
     /// runs of this many (the last run may be shorter), and each run is one
     /// arithmetic-coded stream that interleaves its chunks position by
     /// position, so a group of chunks decoded in lockstep reads one stream
-    /// (versions before 5: 1). [`chained`](Self::chained): chunks per chain
+    /// (versions before 5: 1). With [`chain`](Self::chain), chains per lane
     /// instead.
     pub per_lane: u32,
-    /// The file's [`carry`](FileHeader::carry) is on: chunks `j·per_lane`
-    /// to `(j+1)·per_lane − 1` (coded or not) are chain `j`, decoded one
-    /// after another, and each chain with a coded chunk is one lane holding
-    /// its coded chunks one after another.
-    pub chained: bool,
+    /// The file's [`chain`](FileHeader::chain) (0: none): a lane is then
+    /// `per_lane` consecutive chains (of chunks coded or not) with a coded
+    /// chunk among them, stepped in lockstep one chunk of each chain at a
+    /// time: the chains' first chunks interleaved position by position,
+    /// then their second ones, and so on.
+    pub chain: u32,
     /// Bytes of each lane, in order.
     pub lanes: Vec<u32>,
 }
@@ -498,28 +510,31 @@ const ENTRY_DROP: u8 = 0x1f;
 
 impl FrameHeader {
     /// How many lanes the chunk table implies: the coded chunks in runs of
-    /// [`per_lane`](Self::per_lane), or chained, the chains with a coded chunk.
+    /// [`per_lane`](Self::per_lane), or with chains, the runs of `per_lane`
+    /// chains with a coded chunk.
     pub fn lane_count(&self) -> usize {
         lane_count(
             self.chunks.iter().map(|c| c.kind),
             self.per_lane,
-            self.chained,
+            self.chain,
         )
     }
 }
 
 /// Lanes a frame of chunks of these kinds has: runs of `per_lane` coded
-/// chunks, or `chained`, the runs of `per_lane` chunks (coded or not) that
-/// hold a coded one. The reader and the decoder both count with this.
+/// chunks, or with chains of `chain` chunks (0: none), the runs of
+/// `per_lane` chains (of chunks coded or not) that hold a coded chunk. The
+/// reader and the decoder both count with this.
 pub(crate) fn lane_count(
     kinds: impl Iterator<Item = ChunkKind>,
     per_lane: u32,
-    chained: bool,
+    chain: u32,
 ) -> usize {
     let per_lane = per_lane.max(1) as usize;
     let coded: Vec<bool> = kinds.map(|k| k == ChunkKind::Coded).collect();
-    if chained {
-        coded.chunks(per_lane).filter(|c| c.contains(&true)).count()
+    if chain > 0 {
+        let span = per_lane.saturating_mul(chain as usize);
+        coded.chunks(span).filter(|c| c.contains(&true)).count()
     } else {
         coded.iter().filter(|&&c| c).count().div_ceil(per_lane)
     }
@@ -660,9 +675,9 @@ impl FrameHeader {
         if n > limits.chunks {
             return Err(Error::Corrupt(format!("frame of {n} chunks")));
         }
-        let chained = h.carry > 0;
+        let chain = h.chain as u32;
         let table = if h.version >= 5 {
-            read_table(&mut i, n, limits, v6, chained)?
+            read_table(&mut i, n, limits, v6, chain)?
         } else {
             read_table_v4(&mut i, n, limits, mapping)?
         };
@@ -753,7 +768,7 @@ impl FrameHeader {
             payload_crc,
             chunks,
             per_lane,
-            chained,
+            chain,
             lanes,
         })
     }
@@ -794,7 +809,7 @@ fn read_table<R: Read + ?Sized>(
     n: u32,
     limits: &FrameLimits,
     coded: bool,
-    chained: bool,
+    chain: u32,
 ) -> Result<Table> {
     let mut chunks = Vec::with_capacity(n as usize);
     let mut chunk_drops = Vec::new();
@@ -852,9 +867,10 @@ fn read_table<R: Read + ?Sized>(
         return Err(Error::Corrupt(format!("{per_lane} chunks per lane")));
     }
     let coded = chunks.iter().filter(|c| c.kind == ChunkKind::Coded).count();
-    let most = (per_lane as u64).min(coded as u64) * limits.chunk_bytes as u64;
+    let most =
+        (per_lane as u64 * chain.max(1) as u64).min(coded as u64) * limits.chunk_bytes as u64;
     let mut lanes = Vec::new();
-    for _ in 0..lane_count(chunks.iter().map(|c| c.kind), per_lane, chained) {
+    for _ in 0..lane_count(chunks.iter().map(|c| c.kind), per_lane, chain) {
         let len = i.varint()?;
         if len as u64 > most {
             return Err(Error::Corrupt(format!("lane of {len} bytes")));
@@ -1042,6 +1058,7 @@ mod tests {
             start_token: 1,
             mapping: Kind::Classic,
             carry: 0,
+            chain: 0,
         }
     }
 
@@ -1086,7 +1103,7 @@ mod tests {
                     len: 0,
                 }],
                 per_lane: 1,
-                chained: false,
+                chain: 0,
                 lanes: vec![3],
             };
             let mut o = Out::default();
@@ -1105,6 +1122,7 @@ mod tests {
         let h = FileHeader {
             mapping,
             carry: if chained { 16 } else { 0 },
+            chain: if chained { 3 } else { 0 },
             ..header()
         };
         let p = |coefs: Vec<i32>| Predictor { shift: 13, coefs };
@@ -1170,10 +1188,10 @@ mod tests {
                     len: 0,
                 },
             ],
-            // Chained: chunks 0–2 and 3 (two lanes); else the 3 coded
-            // chunks in runs of 2.
-            per_lane: if chained { 3 } else { 2 },
-            chained,
+            // Chained (chains of 3, one per lane): chunks 0–2 and 3, two
+            // lanes; else the 3 coded chunks in runs of 2.
+            per_lane: if chained { 1 } else { 2 },
+            chain: if chained { 3 } else { 0 },
             lanes: vec![1 << 20, 7],
         };
         let t = Trailer {

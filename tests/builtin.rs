@@ -43,8 +43,9 @@ fn default_model_compresses_real_recordings() {
 
 /// Context carried across chunks with the built-in model: chains of coded
 /// and verbatim chunks (a chunk after a verbatim one carries its tokens),
-/// frames that end mid-chain, decoded in groups of every size on one and
-/// three threads, bit for bit; and the carried tokens change the coding.
+/// frames that end mid-chain and mid-lane, decoded on one and three threads
+/// whatever the decode group (lanes of chains are stepped whole), bit for
+/// bit; and the carried tokens change the coding.
 #[test]
 fn carried_context_round_trips_through_chains() {
     let m = Model::load(lmic::model::builtin::DEFAULT).unwrap();

@@ -5,7 +5,7 @@
 //! and memory, never results.
 
 use super::frames::{Coded, Payload};
-use super::{carried_from, verbatim_len, Stats, CHAIN_CHUNKS};
+use super::{carried_from, verbatim_len, Stats, LANE_CHAINS};
 use crate::coder::{self, Decoder, Encoder, Intervals};
 use crate::container::{ChunkKind, FileHeader};
 use crate::error::{Error, Result};
@@ -46,16 +46,6 @@ fn carried(toks: &[Option<Vec<u32>>], c: usize, carry: usize, chain: usize) -> &
     }
 }
 
-/// Chunks per chain for a file carrying `carry` tokens (1: chunks stand
-/// alone).
-fn chain_len(carry: u8) -> usize {
-    if carry > 0 {
-        CHAIN_CHUNKS
-    } else {
-        1
-    }
-}
-
 /// A chunk's tokens, or None where it must be stored verbatim (the
 /// tokenizer cannot reproduce it, or it exceeds the model's context with
 /// the `carry` tokens before it). The decoder calls this on verbatim chunks
@@ -85,7 +75,8 @@ pub(crate) fn encode_chunks(
     stats: &mut Stats,
 ) -> Result<Coded> {
     let top_k = h.top_k as usize;
-    let (carry, chain) = (h.carry as usize, chain_len(h.carry));
+    // Without carry every chunk is a chain of its own.
+    let (carry, chain) = (h.carry as usize, (h.chain as usize).max(1));
     let toks: Vec<Option<Vec<u32>>> = texts
         .iter()
         .map(|t| chunk_tokens(model, h.carry, t))
@@ -130,24 +121,25 @@ pub(crate) fn encode_chunks(
         }
     }
     let per_lane = match backend {
-        // A chain is decoded one chunk after another: one stream.
-        _ if carry > 0 => chain,
+        // Chains are decoded one chunk after another, a lane's in lockstep.
+        _ if carry > 0 => LANE_CHAINS,
         Backend::RowWise | Backend::Integer(_) => LANE_CHUNKS,
         // A device decodes a group of hundreds of chunks in lockstep, in
         // groups the header decides; lanes of one chunk never straddle one.
         Backend::Device(_) => 1,
     };
     let lanes: Vec<Vec<u8>> = if carry > 0 {
-        let mut chains: Vec<Vec<Intervals>> = Vec::new();
+        let span = chain * LANE_CHAINS;
+        let mut lanes: Vec<Vec<(usize, Intervals)>> = Vec::new();
         let mut last = usize::MAX;
         for (i, ivs) in kept {
-            if i / chain != last {
-                chains.push(Vec::new());
-                last = i / chain;
+            if i / span != last {
+                lanes.push(Vec::new());
+                last = i / span;
             }
-            chains.last_mut().unwrap().push(ivs);
+            lanes.last_mut().unwrap().push((i, ivs));
         }
-        chains.par_iter().map(|c| code_chain(c)).collect()
+        lanes.par_iter().map(|l| code_chains(l, chain)).collect()
     } else {
         let kept: Vec<Intervals> = kept.into_iter().map(|(_, ivs)| ivs).collect();
         kept.par_chunks(per_lane).map(code_lane).collect()
@@ -219,23 +211,27 @@ fn encode_rows<N: RowNet>(
 /// them in lockstep.
 fn code_lane(chunks: &[Intervals]) -> Vec<u8> {
     let mut enc = Encoder::new();
-    let longest = chunks.iter().map(Intervals::tokens).max().unwrap_or(0);
-    for pos in 0..longest {
-        for c in chunks.iter().filter(|c| pos < c.tokens()) {
-            c.replay(pos, &mut enc);
-        }
-    }
+    interleave(chunks.iter(), &mut enc);
     enc.finish()
 }
 
-/// One chain's stream: its coded chunks one after another, as the decoder
-/// steps them.
-fn code_chain(chunks: &[Intervals]) -> Vec<u8> {
-    let mut enc = Encoder::new();
-    for c in chunks {
-        for pos in 0..c.tokens() {
-            c.replay(pos, &mut enc);
+fn interleave<'a>(chunks: impl Iterator<Item = &'a Intervals> + Clone, enc: &mut Encoder) {
+    let longest = chunks.clone().map(Intervals::tokens).max().unwrap_or(0);
+    for pos in 0..longest {
+        for c in chunks.clone().filter(|c| pos < c.tokens()) {
+            c.replay(pos, enc);
         }
+    }
+}
+
+/// A lane of chains (its coded chunks, by place in the frame): the chains'
+/// first chunks interleaved as [`code_lane`] does, then their second ones,
+/// and so on, as the decoder steps them.
+fn code_chains(chunks: &[(usize, Intervals)], chain: usize) -> Vec<u8> {
+    let mut enc = Encoder::new();
+    for step in 0..chain {
+        let at_step = chunks.iter().filter(|(i, _)| i % chain == step);
+        interleave(at_step.map(|(_, ivs)| ivs), &mut enc);
     }
     enc.finish()
 }
@@ -386,7 +382,7 @@ pub(crate) fn decode_chunks(
     let lanes = crate::container::lane_count(
         payloads.iter().map(|p| p.kind),
         per_lane as u32,
-        h.carry > 0,
+        h.chain as u32,
     );
     if frame.lanes.len() != lanes {
         return Err(Error::Corrupt(format!(
@@ -422,11 +418,12 @@ pub(crate) fn decode_chunks(
                 frame,
                 known,
                 carry: h.carry as usize,
-                chain: per_lane,
+                chain: (h.chain as usize).max(1),
+                per_lane,
             };
             decoded = match backend {
-                Backend::RowWise => decode_chains(model, model, &chains, sched, top_k)?,
-                Backend::Integer(net) => decode_chains(model, &**net, &chains, sched, top_k)?,
+                Backend::RowWise => decode_chains(model, model, &chains, top_k)?,
+                Backend::Integer(net) => decode_chains(model, &**net, &chains, top_k)?,
                 Backend::Device(_) => {
                     return Err(Error::Corrupt(
                         "a float device file that carries context".into(),
@@ -558,75 +555,64 @@ fn group_size<N: RowNet>(net: &N, sched: Schedule, n: usize, longest: usize) -> 
 }
 
 /// A frame whose chunks carry context ([`FileHeader::carry`]): chains of
-/// `chain` chunks, each chain with a coded chunk one lane, in order.
+/// `chain` chunks, every `per_lane` of them with a coded chunk one lane, in
+/// order.
 struct Chains<'a> {
     frame: &'a Coded,
     /// Verbatim chunks' tokens (None: coded, or not tokenizable).
     known: Vec<Option<Vec<u32>>>,
     carry: usize,
     chain: usize,
+    per_lane: usize,
 }
 
-/// Decodes a frame's chains: groups of chains in parallel, each group's
-/// chains stepped in lockstep one chunk at a time, every chunk after the
-/// last `carry` tokens of the one before it in its chain. The mirror of
+/// Decodes a frame's chains: its lanes in parallel, each lane's chains
+/// stepped in lockstep one chunk at a time, every chunk after the last
+/// `carry` tokens of the one before it in its chain. The mirror of
 /// `encode_chunks` with carry.
-fn decode_chains<N: RowNet>(
-    model: &Model,
-    net: &N,
-    c: &Chains,
-    sched: Schedule,
-    top_k: usize,
-) -> Result<Decoded> {
+fn decode_chains<N: RowNet>(model: &Model, net: &N, c: &Chains, top_k: usize) -> Result<Decoded> {
     let payloads = &c.frame.chunks;
     let coded = |i: usize| payloads[i].kind == ChunkKind::Coded;
-    // (first chunk, lane) of every chain with a coded chunk.
-    let chains: Vec<(usize, &[u8])> = (0..payloads.len())
-        .step_by(c.chain)
-        .filter(|&s| (s..(s + c.chain).min(payloads.len())).any(coded))
+    let span = c.chain * c.per_lane;
+    // (first chunk, bytes) of every lane: each run of `per_lane` chains
+    // that holds a coded chunk.
+    let lanes: Vec<(usize, &[u8])> = (0..payloads.len())
+        .step_by(span)
+        .filter(|&s| (s..(s + span).min(payloads.len())).any(coded))
         .zip(c.frame.lanes.iter().map(|l| &l[..]))
         .collect();
-    let longest = payloads
-        .iter()
-        .map(|p| p.tokens as usize)
-        .max()
-        .unwrap_or(1)
-        + c.carry;
-    let group = group_size(net, sched, chains.len(), longest);
-    let groups: Vec<Result<Decoded>> = chains
-        .par_chunks(group)
-        .map(|group| {
-            let mut decs: Vec<Decoder> = group.iter().map(|&(_, b)| Decoder::new(b)).collect();
+    let done: Vec<Result<Decoded>> = lanes
+        .par_iter()
+        .map(|&(first, bytes)| {
+            let mut dec = [Decoder::new(bytes)];
             // The end of each chain's last chunk, for the next to carry.
-            let mut prev: Vec<Option<Vec<u32>>> = vec![None; group.len()];
+            let mut prev: Vec<Option<Vec<u32>>> = vec![None; c.per_lane];
             let mut out = Vec::new();
             for step in 0..c.chain {
                 let mut members = Vec::new();
-                for (g, &(first, _)) in group.iter().enumerate() {
-                    let i = first + step;
-                    if i >= payloads.len() {
+                for (j, p) in prev.iter().enumerate() {
+                    let i = first + j * c.chain + step;
+                    if i >= payloads.len() || !coded(i) {
                         continue;
                     }
-                    let carried = match (&prev[g], carried_from(i, c.chain)) {
+                    let carried = match (p, carried_from(i, c.chain)) {
                         (Some(t), Some(_)) => &t[t.len().saturating_sub(c.carry)..],
                         _ => &[][..],
                     };
-                    if coded(i) {
-                        members.push((g, i, carried));
-                    }
+                    members.push((j, i, carried));
                 }
                 let chunks: Vec<(usize, usize, &[u32])> = members
                     .iter()
-                    .map(|&(g, i, carried)| (g, payloads[i].tokens as usize, carried))
+                    .map(|&(_, i, carried)| (0, payloads[i].tokens as usize, carried))
                     .collect();
-                let ids = lockstep(model, net, &mut decs, &chunks, top_k)?;
+                let ids = lockstep(model, net, &mut dec, &chunks, top_k)?;
                 drop(chunks);
-                let mut next: Vec<Option<Vec<u32>>> = group
-                    .iter()
-                    .map(|&(first, _)| c.known.get(first + step).cloned().flatten())
+                // A verbatim chunk's tokens are known; a coded one's decoded.
+                let mut next: Vec<Option<Vec<u32>>> = (0..c.per_lane)
+                    .map(|j| c.known.get(first + j * c.chain + step).cloned().flatten())
                     .collect();
-                for (&(g, i, _), ids) in members.iter().zip(ids) {
-                    next[g] = Some(ids[ids.len().saturating_sub(c.carry)..].to_vec());
+                for (&(j, i, _), ids) in members.iter().zip(ids) {
+                    next[j] = Some(ids[ids.len().saturating_sub(c.carry)..].to_vec());
                     out.push((i, ids));
                 }
                 prev = next;
@@ -635,8 +621,8 @@ fn decode_chains<N: RowNet>(
         })
         .collect();
     let mut decoded = Vec::new();
-    for g in groups {
-        decoded.extend(g?);
+    for d in done {
+        decoded.extend(d?);
     }
     Ok(decoded)
 }

@@ -306,6 +306,11 @@ impl<'a, W: Write> Encoder<'a, W> {
             start_token: model.start_token,
             mapping: opts.mapping.unwrap_or(model.mapping),
             carry: opts.carry.expect("set by new"),
+            chain: if opts.carry > Some(0) {
+                super::CHAIN_CHUNKS as u8
+            } else {
+                0
+            },
         };
         let frame_bytes = frame_len(&h)? * h.format.block_align();
         if h.data_len / frame_bytes as u64 >= u32::MAX as u64 {
@@ -521,7 +526,7 @@ fn code_frame(
             .map(|(p, &(_, n))| entry(p, n))
             .collect(),
         per_lane: coded.per_lane as u32,
-        chained: h.carry > 0,
+        chain: h.chain as u32,
         lanes: coded.lanes.iter().map(|l| l.len() as u32).collect(),
     };
     let mut o = Out::default();
