@@ -489,15 +489,12 @@ pub struct FrameHeader {
     /// runs of this many (the last run may be shorter), and each run is one
     /// arithmetic-coded stream that interleaves its chunks position by
     /// position, so a group of chunks decoded in lockstep reads one stream
-    /// (versions before 5: 1). With [`chain`](Self::chain), chains per lane
-    /// instead.
+    /// (versions before 5: 1). With the file's [`chain`](FileHeader::chain),
+    /// chains per lane instead: a lane is then `per_lane` consecutive chains
+    /// (of chunks coded or not) with a coded chunk among them, stepped in
+    /// lockstep one chunk of each chain at a time: the chains' first chunks
+    /// interleaved position by position, then their second ones, and so on.
     pub per_lane: u32,
-    /// The file's [`chain`](FileHeader::chain) (0: none): a lane is then
-    /// `per_lane` consecutive chains (of chunks coded or not) with a coded
-    /// chunk among them, stepped in lockstep one chunk of each chain at a
-    /// time: the chains' first chunks interleaved position by position,
-    /// then their second ones, and so on.
-    pub chain: u32,
     /// Bytes of each lane, in order.
     pub lanes: Vec<u32>,
 }
@@ -509,35 +506,43 @@ const ENTRY_TOKENS: u8 = 0x40;
 const ENTRY_DROP: u8 = 0x1f;
 
 impl FrameHeader {
-    /// How many lanes the chunk table implies: the coded chunks in runs of
+    /// How many lanes the chunk table implies in a file of chains of
+    /// `chain` chunks (0: none): the coded chunks in runs of
     /// [`per_lane`](Self::per_lane), or with chains, the runs of `per_lane`
     /// chains with a coded chunk.
-    pub fn lane_count(&self) -> usize {
-        lane_count(
-            self.chunks.iter().map(|c| c.kind),
-            self.per_lane,
-            self.chain,
-        )
+    pub fn lane_count(&self, chain: u8) -> usize {
+        lane_count(self.chunks.iter().map(|c| c.kind), self.per_lane, chain)
     }
 }
 
-/// Lanes a frame of chunks of these kinds has: runs of `per_lane` coded
-/// chunks, or with chains of `chain` chunks (0: none), the runs of
-/// `per_lane` chains (of chunks coded or not) that hold a coded chunk. The
-/// reader and the decoder both count with this.
+/// [`FrameHeader::lane_count`] of chunks of these kinds. The reader and the
+/// decoder both count with this.
 pub(crate) fn lane_count(
     kinds: impl Iterator<Item = ChunkKind>,
     per_lane: u32,
-    chain: u32,
+    chain: u8,
 ) -> usize {
-    let per_lane = per_lane.max(1) as usize;
     let coded: Vec<bool> = kinds.map(|k| k == ChunkKind::Coded).collect();
     if chain > 0 {
-        let span = per_lane.saturating_mul(chain as usize);
-        coded.chunks(span).filter(|c| c.contains(&true)).count()
+        chain_lanes(&coded, per_lane, chain).len()
     } else {
-        coded.iter().filter(|&&c| c).count().div_ceil(per_lane)
+        coded
+            .iter()
+            .filter(|&&c| c)
+            .count()
+            .div_ceil(per_lane.max(1) as usize)
     }
+}
+
+/// With chains of `chain` chunks, `per_lane` chains to a lane: the first
+/// chunk of each lane, every run of `per_lane · chain` chunks that holds a
+/// coded one (`coded[i]`: chunk `i` is coded).
+pub(crate) fn chain_lanes(coded: &[bool], per_lane: u32, chain: u8) -> Vec<usize> {
+    let span = (per_lane.max(1) as usize).saturating_mul(chain.max(1) as usize);
+    (0..coded.len())
+        .step_by(span)
+        .filter(|&s| coded[s..(s + span).min(coded.len())].contains(&true))
+        .collect()
 }
 
 /// The byte that starts a frame.
@@ -557,8 +562,9 @@ const LEVELS: u8 = 0x40;
 const INHERIT: u8 = 0x20;
 
 impl FrameHeader {
-    /// Writes the tag and the header, sealed with its CRC32.
-    pub fn write(&self, o: &mut Out) {
+    /// Writes the tag and the header, sealed with its CRC32, for a file
+    /// with header `h` (as [`read`](Self::read) reads it).
+    pub fn write(&self, o: &mut Out, h: &FileHeader) {
         // The fields of both mappings have fixed places (version 3's
         // layout): a mapping without them writes zeros.
         let (shift, drop, predictor, mode) = match &self.params {
@@ -607,7 +613,7 @@ impl FrameHeader {
             }
         }
         o.varint(self.per_lane);
-        debug_assert_eq!(self.lanes.len(), self.lane_count());
+        debug_assert_eq!(self.lanes.len(), self.lane_count(h.chain));
         for &len in &self.lanes {
             o.varint(len);
         }
@@ -675,9 +681,8 @@ impl FrameHeader {
         if n > limits.chunks {
             return Err(Error::Corrupt(format!("frame of {n} chunks")));
         }
-        let chain = h.chain as u32;
         let table = if h.version >= 5 {
-            read_table(&mut i, n, limits, v6, chain)?
+            read_table(&mut i, n, limits, v6, h.chain)?
         } else {
             read_table_v4(&mut i, n, limits, mapping)?
         };
@@ -768,7 +773,6 @@ impl FrameHeader {
             payload_crc,
             chunks,
             per_lane,
-            chain,
             lanes,
         })
     }
@@ -809,7 +813,7 @@ fn read_table<R: Read + ?Sized>(
     n: u32,
     limits: &FrameLimits,
     coded: bool,
-    chain: u32,
+    chain: u8,
 ) -> Result<Table> {
     let mut chunks = Vec::with_capacity(n as usize);
     let mut chunk_drops = Vec::new();
@@ -1103,11 +1107,10 @@ mod tests {
                     len: 0,
                 }],
                 per_lane: 1,
-                chain: 0,
                 lanes: vec![3],
             };
             let mut o = Out::default();
-            f.write(&mut o);
+            f.write(&mut o, &h);
             let limits = FrameLimits {
                 sample_frames: 10,
                 chunks: 64,
@@ -1191,7 +1194,6 @@ mod tests {
             // Chained (chains of 3, one per lane): chunks 0–2 and 3, two
             // lanes; else the 3 coded chunks in runs of 2.
             per_lane: if chained { 1 } else { 2 },
-            chain: if chained { 3 } else { 0 },
             lanes: vec![1 << 20, 7],
         };
         let t = Trailer {
@@ -1202,7 +1204,7 @@ mod tests {
         let mut o = Out::default();
         h.write(&mut o);
         let mut o2 = Out::default();
-        f.write(&mut o2);
+        f.write(&mut o2, &h);
         let mut o3 = Out::default();
         t.write(&mut o3);
         let mut all = o.buf.clone();

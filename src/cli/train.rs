@@ -317,7 +317,7 @@ fn validation_set(clips: &[Clip], codec: &TokenCodec, o: &TrainOptions) -> Resul
 /// each a sequence of records `[len: u16 LE][carried: u8][carried token
 /// ids][len token ids]`, one byte per token id: a chunk's tokens after the
 /// last (up to [`DUMP_CARRY`]) tokens of the chunk the encoder would carry
-/// context from ([`lmic::codec::carried_from`]; none at a chain's start).
+/// context from ([`lmic::codec::carried`]; none at a chain's start).
 ///
 /// Unlike [`sample_example`]'s cold windows, each clip is mapped as the
 /// encoder maps a stream: frames of 64 chunks, the filters carried from
@@ -366,8 +366,8 @@ pub fn dump_chunks(o: &TrainOptions, prefix: &Path, log: &dyn Fn(&str)) -> Resul
     Ok(())
 }
 
-/// Carried tokens [`dump_chunks`] writes at most: more than any model
-/// carries (lmic:audio-v5: 16).
+/// Carried tokens [`dump_chunks`] writes at most: as many as a model may be
+/// trained to carry (lmic:audio-v5: 32).
 pub const DUMP_CARRY: usize = 32;
 
 /// One clip's records for [`dump_chunks`], with their chunk and token counts.
@@ -426,9 +426,8 @@ fn dump_clip(
                     let Some(t) = t else { continue };
                     // What the encoder would carry into the chunk, at most
                     // DUMP_CARRY tokens: trainers take the last ones they use.
-                    let carried = lmic::codec::carried_from(c, lmic::codec::CHAIN_CHUNKS)
-                        .and_then(|p| toks[p].as_deref())
-                        .map_or(&[][..], |p| &p[p.len().saturating_sub(DUMP_CARRY)..]);
+                    let carried =
+                        lmic::codec::carried(&toks, c, DUMP_CARRY, lmic::codec::CHAIN_CHUNKS);
                     bytes.extend_from_slice(&(t.len() as u16).to_le_bytes());
                     bytes.push(carried.len() as u8);
                     bytes.extend(carried.iter().chain(t).map(|&x| x as u8));

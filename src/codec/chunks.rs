@@ -5,7 +5,7 @@
 //! and memory, never results.
 
 use super::frames::{Coded, Payload};
-use super::{carried_from, verbatim_len, Stats, LANE_CHAINS};
+use super::{carried, last_tokens, verbatim_len, Stats, LANE_CHAINS};
 use crate::coder::{self, Decoder, Encoder, Intervals};
 use crate::container::{ChunkKind, FileHeader};
 use crate::error::{Error, Result};
@@ -35,16 +35,6 @@ pub(crate) struct Schedule {
 /// A chunk as the model sees it: the tokens carried from the chunk before
 /// (none at a chain's start or without carry), then its own.
 type Job<'a> = (&'a [u32], &'a [u32]);
-
-/// The tokens chunk `c` sees first: the last `carry` of the chunk it
-/// carries context from, where that chunk has tokens (coded, or verbatim
-/// and tokenizable).
-fn carried(toks: &[Option<Vec<u32>>], c: usize, carry: usize, chain: usize) -> &[u32] {
-    match carried_from(c, chain).and_then(|p| toks[p].as_deref()) {
-        Some(t) if carry > 0 => &t[t.len().saturating_sub(carry)..],
-        _ => &[],
-    }
-}
 
 /// A chunk's tokens, or None where it must be stored verbatim (the
 /// tokenizer cannot reproduce it, or it exceeds the model's context with
@@ -129,16 +119,10 @@ pub(crate) fn encode_chunks(
         Backend::Device(_) => 1,
     };
     let lanes: Vec<Vec<u8>> = if carry > 0 {
-        let span = chain * LANE_CHAINS;
-        let mut lanes: Vec<Vec<(usize, Intervals)>> = Vec::new();
-        let mut last = usize::MAX;
-        for (i, ivs) in kept {
-            if i / span != last {
-                lanes.push(Vec::new());
-                last = i / span;
-            }
-            lanes.last_mut().unwrap().push((i, ivs));
-        }
+        // A lane is the coded chunks of `per_lane` consecutive chains.
+        let span = chain * per_lane;
+        let lanes: Vec<&[(usize, Intervals)]> =
+            kept.chunk_by(|a, b| a.0 / span == b.0 / span).collect();
         lanes.par_iter().map(|l| code_chains(l, chain)).collect()
     } else {
         let kept: Vec<Intervals> = kept.into_iter().map(|(_, ivs)| ivs).collect();
@@ -379,11 +363,8 @@ pub(crate) fn decode_chunks(
         .filter(|&i| payloads[i].kind == ChunkKind::Coded)
         .collect();
     let per_lane = frame.per_lane.max(1);
-    let lanes = crate::container::lane_count(
-        payloads.iter().map(|p| p.kind),
-        per_lane as u32,
-        h.chain as u32,
-    );
+    let lanes =
+        crate::container::lane_count(payloads.iter().map(|p| p.kind), per_lane as u32, h.chain);
     if frame.lanes.len() != lanes {
         return Err(Error::Corrupt(format!(
             "{} lanes for {} coded chunks",
@@ -418,7 +399,7 @@ pub(crate) fn decode_chunks(
                 frame,
                 known,
                 carry: h.carry as usize,
-                chain: (h.chain as usize).max(1),
+                chain: h.chain,
                 per_lane,
             };
             decoded = match backend {
@@ -562,7 +543,7 @@ struct Chains<'a> {
     /// Verbatim chunks' tokens (None: coded, or not tokenizable).
     known: Vec<Option<Vec<u32>>>,
     carry: usize,
-    chain: usize,
+    chain: u8,
     per_lane: usize,
 }
 
@@ -572,47 +553,40 @@ struct Chains<'a> {
 /// `encode_chunks` with carry.
 fn decode_chains<N: RowNet>(model: &Model, net: &N, c: &Chains, top_k: usize) -> Result<Decoded> {
     let payloads = &c.frame.chunks;
-    let coded = |i: usize| payloads[i].kind == ChunkKind::Coded;
-    let span = c.chain * c.per_lane;
-    // (first chunk, bytes) of every lane: each run of `per_lane` chains
-    // that holds a coded chunk.
-    let lanes: Vec<(usize, &[u8])> = (0..payloads.len())
-        .step_by(span)
-        .filter(|&s| (s..(s + span).min(payloads.len())).any(coded))
-        .zip(c.frame.lanes.iter().map(|l| &l[..]))
+    let coded: Vec<bool> = payloads
+        .iter()
+        .map(|p| p.kind == ChunkKind::Coded)
         .collect();
-    let done: Vec<Result<Decoded>> = lanes
+    let chain = c.chain.max(1) as usize;
+    let starts = crate::container::chain_lanes(&coded, c.per_lane as u32, c.chain);
+    let done: Vec<Result<Decoded>> = starts
         .par_iter()
-        .map(|&(first, bytes)| {
+        .zip(&c.frame.lanes)
+        .map(|(&first, bytes)| {
             let mut dec = [Decoder::new(bytes)];
-            // The end of each chain's last chunk, for the next to carry.
-            let mut prev: Vec<Option<Vec<u32>>> = vec![None; c.per_lane];
+            // Each chain's carried tokens for its next chunk (none before
+            // its first: a chain starts cold).
+            let mut prev: Vec<Vec<u32>> = vec![Vec::new(); c.per_lane];
             let mut out = Vec::new();
-            for step in 0..c.chain {
-                let mut members = Vec::new();
-                for (j, p) in prev.iter().enumerate() {
-                    let i = first + j * c.chain + step;
-                    if i >= payloads.len() || !coded(i) {
-                        continue;
-                    }
-                    let carried = match (p, carried_from(i, c.chain)) {
-                        (Some(t), Some(_)) => &t[t.len().saturating_sub(c.carry)..],
-                        _ => &[][..],
-                    };
-                    members.push((j, i, carried));
-                }
+            for step in 0..chain {
+                let members: Vec<(usize, usize)> = (0..c.per_lane)
+                    .map(|j| (j, first + j * chain + step))
+                    .filter(|&(_, i)| i < payloads.len() && coded[i])
+                    .collect();
                 let chunks: Vec<(usize, usize, &[u32])> = members
                     .iter()
-                    .map(|&(_, i, carried)| (0, payloads[i].tokens as usize, carried))
+                    .map(|&(j, i)| (0, payloads[i].tokens as usize, &prev[j][..]))
                     .collect();
                 let ids = lockstep(model, net, &mut dec, &chunks, top_k)?;
-                drop(chunks);
                 // A verbatim chunk's tokens are known; a coded one's decoded.
-                let mut next: Vec<Option<Vec<u32>>> = (0..c.per_lane)
-                    .map(|j| c.known.get(first + j * c.chain + step).cloned().flatten())
+                let mut next: Vec<Vec<u32>> = (0..c.per_lane)
+                    .map(|j| match c.known.get(first + j * chain + step) {
+                        Some(Some(t)) => last_tokens(t, c.carry).to_vec(),
+                        _ => Vec::new(),
+                    })
                     .collect();
-                for (&(j, i, _), ids) in members.iter().zip(ids) {
-                    next[j] = Some(ids[ids.len().saturating_sub(c.carry)..].to_vec());
+                for (&(j, i), ids) in members.iter().zip(ids) {
+                    next[j] = last_tokens(&ids, c.carry).to_vec();
                     out.push((i, ids));
                 }
                 prev = next;

@@ -526,11 +526,10 @@ fn code_frame(
             .map(|(p, &(_, n))| entry(p, n))
             .collect(),
         per_lane: coded.per_lane as u32,
-        chain: h.chain as u32,
         lanes: coded.lanes.iter().map(|l| l.len() as u32).collect(),
     };
     let mut o = Out::default();
-    fh.write(&mut o);
+    fh.write(&mut o, h);
     let mut frame = o.buf;
     for b in coded.lanes.iter().chain(verbatim()) {
         frame.extend_from_slice(b);

@@ -161,6 +161,20 @@ pub fn carried_from(c: usize, chain: usize) -> Option<usize> {
     (!c.is_multiple_of(chain.max(1))).then(|| c - 1)
 }
 
+/// The tokens chunk `c` of a frame sees first (`toks`: each chunk's tokens,
+/// None where it has none): the last `carry` of the chunk it carries
+/// context from ([`carried_from`]), or none.
+pub fn carried(toks: &[Option<Vec<u32>>], c: usize, carry: usize, chain: usize) -> &[u32] {
+    carried_from(c, chain)
+        .and_then(|p| toks[p].as_deref())
+        .map_or(&[], |t| last_tokens(t, carry))
+}
+
+/// The last `carry` of `t` (all of them when shorter).
+pub(crate) fn last_tokens(t: &[u32], carry: usize) -> &[u32] {
+    &t[t.len().saturating_sub(carry)..]
+}
+
 /// Chunks per frame by default: 64; 512 for the float pass on a device,
 /// whose decoder runs a full pass per position and wants hundreds of chunks
 /// in it (a frame is the most the encoder batches; a pass is still capped
