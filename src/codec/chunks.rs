@@ -507,7 +507,9 @@ fn decode_rows<N: RowNet>(
                         .map(move |&i| (l, payloads[i].tokens as usize, &[][..]))
                 })
                 .collect();
-            lockstep(model, net, &mut decs, &chunks, top_k)
+            let max_len = chunks.iter().map(|c| c.1 + c.2.len()).max().unwrap_or(0);
+            let mut cache = net.step_cache(chunks.len(), max_len);
+            lockstep(model, net, &mut cache, &mut decs, &chunks, top_k)
         })
         .collect();
     for (group, ids) in coded.chunks(per_lane * lanes_per_group).zip(groups) {
@@ -559,11 +561,20 @@ fn decode_chains<N: RowNet>(model: &Model, net: &N, c: &Chains, top_k: usize) ->
         .collect();
     let chain = c.chain.max(1) as usize;
     let starts = crate::container::chain_lanes(&coded, c.per_lane as u32, c.chain);
+    let longest = payloads
+        .iter()
+        .map(|p| p.tokens as usize)
+        .max()
+        .unwrap_or(0);
     let done: Vec<Result<Decoded>> = starts
         .par_iter()
         .zip(&c.frame.lanes)
         .map(|(&first, bytes)| {
             let mut dec = [Decoder::new(bytes)];
+            // One cache for all the lane's steps: a chunk's rows overwrite
+            // the previous chunk's from position 0, and positions past a row
+            // never reach its sums (weights of zero), so nothing is cleared.
+            let mut cache = net.step_cache(c.per_lane, c.carry + longest);
             // Each chain's carried tokens for its next chunk (none before
             // its first: a chain starts cold).
             let mut prev: Vec<Vec<u32>> = vec![Vec::new(); c.per_lane];
@@ -577,7 +588,7 @@ fn decode_chains<N: RowNet>(model: &Model, net: &N, c: &Chains, top_k: usize) ->
                     .iter()
                     .map(|&(j, i)| (0, payloads[i].tokens as usize, &prev[j][..]))
                     .collect();
-                let ids = lockstep(model, net, &mut dec, &chunks, top_k)?;
+                let ids = lockstep(model, net, &mut cache, &mut dec, &chunks, top_k)?;
                 // A verbatim chunk's tokens are known; a coded one's decoded.
                 let mut next: Vec<Vec<u32>> = (0..c.per_lane)
                     .map(|j| match c.known.get(first + j * chain + step) {
@@ -674,17 +685,18 @@ fn decode_device(
 /// their tokens interleave in its stream (a lane's chunks position by
 /// position, as [`code_lane`] wrote them; a chain's one chunk at a time).
 /// The first step runs each chunk's start token and carried tokens at once.
+/// `cache` has room for `chunks.len()` sequences of the longest chunk; what
+/// it held before is overwritten before it is read.
 fn lockstep<N: RowNet>(
     model: &Model,
     net: &N,
+    cache: &mut N::Cache,
     decs: &mut [Decoder],
     chunks: &[(usize, usize, &[u32])],
     top_k: usize,
 ) -> Result<Vec<Vec<u32>>> {
     let n = chunks.len();
-    let max_len = chunks.iter().map(|c| c.1 + c.2.len()).max().unwrap_or(0);
     let steps = chunks.iter().map(|c| c.1).max().unwrap_or(0);
-    let mut cache = net.step_cache(n, max_len);
     let mut ids: Vec<Vec<u32>> = chunks.iter().map(|c| Vec::with_capacity(c.1)).collect();
     let v = model.vocab_size();
     let hs = net.hidden_size();
@@ -716,7 +728,7 @@ fn lockstep<N: RowNet>(
             row_of[s] = last.len();
             last.push(rows.len() - 1);
         }
-        let hidden = net.forward(&mut cache, &rows)?;
+        let hidden = net.forward(cache, &rows)?;
         // Only each chunk's last row predicts (the others are carried
         // tokens going into the cache).
         let logits = if last.len() == rows.len() {

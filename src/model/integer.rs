@@ -35,7 +35,7 @@
 
 use super::device::DeviceSpec;
 use super::forward::{Rope, Row};
-use super::kernels::{exp, par_panels, silu};
+use super::kernels::{exp, par_panels, silu, SendPtr, RB};
 use super::Model;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -302,14 +302,120 @@ impl QLinear {
         Ok(())
     }
 
-    /// `y[i][j] = acc[i][j] · (row[i] · scale[j])`: the product's value.
-    fn dequant(&self, acc: &[i32], row: &[f32], y: &mut [f32]) {
-        dequant_rows(acc, row, &self.scale, y, false)
+    /// The product's value for rows quantised with scales `row`:
+    /// `y[i][j] = acc[i][j] · (row[i] · scale[j])`, or `y[i][j] +=` that
+    /// when `add` (a residual connection), where `acc` is
+    /// [`forward`](Self::forward)'s exact sums. On the CPU each block of
+    /// sums is scaled into `y` as soon as it is computed, in registers and
+    /// cache, instead of going through an `m × n` matrix of `i32` and a
+    /// second pass (which cost about 8% of compression's time); the same
+    /// arithmetic per element, so the same bits.
+    fn forward_dequant(
+        &self,
+        x: &[i16],
+        m: usize,
+        row: &[f32],
+        y: &mut [f32],
+        add: bool,
+    ) -> Result<()> {
+        let (n, kp) = (self.n, self.kp);
+        assert_eq!(x.len(), m * kp);
+        assert_eq!(y.len(), m * n);
+        assert_eq!(row.len(), m);
+        if m == 0 {
+            return Ok(());
+        }
+        if self.dev.is_some() {
+            let mut acc = vec![0i32; m * n];
+            self.forward(x, m, &mut acc)?;
+            dequant_rows(&acc, row, &self.scale, y, add);
+            return Ok(());
+        }
+        let isa = isa();
+        // Panels split across threads as `par_panels` splits them.
+        let np = n.div_ceil(NR);
+        let per_task = np.div_ceil(rayon::current_num_threads() * 4).max(1);
+        let yp = SendPtr(y.as_mut_ptr());
+        (0..np.div_ceil(per_task)).into_par_iter().for_each(|t| {
+            let yp = &yp;
+            let mut acc = [0i32; RB * NR];
+            for r0 in (0..m).step_by(RB) {
+                let rb = (m - r0).min(RB);
+                let xs = &x[r0 * kp..(r0 + rb) * kp];
+                for b in t * per_task..((t + 1) * per_task).min(np) {
+                    let panel = &self.panels[b * kp * NR..(b + 1) * kp * NR];
+                    let acc = &mut acc[..rb * NR];
+                    match isa {
+                        AVX512 => rows_panel::<AVX512>(xs, rb, kp, panel, acc),
+                        AVX2 => rows_panel::<AVX2>(xs, rb, kp, panel, acc),
+                        _ => rows_panel::<PORTABLE>(xs, rb, kp, panel, acc),
+                    }
+                    let (j0, nj) = (b * NR, NR.min(n - b * NR));
+                    let block = Block {
+                        acc,
+                        row: &row[r0..r0 + rb],
+                        scale: &self.scale[j0..j0 + nj],
+                        // SAFETY (here and in the writes): rows r0.. and
+                        // columns j0..j0 + nj of y, which only this task
+                        // writes (tasks own disjoint panels).
+                        y: unsafe { yp.0.add(r0 * n + j0) },
+                        stride: n,
+                    };
+                    unsafe { dequant_block(&block, add) };
+                }
+            }
+        });
+        Ok(())
     }
+}
 
-    /// `x[i][j] +=` the product's value (a residual connection).
-    fn add_dequant(&self, acc: &[i32], row: &[f32], x: &mut [f32]) {
-        dequant_rows(acc, row, &self.scale, x, true)
+/// A block of a product's exact sums (`row.len()` rows of [`NR`]) and
+/// where their values go: `scale.len()` columns of `y`, rows `stride`
+/// apart.
+struct Block<'a> {
+    acc: &'a [i32],
+    row: &'a [f32],
+    scale: &'a [f32],
+    y: *mut f32,
+    stride: usize,
+}
+
+/// [`dequant_rows`] for one [`Block`], writing through its pointer.
+///
+/// # Safety
+/// `y` must be valid for writes of `row.len()` rows of `scale.len()`
+/// values, `stride` apart, that no one else accesses meanwhile.
+unsafe fn dequant_block(b: &Block, add: bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa() >= AVX2 {
+            return dequant_block_avx2(b, add);
+        }
+    }
+    dequant_block_impl(b, add)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dequant_block_avx2(b: &Block, add: bool) {
+    dequant_block_impl(b, add)
+}
+
+#[inline(always)]
+unsafe fn dequant_block_impl(b: &Block, add: bool) {
+    let nj = b.scale.len();
+    for (i, &r) in b.row.iter().enumerate() {
+        let y = std::slice::from_raw_parts_mut(b.y.add(i * b.stride), nj);
+        let acc = &b.acc[i * NR..i * NR + nj];
+        if add {
+            for ((o, &a), &s) in y.iter_mut().zip(acc).zip(b.scale) {
+                *o += a as f32 * (r * s);
+            }
+        } else {
+            for ((o, &a), &s) in y.iter_mut().zip(acc).zip(b.scale) {
+                *o = a as f32 * (r * s);
+            }
+        }
     }
 }
 
@@ -694,7 +800,6 @@ impl IntModel {
         let mut xq = vec![0i16; m * hsp];
         let mut hq = vec![0i16; m * isp];
         let mut rs = vec![0f32; m];
-        let mut acc = vec![0i32; m * nqkv.max(2 * is)];
         let mut y = vec![0f32; m * nqkv.max(2 * is)];
         let mut qq = vec![0i16; m * nh * hd];
         let mut qs = vec![0f32; m * nh];
@@ -705,8 +810,8 @@ impl IntModel {
         let (mut ks, mut vs) = (vec![0f32; nkv], vec![0f32; nkv]);
         for (li, l) in self.layers.iter().enumerate() {
             self.norm_rows(&x, hs, l.wqkv.a, &mut xq, &mut rs);
-            l.wqkv.forward(&xq, m, &mut acc[..m * nqkv])?;
-            l.wqkv.dequant(&acc[..m * nqkv], &rs, &mut y[..m * nqkv]);
+            l.wqkv
+                .forward_dequant(&xq, m, &rs, &mut y[..m * nqkv], false)?;
             for (i, r) in rows.iter().enumerate() {
                 let yr = &mut y[i * nqkv..(i + 1) * nqkv];
                 let (qf, rest) = yr.split_at_mut(hs);
@@ -737,18 +842,16 @@ impl IntModel {
             for (i, a) in att.chunks_exact(hs).enumerate() {
                 rs[i] = quantize(a, l.wo.a, &mut xq[i * hsp..(i + 1) * hsp]);
             }
-            l.wo.forward(&xq, m, &mut acc[..m * hs])?;
-            l.wo.add_dequant(&acc[..m * hs], &rs, &mut x);
+            l.wo.forward_dequant(&xq, m, &rs, &mut x, true)?;
             self.norm_rows(&x, hs, l.wgu.a, &mut xq, &mut rs);
-            l.wgu.forward(&xq, m, &mut acc[..m * 2 * is])?;
-            l.wgu.dequant(&acc[..m * 2 * is], &rs, &mut y[..m * 2 * is]);
+            l.wgu
+                .forward_dequant(&xq, m, &rs, &mut y[..m * 2 * is], false)?;
             swiglu_rows(&mut y[..m * 2 * is], is);
             for i in 0..m {
                 let g = &y[i * 2 * is..i * 2 * is + is];
                 rs[i] = quantize(g, l.w_down.a, &mut hq[i * isp..(i + 1) * isp]);
             }
-            l.w_down.forward(&hq, m, &mut acc[..m * hs])?;
-            l.w_down.add_dequant(&acc[..m * hs], &rs, &mut x);
+            l.w_down.forward_dequant(&hq, m, &rs, &mut x, true)?;
         }
         Ok(x)
     }
@@ -759,10 +862,8 @@ impl IntModel {
         let mut xq = vec![0i16; m * hsp];
         let mut rs = vec![0f32; m];
         self.norm_rows(hidden, self.hs, self.head.a, &mut xq, &mut rs);
-        let mut acc = vec![0i32; m * self.vocab];
-        self.head.forward(&xq, m, &mut acc)?;
         let mut out = vec![0f32; m * self.vocab];
-        self.head.dequant(&acc, &rs, &mut out);
+        self.head.forward_dequant(&xq, m, &rs, &mut out, false)?;
         Ok(out)
     }
 
@@ -816,46 +917,25 @@ fn attend_impl<const ISA: u8>(
         let kpanels = &c.k[kbase + kh * hd * KB..];
         madd_panels_n::<ISA>(qh, hd / 2, kpanels, nb, block, 2 * KB, &mut sc.scores);
         let kss = &c.ks[sbase + kh * c.max_pos..][..n];
+        let vss = &c.vs[sbase + kh * c.max_pos..][..n];
         let qsh = qs[h];
         for ((f, &a), &k) in sc.f.iter_mut().zip(&sc.scores).zip(kss) {
             *f = (a as f32 * (qsh * k)) * scale;
         }
         let max = lane_max(&sc.f, f32::NEG_INFINITY);
-        for f in sc.f.iter_mut() {
-            *f = exp(*f - max);
-        }
-        // The denominator: the weights rounded to 2^-20, summed exactly
-        // (each at most 2^20, so 8 lanes of i32 hold 2^11 positions).
-        let mut den = 0i64;
-        for span in sc.f.chunks(8 * 2048) {
-            let mut part = [0i32; 8];
-            let mut c8 = span.chunks_exact(8);
-            for e in &mut c8 {
-                for l in 0..8 {
-                    part[l] += round_clamp(e[l] * DEN_ONE, 1 << 21);
-                }
-            }
-            for (l, &e) in c8.remainder().iter().enumerate() {
-                part[l] += round_clamp(e * DEN_ONE, 1 << 21);
-            }
-            den += part.iter().map(|&p| p as i64).sum::<i64>();
-        }
-        // The value row's scale joins the weight, so the weighted sum is
-        // over the rows' integers.
-        let vss = &c.vs[sbase + kh * c.max_pos..][..n];
-        for (f, &v) in sc.f.iter_mut().zip(vss) {
-            *f *= v;
-        }
-        let wmax = lane_max(&sc.f, 0.0);
+        // Every score is finite when |a| < 2^31 times qs · k (non-negative
+        // scales) times scale (at most 1) stays far below f32's range: the
+        // case of every model that is not broken.
+        let kmax = lane_max(kss, 0.0);
+        let finite = (0.0..=1.0).contains(&scale) && qsh >= 0.0 && qsh * kmax < 1e28;
+        let (den, wmax) = softmax(&mut sc.f, vss, max, finite);
         let oh = &mut out[h * hd..(h + 1) * hd];
         if !(wmax > 0.0 && wmax.is_finite()) || den == 0 {
             oh.fill(0.0);
             continue;
         }
         let winv = AW as f32 / wmax;
-        for (w, &f) in sc.w.iter_mut().zip(sc.f.iter()) {
-            *w = round_clamp(f * winv, AW).max(0) as i16;
-        }
+        round_weights(&sc.f, winv, finite, &mut sc.w);
         sc.w[n..].fill(0);
         // out = Σ w·v · (wmax / AW) / (den / DEN_ONE)
         let factor = wmax as f64 * (DEN_ONE as f64 / AW as f64) / den as f64;
@@ -883,6 +963,64 @@ fn attend_impl<const ISA: u8>(
         }
         for (o, &t) in oh.iter_mut().zip(&sc.total) {
             *o = (t as f64 * factor) as f32;
+        }
+    }
+}
+
+/// Softmax numerators in place, `f = exp(f − max) · v`, returning the
+/// denominator (the numerators before `· v` rounded to 2^-20, summed
+/// exactly) and the largest `f`. `finite`: the caller knows every score
+/// and `max` to be finite; then each `exp(f − max)` lies in [0, 1] and
+/// each `f` in [0, v], where `round_clamp`'s floor, clamp and NaN test
+/// change nothing, and a plain truncation of `x + 0.5` gives the same
+/// integer with fewer instructions. The same results either way.
+#[inline(always)]
+fn softmax(f: &mut [f32], vs: &[f32], max: f32, finite: bool) -> (i64, f32) {
+    for x in f.iter_mut() {
+        *x = exp(*x - max);
+    }
+    let round = |e: f32| {
+        if finite {
+            // SAFETY: e · 2^20 + 0.5 is finite and below 2^21 (above).
+            unsafe { (e * DEN_ONE + 0.5).to_int_unchecked::<i32>() }
+        } else {
+            round_clamp(e * DEN_ONE, 1 << 21)
+        }
+    };
+    // Each term at most 2^21, so 8 lanes of i32 hold 2^11 positions.
+    let mut den = 0i64;
+    for span in f.chunks(8 * 2048) {
+        let mut part = [0i32; 8];
+        let mut c8 = span.chunks_exact(8);
+        for e in &mut c8 {
+            for l in 0..8 {
+                part[l] += round(e[l]);
+            }
+        }
+        for (l, &e) in c8.remainder().iter().enumerate() {
+            part[l] += round(e);
+        }
+        den += part.iter().map(|&p| p as i64).sum::<i64>();
+    }
+    for (x, &v) in f.iter_mut().zip(vs) {
+        *x *= v;
+    }
+    (den, lane_max(f, 0.0))
+}
+
+/// Softmax weights to integers, `w = round_clamp(f · winv, AW)` (at least
+/// 0). `finite` as for [`softmax`]: then 0 ≤ f ≤ wmax and `f · winv + 0.5`
+/// lies in [0.5, AW + 1), where the truncation is the same integer.
+#[inline(always)]
+fn round_weights(f: &[f32], winv: f32, finite: bool, w: &mut [i16]) {
+    if finite {
+        for (w, &f) in w.iter_mut().zip(f) {
+            // SAFETY: finite and in i32's range (above).
+            *w = unsafe { (f * winv + 0.5).to_int_unchecked::<i32>() } as i16;
+        }
+    } else {
+        for (w, &f) in w.iter_mut().zip(f) {
+            *w = round_clamp(f * winv, AW).max(0) as i16;
         }
     }
 }
@@ -1162,6 +1300,39 @@ mod tests {
             assert!(a * a * hd as i64 <= i32::MAX as i64, "{hd}");
         }
         assert!(2 * AW as i64 * AV as i64 * (VSPAN / 2) as i64 <= i32::MAX as i64);
+    }
+
+    proptest::proptest! {
+        /// The softmax's shortcut for finite scores gives what the general
+        /// path gives, bit for bit, over scores and scales as attention
+        /// makes them (largest spans of exp, tiny and huge value scales).
+        #[test]
+        fn softmax_shortcut_is_exact(
+            a in proptest::collection::vec(-(1i32 << 30)..(1 << 30), 1..300),
+            qs in 0f32..1e6,
+            ks in proptest::collection::vec(0f32..1e-3, 300),
+            vs in proptest::collection::vec(0f32..1e4, 300),
+            shrink in 0u32..40,
+        ) {
+            let n = a.len();
+            let qs = qs * (2f32).powi(-(shrink as i32));
+            let scale = 1.0 / (32f32).sqrt();
+            let f0: Vec<f32> = a.iter().zip(&ks).map(|(&a, &k)| (a as f32 * (qs * k)) * scale).collect();
+            let max = lane_max(&f0, f32::NEG_INFINITY);
+            let (mut f1, mut f2) = (f0.clone(), f0.clone());
+            let fast = softmax(&mut f1, &vs[..n], max, true);
+            let slow = softmax(&mut f2, &vs[..n], max, false);
+            proptest::prop_assert_eq!(fast.0, slow.0);
+            proptest::prop_assert_eq!(fast.1.to_bits(), slow.1.to_bits());
+            proptest::prop_assert_eq!(&f1, &f2);
+            if fast.1 > 0.0 {
+                let winv = AW as f32 / fast.1;
+                let (mut w1, mut w2) = (vec![0i16; n], vec![0i16; n]);
+                round_weights(&f1, winv, true, &mut w1);
+                round_weights(&f2, winv, false, &mut w2);
+                proptest::prop_assert_eq!(w1, w2);
+            }
+        }
     }
 
     #[test]

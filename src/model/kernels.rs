@@ -112,7 +112,7 @@ impl Linear {
 
 /// Rows of a panel kernel's output computed at once (a panel stays in cache
 /// while they stream).
-const RB: usize = 48;
+pub(crate) const RB: usize = 48;
 
 /// Runs `block(b, r0, rb, tmp)` for every panel `b` of `nr ≤ 16` output columns
 /// and every block of `rb ≤ 48` rows from `r0`, which fills `tmp` (`rb × nr`),
@@ -145,6 +145,22 @@ pub(crate) fn par_panels<T: Copy + Default + Send + Sync>(
                 block(b, r0, rb, &mut tmp[..rb * nr]);
                 let j0 = b * nr;
                 let nj = nr.min(n - j0);
+                if nj == 16 {
+                    // A whole panel: a copy of known size, inlined (a
+                    // `memmove` call per row was 3% of compression's time).
+                    for i in 0..rb {
+                        let row: [T; 16] = tmp[i * nr..i * nr + 16].try_into().unwrap();
+                        // SAFETY: tasks write disjoint column ranges of out,
+                        // and columns j0..j0 + 16 lie within row r0 + i.
+                        unsafe {
+                            std::ptr::write_unaligned(
+                                out_ptr.0.add((r0 + i) * n + j0) as *mut [T; 16],
+                                row,
+                            );
+                        }
+                    }
+                    continue;
+                }
                 for i in 0..rb {
                     // SAFETY: tasks write disjoint column ranges of out.
                     unsafe {
@@ -160,7 +176,7 @@ pub(crate) fn par_panels<T: Copy + Default + Send + Sync>(
     });
 }
 
-struct SendPtr<T>(*mut T);
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
 unsafe impl<T> Sync for SendPtr<T> {}
 unsafe impl<T> Send for SendPtr<T> {}
 
