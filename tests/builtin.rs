@@ -71,26 +71,35 @@ fn carried_context_round_trips_through_chains() {
         st.chunks
     );
     assert_eq!(lmic::info(&lmc[..]).unwrap().header.carry, 16);
+    // About 7 frames: batches of 2 and 5 end mid-file, 64 takes them all.
+    let mut counts = Vec::new();
     for threads in [1, 3] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        for group in [1, 2, 5, 64] {
+        for (group, ahead) in [(1, 1), (2, 2), (5, 5), (64, 64), (4, 0)] {
             let d = lmic::DecodeOptions {
                 decode_group: group,
+                frames_ahead: ahead,
                 ..Default::default()
             };
             let mut back = Vec::new();
-            pool.install(|| {
+            let st = pool.install(|| {
                 lmic::Decoder::open(&lmc[..], &d, |_| Ok(&m))
                     .unwrap()
                     .decompress(&mut back)
                     .unwrap()
             });
-            assert!(back == w, "{threads} threads, groups of {group}");
+            assert!(
+                back == w,
+                "{threads} threads, groups of {group}, {ahead} frames ahead"
+            );
+            counts.push((st.samples, st.chunks, st.verbatim_chunks, st.tokens));
         }
     }
+    assert!(counts.iter().all(|c| *c == counts[0]), "{counts:?}");
+    assert_eq!(counts[0].1, st.chunks);
     let (cold, _) = compress_with(&m, &w, &o(0)).unwrap();
     assert!(cold != lmc && decompress_with(&m, &cold).unwrap() == w);
 }

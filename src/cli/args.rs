@@ -33,6 +33,10 @@ pub struct Common {
     /// Chunks stepped together when decompressing (speed and memory only).
     #[arg(long, hide = true, value_name = "N")]
     pub decode_group: Option<usize>,
+    /// Frames the model decodes at once when decompressing (speed and
+    /// memory only; 0: half the threads).
+    #[arg(long, hide = true, value_name = "N")]
+    pub frames_ahead: Option<usize>,
     /// Overwrite the output file if it exists.
     #[arg(short, long)]
     pub force: bool,

@@ -122,6 +122,7 @@ where
                 device: common.device.clone(),
                 salvage,
                 decode_group: decode_group(&common),
+                frames_ahead: common.frames_ahead.unwrap_or(0),
             };
             decompress_all(inputs, &out, dir, model.as_deref(), &common, &opts)?;
         }
@@ -139,6 +140,7 @@ where
             let opts = DecodeOptions {
                 device: common.device.clone(),
                 decode_group: decode_group(&common),
+                frames_ahead: common.frames_ahead.unwrap_or(0),
                 ..DecodeOptions::default()
             };
             decompress_all(

@@ -9,13 +9,15 @@ use crate::mapping;
 use crate::model::backend::Backend;
 use crate::model::{hex, Model};
 use crate::wav;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::borrow::Borrow;
 use std::io::{self, Read, Write};
 
 /// An `.lmc` stream whose header has been read and whose model has been
 /// found and checked, read back as the original WAV bytes: the streaming
-/// decoder, like `zstd::Decoder`. Memory stays at one frame.
+/// decoder, like `zstd::Decoder`. Memory stays at a few frames (twice
+/// [`DecodeOptions::frames_ahead`]), whatever the input's length.
 ///
 /// `M` is the model, owned or borrowed (`Model`, `&Model`, `Arc<Model>`).
 /// The original's sha256 is checked at the end, before the bytes after the
@@ -69,10 +71,12 @@ pub struct Decoder<'p, R: Read, M: Borrow<Model>> {
     damage: Damage,
     /// The mapping's state from the previous frame.
     carry: mapping::Carry,
-    /// In order (not salvaging): the index the next frame must have, and
-    /// what was read ahead.
+    /// In order (not salvaging): the index the next frame must have, what
+    /// was read and decoded by the model ahead (in order; an error where
+    /// that failed), and how many frames to take at once.
     next_index: u32,
-    ahead: Option<Ahead>,
+    ahead: Vec<Result<Ahead>>,
+    frames_ahead: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -121,7 +125,13 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             damage: Damage::default(),
             carry: mapping::Carry::default(),
             next_index: 0,
-            ahead: None,
+            ahead: Vec::new(),
+            frames_ahead: match opts.frames_ahead {
+                // Enough frames that every thread has lanes to decode: a
+                // frame has two or more (one per 4 chains of 8 chunks).
+                0 => rayon::current_num_threads().div_ceil(2).clamp(1, 16),
+                n => n,
+            },
         })
     }
 
@@ -239,42 +249,84 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         }
     }
 
-    /// The next section, all-or-nothing, pipelined: while the mapping
-    /// restores frame N's samples (one core: the cascade runs sample by
-    /// sample), the model decodes frame N+1's chunks, which never depend on
-    /// frame N. Results are the same as one after the other.
+    /// The next frames, all-or-nothing, pipelined: while the mapping
+    /// restores a batch of frames' samples (one core: the cascade runs
+    /// sample by sample, each frame after the one before), the model
+    /// decodes the next batch's chunks, which never depend on them, its
+    /// frames' lanes in parallel. A frame has only a few lanes (2 per
+    /// channel with carried context), so batches of several frames are
+    /// what keeps many cores busy. Results are the same as one frame after
+    /// the other; the bytes of frames before one that fails are kept.
     fn next_in_order(&mut self) -> Result<()> {
-        let cur = match self.ahead.take() {
-            Some(Ahead::Chars(c)) => c,
-            Some(Ahead::End(t)) => return self.finish_in_order(&t),
-            None => match self.read_in_order()? {
-                Next::Frame(fh, body) => {
-                    let engine = (self.model.borrow(), &self.backend);
-                    let h = self.frames.header();
-                    model_frame(engine, h, fh, body, self.sched, &mut self.stats)?
-                }
-                Next::End(t) => return self.finish_in_order(&t),
-            },
+        if self.ahead.is_empty() {
+            // The first batch: nothing to restore beside it.
+            let batch = self.read_batch()?;
+            self.ahead = self.model_batch(batch);
+        }
+        let cur = std::mem::take(&mut self.ahead);
+        let ended = matches!(cur.last(), Some(Ok(Ahead::End(_))) | Some(Err(_)));
+        let next = if ended {
+            Vec::new()
+        } else {
+            self.read_batch()?
         };
-        let next = self.read_in_order()?;
         let h = self.frames.header();
         let engine = (self.model.borrow(), &self.backend);
-        let (sched, stats, carry) = (self.sched, &mut self.stats, &mut self.carry);
-        let bytes = match next {
-            Next::Frame(fh, body) => {
-                let (bytes, chars) = rayon::join(
-                    || restore_frame(h, &cur, carry),
-                    || model_frame(engine, h, fh, body, sched, stats),
-                );
-                self.ahead = Some(Ahead::Chars(chars?));
-                bytes?
+        let (sched, carry) = (self.sched, &mut self.carry);
+        let (restored, (decoded, stats)) = rayon::join(
+            || {
+                let mut out = Vec::new();
+                for a in &cur {
+                    match a {
+                        Ok(Ahead::Chars(c)) => {
+                            let r = restore_frame(h, c, carry);
+                            let failed = r.is_err();
+                            out.push(r);
+                            if failed {
+                                break;
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                out
+            },
+            || model_frames(engine, h, next, sched),
+        );
+        self.stats.add_model(&stats);
+        self.ahead = decoded;
+        let n = restored.len();
+        for bytes in restored {
+            self.put(bytes?)?;
+        }
+        match cur.into_iter().nth(n) {
+            None => Ok(()),
+            Some(Ok(Ahead::End(t))) => self.finish_in_order(&t),
+            Some(Ok(Ahead::Chars(_))) => unreachable!("every frame before the end is restored"),
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    /// Up to `frames_ahead` sections in order, stopping after the trailer.
+    fn read_batch(&mut self) -> Result<Vec<Next>> {
+        let mut batch = Vec::with_capacity(self.frames_ahead);
+        while batch.len() < self.frames_ahead {
+            let next = self.read_in_order()?;
+            let end = matches!(next, Next::End(_));
+            batch.push(next);
+            if end {
+                break;
             }
-            Next::End(t) => {
-                self.ahead = Some(Ahead::End(t));
-                restore_frame(h, &cur, carry)?
-            }
-        };
-        self.put(bytes)
+        }
+        Ok(batch)
+    }
+
+    /// [`model_frames`] for the first batch, counted into the stats.
+    fn model_batch(&mut self, batch: Vec<Next>) -> Vec<Result<Ahead>> {
+        let engine = (self.model.borrow(), &self.backend);
+        let (decoded, stats) = model_frames(engine, self.frames.header(), batch, self.sched);
+        self.stats.add_model(&stats);
+        decoded
     }
 
     /// The next section in order: a frame (checked to be the one that
@@ -506,6 +558,35 @@ fn model_frame(
         dropped: body.dropped,
         spans: body.spans,
     })
+}
+
+/// [`model_frame`] over a batch of sections, the frames in parallel (each
+/// frame's lanes in parallel too), in order; the trailer passes through.
+/// Returns what the model's work added to the stats.
+fn model_frames(
+    engine: (&Model, &Backend),
+    h: &FileHeader,
+    batch: Vec<Next>,
+    sched: Schedule,
+) -> (Vec<Result<Ahead>>, Stats) {
+    let done: Vec<(Result<Ahead>, Stats)> = batch
+        .into_par_iter()
+        .map(|next| match next {
+            Next::Frame(fh, body) => {
+                let mut stats = Stats::default();
+                let chars = model_frame(engine, h, fh, body, sched, &mut stats);
+                (chars.map(Ahead::Chars), stats)
+            }
+            Next::End(t) => (Ok(Ahead::End(t)), Stats::default()),
+        })
+        .collect();
+    let mut stats = Stats::default();
+    let mut out = Vec::with_capacity(done.len());
+    for (a, s) in done {
+        stats.add_model(&s);
+        out.push(a);
+    }
+    (out, stats)
 }
 
 /// The second half: characters → samples → WAV bytes, going on from the

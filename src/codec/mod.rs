@@ -127,6 +127,11 @@ pub struct DecodeOptions {
     /// Frames are independent, so only the damaged ones are lost; the file
     /// header must be intact (it names the model and the format).
     pub salvage: bool,
+    /// Frames whose chunks the model decodes at once, each frame's lanes
+    /// and the frames in parallel, while the batch before is restored (0:
+    /// half the threads, at most 16). Changes speed and memory (this many
+    /// frames held twice over), never results.
+    pub frames_ahead: usize,
 }
 
 impl Default for DecodeOptions {
@@ -137,6 +142,7 @@ impl Default for DecodeOptions {
             decode_group: 4,
             device: DeviceSpec::Cpu,
             salvage: false,
+            frames_ahead: 0,
         }
     }
 }
@@ -229,6 +235,17 @@ pub struct Stats {
     pub verbatim_bytes: u64,
     /// Bytes of the dropped-bit streams (the low bits kept outside the model).
     pub dropped_bytes: u64,
+}
+
+impl Stats {
+    /// Adds what decoding a frame's chunks counts (samples, chunks,
+    /// verbatim chunks, tokens).
+    pub(crate) fn add_model(&mut self, o: &Stats) {
+        self.samples += o.samples;
+        self.chunks += o.chunks;
+        self.verbatim_chunks += o.verbatim_chunks;
+        self.tokens += o.tokens;
+    }
 }
 
 /// Progress callback: bytes of WAV sample data done so far, and in all.
