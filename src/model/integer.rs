@@ -54,6 +54,11 @@ const VSPAN: usize = 128;
 const DEN_ONE: f32 = 1_048_576.0;
 /// Positions per key block (the f32 cache's block too).
 const KB: usize = 16;
+/// Rows up to which a pass runs on the calling thread alone: a decoding
+/// step (a lane's 4 chunks) is already one of many parallel tasks, and
+/// splitting its small products and attention across threads only added
+/// synchronisation and moved its caches between cores.
+const FEW_ROWS: usize = 8;
 /// Output columns per kernel call: two AVX2 registers of i32.
 const NR: usize = 16;
 // A key block is one panel of scores.
@@ -336,7 +341,7 @@ impl QLinear {
         let np = n.div_ceil(NR);
         let per_task = np.div_ceil(rayon::current_num_threads() * 4).max(1);
         let yp = SendPtr(y.as_mut_ptr());
-        (0..np.div_ceil(per_task)).into_par_iter().for_each(|t| {
+        let task = |t: usize| {
             let yp = &yp;
             let mut acc = [0i32; RB * NR];
             for r0 in (0..m).step_by(RB) {
@@ -364,7 +369,13 @@ impl QLinear {
                     unsafe { dequant_block(&block, add) };
                 }
             }
-        });
+        };
+        let tasks = np.div_ceil(per_task);
+        if m <= FEW_ROWS {
+            (0..tasks).for_each(task);
+        } else {
+            (0..tasks).into_par_iter().for_each(task);
+        }
         Ok(())
     }
 }
@@ -804,6 +815,7 @@ impl IntModel {
         let mut qq = vec![0i16; m * nh * hd];
         let mut qs = vec![0f32; m * nh];
         let mut att = vec![0f32; m * hs];
+        let mut scratch = Scratch::default();
         let (aqk, scale) = (qk_range(hd), 1.0 / (hd as f32).sqrt());
         let mut kq = vec![0i16; kvd];
         let mut vq = vec![0i16; kvd];
@@ -832,13 +844,24 @@ impl IntModel {
             }
             let cache_ref = &*cache;
             let heads = (nh, nkv, scale);
-            att.par_chunks_mut(hs)
-                .zip(qq.par_chunks(nh * hd))
-                .zip(qs.par_chunks(nh))
-                .zip(rows.par_iter())
-                .for_each_init(Scratch::default, |sc, (((out, q), qs), r)| {
-                    attend(cache_ref, li, r, q, qs, out, heads, sc)
-                });
+            if m <= FEW_ROWS {
+                for (((out, q), qs), r) in att
+                    .chunks_mut(hs)
+                    .zip(qq.chunks(nh * hd))
+                    .zip(qs.chunks(nh))
+                    .zip(rows)
+                {
+                    attend(cache_ref, li, r, q, qs, out, heads, &mut scratch);
+                }
+            } else {
+                att.par_chunks_mut(hs)
+                    .zip(qq.par_chunks(nh * hd))
+                    .zip(qs.par_chunks(nh))
+                    .zip(rows.par_iter())
+                    .for_each_init(Scratch::default, |sc, (((out, q), qs), r)| {
+                        attend(cache_ref, li, r, q, qs, out, heads, sc)
+                    });
+            }
             for (i, a) in att.chunks_exact(hs).enumerate() {
                 rs[i] = quantize(a, l.wo.a, &mut xq[i * hsp..(i + 1) * hsp]);
             }
