@@ -264,7 +264,9 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             self.ahead = self.model_batch(batch);
         }
         let cur = std::mem::take(&mut self.ahead);
-        let ended = matches!(cur.last(), Some(Ok(Ahead::End(_))) | Some(Err(_)));
+        // Nothing is read past the trailer or a frame that failed (its
+        // error is the one to report).
+        let ended = cur.iter().any(|a| !matches!(a, Ok(Ahead::Chars(_))));
         let next = if ended {
             Vec::new()
         } else {
