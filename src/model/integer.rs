@@ -161,31 +161,9 @@ avx2_dispatch! {
 }
 
 avx2_dispatch! {
-    /// `y[i][j] = acc[i][j] · (row[i] · scale[j])` for a layer of `scale.len()`
-    /// outputs, or `y[i][j] +=` that when `add`.
-    fn dequant_rows => dequant_impl / dequant_avx2 (acc: &[i32], row: &[f32], scale: &[f32], y: &mut [f32], add: bool)
-}
-
-avx2_dispatch! {
     /// The MLP's `silu(gate) · up` over rows of `[gate | up]` (each `2·is`),
     /// into the gate halves.
     fn swiglu_rows => swiglu_impl / swiglu_avx2 (y: &mut [f32], is: usize)
-}
-
-#[inline(always)]
-fn dequant_impl(acc: &[i32], row: &[f32], scale: &[f32], y: &mut [f32], add: bool) {
-    let n = scale.len();
-    for ((yr, ar), &r) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(row) {
-        if add {
-            for ((o, &a), &s) in yr.iter_mut().zip(ar).zip(scale) {
-                *o += a as f32 * (r * s);
-            }
-        } else {
-            for ((o, &a), &s) in yr.iter_mut().zip(ar).zip(scale) {
-                *o = a as f32 * (r * s);
-            }
-        }
-    }
 }
 
 #[inline(always)]
@@ -333,7 +311,16 @@ impl QLinear {
         if self.dev.is_some() {
             let mut acc = vec![0i32; m * n];
             self.forward(x, m, &mut acc)?;
-            dequant_rows(&acc, row, &self.scale, y, add);
+            let block = Block {
+                acc: &acc,
+                acc_stride: n,
+                row,
+                scale: &self.scale,
+                y: y.as_mut_ptr(),
+                stride: n,
+            };
+            // SAFETY: all of y, borrowed mutably here.
+            unsafe { dequant_block(&block, add) };
             return Ok(());
         }
         let isa = isa();
@@ -358,6 +345,7 @@ impl QLinear {
                     let (j0, nj) = (b * NR, NR.min(n - b * NR));
                     let block = Block {
                         acc,
+                        acc_stride: NR,
                         row: &row[r0..r0 + rb],
                         scale: &self.scale[j0..j0 + nj],
                         // SAFETY (here and in the writes): rows r0.. and
@@ -385,18 +373,20 @@ impl QLinear {
     }
 }
 
-/// A block of a product's exact sums (`row.len()` rows of [`NR`]) and
-/// where their values go: `scale.len()` columns of `y`, rows `stride`
-/// apart.
+/// A block of a product's exact sums (`row.len()` rows, `acc_stride`
+/// apart) and where their values go: `scale.len()` columns of `y`, rows
+/// `stride` apart.
 struct Block<'a> {
     acc: &'a [i32],
+    acc_stride: usize,
     row: &'a [f32],
     scale: &'a [f32],
     y: *mut f32,
     stride: usize,
 }
 
-/// [`dequant_rows`] for one [`Block`], writing through its pointer.
+/// `y[i][j] = acc[i][j] · (row[i] · scale[j])` for one [`Block`], or
+/// `y[i][j] +=` that when `add`, writing through its pointer.
 ///
 /// # Safety
 /// `y` must be valid for writes of `row.len()` rows of `scale.len()`
@@ -422,7 +412,7 @@ unsafe fn dequant_block_impl(b: &Block, add: bool) {
     let nj = b.scale.len();
     for (i, &r) in b.row.iter().enumerate() {
         let y = std::slice::from_raw_parts_mut(b.y.add(i * b.stride), nj);
-        let acc = &b.acc[i * NR..i * NR + nj];
+        let acc = &b.acc[i * b.acc_stride..i * b.acc_stride + nj];
         if add {
             for ((o, &a), &s) in y.iter_mut().zip(acc).zip(b.scale) {
                 *o += a as f32 * (r * s);
