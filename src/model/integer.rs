@@ -35,7 +35,7 @@
 
 use super::device::DeviceSpec;
 use super::forward::{Rope, Row};
-use super::kernels::{exp, par_panels, silu, SendPtr, RB};
+use super::kernels::{exp, par_panels, silu, PanelSplit, SendPtr, RB};
 use super::Model;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -324,9 +324,7 @@ impl QLinear {
             return Ok(());
         }
         let isa = isa();
-        // Panels split across threads as `par_panels` splits them.
-        let np = n.div_ceil(NR);
-        let per_task = np.div_ceil(rayon::current_num_threads() * 4).max(1);
+        let split = PanelSplit::new(n.div_ceil(NR));
         let yp = SendPtr(y.as_mut_ptr());
         // `acc` holds a block of sums (at least min(m, RB) rows of NR).
         let task = |acc: &mut [i32], t: usize| {
@@ -334,7 +332,7 @@ impl QLinear {
             for r0 in (0..m).step_by(RB) {
                 let rb = (m - r0).min(RB);
                 let xs = &x[r0 * kp..(r0 + rb) * kp];
-                for b in t * per_task..((t + 1) * per_task).min(np) {
+                for b in split.panels(t) {
                     let panel = &self.panels[b * kp * NR..(b + 1) * kp * NR];
                     let acc = &mut acc[..rb * NR];
                     match isa {
@@ -358,7 +356,7 @@ impl QLinear {
                 }
             }
         };
-        let tasks = np.div_ceil(per_task);
+        let tasks = split.tasks();
         if m <= FEW_ROWS {
             // One small block for every panel: zeroing a whole RB-row
             // block per task per product was 2.5% of decompression.

@@ -132,16 +132,14 @@ pub(crate) fn par_panels<T: Copy + Default + Send + Sync>(
     if m == 0 {
         return;
     }
-    let np = n.div_ceil(nr);
-    let per_task = np.div_ceil(rayon::current_num_threads() * 4).max(1);
+    let split = PanelSplit::new(n.div_ceil(nr));
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..np.div_ceil(per_task)).into_par_iter().for_each(|t| {
+    (0..split.tasks()).into_par_iter().for_each(|t| {
         let out_ptr = &out_ptr;
-        let (b0, b1) = (t * per_task, ((t + 1) * per_task).min(np));
         let mut tmp = [T::default(); RB * 16];
         for r0 in (0..m).step_by(RB) {
             let rb = (m - r0).min(RB);
-            for b in b0..b1 {
+            for b in split.panels(t) {
                 block(b, r0, rb, &mut tmp[..rb * nr]);
                 let j0 = b * nr;
                 let nj = nr.min(n - j0);
@@ -174,6 +172,30 @@ pub(crate) fn par_panels<T: Copy + Default + Send + Sync>(
             }
         }
     });
+}
+
+/// How a product's `np` panels of output columns are split into tasks: runs
+/// of whole panels, about four tasks per thread (`par_panels` and the
+/// integer products that scale their sums in place share it).
+pub(crate) struct PanelSplit {
+    np: usize,
+    per_task: usize,
+}
+
+impl PanelSplit {
+    pub(crate) fn new(np: usize) -> Self {
+        let per_task = np.div_ceil(rayon::current_num_threads() * 4).max(1);
+        Self { np, per_task }
+    }
+
+    pub(crate) fn tasks(&self) -> usize {
+        self.np.div_ceil(self.per_task)
+    }
+
+    /// The panels task `t` computes.
+    pub(crate) fn panels(&self, t: usize) -> std::ops::Range<usize> {
+        t * self.per_task..((t + 1) * self.per_task).min(self.np)
+    }
 }
 
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);
