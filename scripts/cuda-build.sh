@@ -53,7 +53,7 @@ fi
 if [ "${LMIC_CUDA_STUB_KERNELS:-0}" = 1 ]; then
   # CI's check: every Rust crate of the CUDA build type-checked, lmic's own
   # CUDA code included, without compiling candle's CUDA kernels (a pinned
-  # upstream release; nvcc took 22 of CI's 90 minutes on 2 cores on them).
+  # upstream release; with them CI's CUDA stage took 22 minutes on 2 cores).
   # A stand-in answers nvcc's queries with the real one and writes each
   # output empty; its own target directory keeps the empty kernels away from
   # any real build.
