@@ -229,60 +229,22 @@ fn command_line_reports_and_keeps_the_output() {
     assert!(!out.exists());
 }
 
-/// The decompress fuzz target's committed seeds, decoded and salvaged as
-/// that target does, in this ordinary build: CI's fuzz smoke run leaves
-/// that target out (under AddressSanitizer libFuzzer spent minutes on its
-/// seeds alone), so this keeps every seed a regression check. Without
+#[path = "../fuzz/common/decompress.rs"]
+mod decompress;
+
+/// The decompress fuzz target's committed seeds, each checked as that
+/// target checks an input, in this ordinary build: CI's fuzz smoke run
+/// leaves that target out (under AddressSanitizer libFuzzer spent minutes on
+/// its seeds alone), so this keeps every seed a regression check. Without
 /// `--cfg fuzzing` checksums are compared, so mutated inputs stop sooner
-/// here than in the fuzzer; none may panic, and a salvage that opens
-/// always ends with the whole timeline.
+/// here than in the fuzzer.
 #[test]
 fn decompress_fuzz_seeds_neither_panic_nor_lose_the_timeline() {
-    use lmic::container::{FORWARD_INTEGER, FORWARD_ROWWISE_F32};
-    use lmic::model::{builtin, Model};
-    let models: Vec<(String, Model)> = builtin::names()
-        .into_iter()
-        .map(|n| {
-            let m = Model::load(&n).unwrap();
-            (n, m)
-        })
-        .collect();
+    let models = decompress::models();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decompress");
     let mut seeds = 0;
     for e in std::fs::read_dir(dir).unwrap() {
-        let data = std::fs::read(e.unwrap().path()).unwrap();
-        for salvage in [false, true] {
-            let o = DecodeOptions {
-                salvage,
-                ..DecodeOptions::default()
-            };
-            let opened = Decoder::open(&data[..], &o, |h| {
-                // Float device files decode with a full pass per position
-                // (seconds each); the fuzz target skips them too.
-                if ![FORWARD_ROWWISE_F32, FORWARD_INTEGER].contains(&h.forward_mode) {
-                    return Err(lmic::Error::Unsupported("device file".into()));
-                }
-                let named = models.iter().find(|(n, _)| *n == h.model_spec);
-                match (named, salvage) {
-                    (Some((_, m)), _) => Ok(m),
-                    (None, false) => Ok(&models
-                        .iter()
-                        .find(|(n, _)| n == builtin::DEFAULT)
-                        .unwrap()
-                        .1),
-                    (None, true) => Err(lmic::Error::Unsupported("another model".into())),
-                }
-            });
-            if let Ok(mut d) = opened {
-                let h = d.header().clone();
-                let mut out = Vec::new();
-                let r = d.decompress(&mut out);
-                if salvage {
-                    assert!(r.is_ok(), "salvage failed after the header: {r:?}");
-                    assert!(out.len() as u64 >= h.wav_head.len() as u64 + h.data_len);
-                }
-            }
-        }
+        decompress::check(&models, &std::fs::read(e.unwrap().path()).unwrap());
         seeds += 1;
     }
     assert!(seeds > 100, "{seeds} seeds");
