@@ -9,6 +9,8 @@
 #   ref.f32                           `cargo run --release --example
 #                                     chunk_logits -- lmic:audio-v3
 #                                     base.val.bin 4 ref.f32`
+# .gpu/ is git-ignored (the uncompressed dumps are hundreds of MB): a device
+# run names the three files in its carry list.
 # First proves that train-torch.py's network computes lmic's logits
 # (audio-v2's weights, the first records of the validation file), then trains.
 # Each run writes OUT/NAME/{model.safetensors,log.txt} and nothing else there

@@ -270,12 +270,15 @@ def main():
     ap.add_argument("--val-max", type=int, default=20000, help="validation records used")
     ap.add_argument("--init", help="start from these weights (HF names, any dtype)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "f32"])
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--check", nargs=2, metavar=("WEIGHTS", "REF_F32"),
                     help="only compare logits with lmic's (chunk_logits) and exit")
     a = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     carry = 0 if a.check else a.carry
     model = Llama(a.hidden, a.layers, a.heads, a.intermediate, a.context + carry).to(device)

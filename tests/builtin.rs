@@ -428,7 +428,14 @@ fn hub_cli_round_trip_and_missing_model_error() {
 /// the fingerprint sees; the default compresses with the cascade mapping.
 #[test]
 fn builtins_are_their_directories() {
-    for name in ["audio-v1", "audio-v2", "audio-v3", "audio-v4", "audio-v5"] {
+    for name in [
+        "audio-v1",
+        "audio-v2",
+        "audio-v3",
+        "audio-v4",
+        "audio-v5",
+        "audio-fast1",
+    ] {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("models")
             .join(name);
@@ -446,4 +453,72 @@ fn builtins_are_their_directories() {
         Model::load("lmic:audio-v2").unwrap().mapping,
         lmic::mapping::Kind::Lpc
     );
+}
+
+/// `--fast` is `--model lmic:audio-fast1`, and that model brings its own
+/// cascade preset (1) unless one is named; its files round-trip, record the
+/// model and the preset, and decode without being told either. `--fast`
+/// with `--model` is a usage error.
+#[test]
+fn fast_model_brings_its_cascade_preset() {
+    let fast = Model::load(lmic::model::builtin::FAST).unwrap();
+    assert_eq!(fast.mapping, lmic::mapping::Kind::Cascade);
+    assert_eq!(fast.config.lmic_cascade_preset, Some(1));
+    assert_eq!(fast.config.lmic_carry_tokens, 16);
+    assert_eq!(lmic::codec::default_context(&fast), 256);
+    let default = Model::load(lmic::model::builtin::DEFAULT).unwrap();
+    assert_eq!(default.config.lmic_cascade_preset, None);
+
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    let w = Wav::pcm(2, 16, 22_050, 2).bytes();
+    std::fs::write(&wav, &w).unwrap();
+    let presets = |lmc: &std::path::Path| {
+        let i = lmic::codec::info(std::fs::File::open(lmc).unwrap()).unwrap();
+        (i.header.model_spec.clone(), i.cascade_presets.clone())
+    };
+    for (args, preset) in [
+        (&["--fast"][..], 1u8),
+        (&["--model", "lmic:audio-fast1"][..], 1),
+        (&["--fast", "--cascade-preset", "0"][..], 0),
+        (&[][..], lmic::mapping::cascade::DEFAULT_PRESET),
+    ] {
+        let lmc = d.path().join("a.lmc");
+        let back = d.path().join("b.wav");
+        lmic()
+            .args(["compress", "-f", "-q"])
+            .arg(&wav)
+            .arg(&lmc)
+            .args(args)
+            .assert()
+            .success()
+            .stdout("");
+        lmic()
+            .args(["decompress", "-f", "-q"])
+            .arg(&lmc)
+            .arg(&back)
+            .assert()
+            .success();
+        assert!(std::fs::read(&back).unwrap() == w, "{args:?}");
+        let (model, presets) = presets(&lmc);
+        let want = if args.is_empty() {
+            lmic::model::builtin::DEFAULT
+        } else {
+            lmic::model::builtin::FAST
+        };
+        assert_eq!(model, want, "{args:?}");
+        assert!(
+            !presets.is_empty() && presets.iter().all(|&p| p == preset),
+            "{args:?}: {presets:?}"
+        );
+    }
+    let out = lmic()
+        .args(["compress", "-f", "-q", "--fast", "--model", "lmic:audio-v5"])
+        .arg(&wav)
+        .arg(d.path().join("c.lmc"))
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("--fast") && err.contains("--model"), "{err}");
+    assert!(!d.path().join("c.lmc").exists());
 }

@@ -86,6 +86,12 @@ pub enum Command {
         /// one before).
         #[arg(long)]
         model: Option<String>,
+        /// The fast built-in model, lmic:audio-fast1 (one layer of hidden 64
+        /// against four of 128: about a twelfth of the default's products
+        /// per sample, with cascade preset 1; larger files): the same as
+        /// `--model lmic:audio-fast1`.
+        #[arg(long, conflicts_with = "model")]
+        fast: bool,
         /// Characters per chunk (default: the model's context, at most 2048).
         #[arg(long)]
         context: Option<u32>,
@@ -110,13 +116,14 @@ pub enum Command {
         /// trained on.
         #[arg(long)]
         mapping: Option<Kind>,
-        /// The cascade mapping's predictor: 2 (the default: preset 1 with a
-        /// longer least-squares stage, slower forgetting and a fifth NLMS
-        /// stage), 1 (sac's blended NLMS stages: 0.19% larger files, what
-        /// lmic wrote until 2026-12-04's audio-v4) or 0 (sign-sign LMS
-        /// stages: about 1.8% larger, the predictor three times faster).
-        #[arg(long, default_value_t = Options::default().cascade_preset, value_name = "N")]
-        cascade_preset: u8,
+        /// The cascade mapping's predictor: 2 (preset 1 with a longer
+        /// least-squares stage, slower forgetting and a fifth NLMS stage),
+        /// 1 (sac's blended NLMS stages: 0.19% larger files, what lmic wrote
+        /// until 2026-12-04's audio-v4) or 0 (sign-sign LMS stages: about
+        /// 1.8% larger, the predictor three times faster). Default: the
+        /// model's choice (lmic:audio-fast1: 1), else 2.
+        #[arg(long, value_name = "N")]
+        cascade_preset: Option<u8>,
         /// Tokens of the chunk before that the model sees ahead of each
         /// chunk (default: as many as the model was trained with; 0: every
         /// chunk starts cold).
@@ -205,6 +212,10 @@ pub enum Command {
         /// compress uses.
         #[arg(long, value_name = "KIND", conflicts_with_all = ["paper", "speed"])]
         forward: Vec<Forward>,
+        /// Also run `lmic compress --fast` (the fast built-in model), as a
+        /// row "lmic --fast" beside the others.
+        #[arg(long, conflicts_with_all = ["paper", "speed"])]
+        fast: bool,
         /// Instead: the forward pass's FLOP/s in compression's and
         /// decompression's shapes against a large matmul's (the peak).
         #[arg(long, conflicts_with_all = ["paper", "plot"])]

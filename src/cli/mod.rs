@@ -48,6 +48,7 @@ where
             out,
             verify,
             model,
+            fast,
             context,
             top_k,
             drop_bits,
@@ -61,6 +62,7 @@ where
             common,
         } => {
             set_threads(common.threads)?;
+            let model = model.or(fast.then(|| lmic::model::builtin::FAST.to_string()));
             let opts = Options {
                 context,
                 top_k,
@@ -165,6 +167,7 @@ where
             paper,
             chunks,
             forward,
+            fast,
             speed,
             threads,
         } => {
@@ -180,6 +183,7 @@ where
                 paper,
                 chunks,
                 forward,
+                fast,
                 speed,
             })?;
         }

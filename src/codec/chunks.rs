@@ -322,7 +322,7 @@ fn encode_batch<N: RowNet>(
         .map(|(s, &(_, toks))| {
             let mut enc = Intervals::default();
             let (mut ideal, mut escapes) = (0f64, 0u64);
-            let (mut dist, mut scratch) = (Dist::default(), Scratch::default());
+            let (mut dist, mut scratch) = (Dist::default(), Scratch::following());
             let v = model.vocab_size();
             for b0 in (0..toks.len()).step_by(LOGIT_BLOCK) {
                 let n = (toks.len() - b0).min(LOGIT_BLOCK);
@@ -703,6 +703,8 @@ fn lockstep<N: RowNet>(
     let mut row_of = vec![usize::MAX; n];
     let mut rows: Vec<Row> = Vec::with_capacity(n);
     let mut last = Vec::with_capacity(n);
+    // One per chunk: its positions follow each other.
+    let mut scratches: Vec<Scratch> = (0..n).map(|_| Scratch::following()).collect();
     for pos in 0..steps {
         rows.clear();
         last.clear();
@@ -741,32 +743,38 @@ fn lockstep<N: RowNet>(
             net.logits(&picked, last.len())?
         };
         // Each decoder's chunks in order, the decoders in parallel.
-        let mut work: Vec<(&mut Decoder, &mut [Vec<u32>], usize)> = Vec::with_capacity(decs.len());
-        let mut rest = &mut ids[..];
+        type Work<'a, 'b> = (
+            &'a mut Decoder<'b>,
+            &'a mut [Vec<u32>],
+            &'a mut [Scratch],
+            usize,
+        );
+        let mut work: Vec<Work<'_, '_>> = Vec::with_capacity(decs.len());
+        let (mut rest, mut rest_scratch) = (&mut ids[..], &mut scratches[..]);
         let mut first = 0;
         for (d, dec) in decs.iter_mut().enumerate() {
             let k = chunks[first..].iter().take_while(|c| c.0 == d).count();
             let (mine, tail) = std::mem::take(&mut rest).split_at_mut(k);
+            let (my_scratch, scratch_tail) = std::mem::take(&mut rest_scratch).split_at_mut(k);
             rest = tail;
+            rest_scratch = scratch_tail;
             if k > 0 {
-                work.push((dec, mine, first));
+                work.push((dec, mine, my_scratch, first));
             }
             first += k;
         }
         debug_assert_eq!(first, n, "chunks grouped by decoder, in order");
         let row_of = &row_of;
-        work.into_par_iter().for_each_init(
-            || (Dist::default(), Scratch::default()),
-            |(dist, scratch), (d, mine, first)| {
-                for (j, id) in mine.iter_mut().enumerate() {
+        work.into_par_iter()
+            .for_each_init(Dist::default, |dist, (d, mine, scratch, first)| {
+                for (j, (id, scratch)) in mine.iter_mut().zip(scratch.iter_mut()).enumerate() {
                     let r = row_of[first + j];
                     if r != usize::MAX {
                         Dist::from_logits(&logits[r * v..(r + 1) * v], top_k, scratch, dist);
                         id.push(dist.decode(d));
                     }
                 }
-            },
-        );
+            });
         // A stream that ran out is corrupt: stop now rather than run the
         // model for every token the chunk table claims.
         if decs.iter().any(|d| d.overran()) {

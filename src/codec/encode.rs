@@ -435,7 +435,10 @@ struct StagedFrame {
 fn frame_setup(model: &Model, h: &FileHeader, opts: &Options) -> mapping::Setup {
     let predictor = opts.predictor.unwrap_or(model.predictor);
     mapping::Setup {
-        preset: opts.cascade_preset,
+        preset: opts
+            .cascade_preset
+            .or(model.config.lmic_cascade_preset)
+            .unwrap_or(crate::mapping::cascade::DEFAULT_PRESET),
         ..setup(h, predictor)
     }
 }

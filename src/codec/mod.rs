@@ -77,9 +77,11 @@ pub struct Options {
     /// The cascade mapping's predictor preset
     /// ([`Config::preset`](crate::mapping::cascade::Config::preset)): 1, sac's
     /// blended NLMS stages, is 1.6% smaller than 0, the sign-sign LMS stages,
-    /// at about three times the predictor's time (still small beside the
-    /// model's).
-    pub cascade_preset: u8,
+    /// at about three times the predictor's time (small beside the default
+    /// model's, not beside a fast one's). None: the model's
+    /// `lmic_cascade_preset`, or else
+    /// [`DEFAULT_PRESET`](crate::mapping::cascade::DEFAULT_PRESET).
+    pub cascade_preset: Option<u8>,
     /// Tokens of the chunk before that the model sees ahead of each chunk
     /// (None: as many as the model was trained with, its
     /// `lmic_carry_tokens`; 0: every chunk starts cold). Chunks then run in
@@ -105,7 +107,7 @@ impl Default for Options {
             device: DeviceSpec::Cpu,
             forward: None,
             keyframe_every: 16,
-            cascade_preset: mapping::cascade::DEFAULT_PRESET,
+            cascade_preset: None,
             carry: None,
         }
     }

@@ -144,10 +144,54 @@ impl<'a> Levels<'a> {
     }
 
     /// The rank residual of sample `x` (one of the levels) given the
-    /// prediction `p`.
+    /// prediction `p`: [`Levels::ranker`]'s definition.
+    #[cfg(test)]
     fn residual(&self, x: i64, p: i64) -> i64 {
         let r = self.values.partition_point(|&v| v < x) as i64;
         wrap(r - self.nearest(p), self.bits)
+    }
+
+    /// [`Levels::residual`] for many samples: each rank read from a table
+    /// over the levels' range instead of two binary searches (the encoder
+    /// tries several sets of levels on every sample of a segment).
+    fn ranker(&self) -> impl Fn(i64, i64) -> i64 + '_ {
+        let v = self.values;
+        let (lo, hi) = (v[0], v[v.len() - 1]);
+        // below[i] = levels under lo + i, for lo..=hi; none (binary
+        // searches) for a range wider than sparse PCM's.
+        let mut below = Vec::new();
+        if hi - lo < 1 << SPARSE_MAX_BITS {
+            below.reserve((hi - lo + 1) as usize);
+            let mut at = 0usize;
+            for x in lo..=hi {
+                while v[at] < x {
+                    at += 1;
+                }
+                below.push(at as u32);
+            }
+        }
+        let rank = move |x: i64| -> usize {
+            if below.is_empty() {
+                v.partition_point(|&l| l < x)
+            } else if x <= lo {
+                0
+            } else if x > hi {
+                v.len()
+            } else {
+                below[(x - lo) as usize] as usize
+            }
+        };
+        move |x, p| {
+            let i = rank(p);
+            let near = if i == 0 {
+                0
+            } else if i == v.len() || p - v[i - 1] <= v[i] - p {
+                i as i64 - 1
+            } else {
+                i as i64
+            };
+            wrap(rank(x) as i64 - near, self.bits)
+        }
     }
 
     /// Inverse of [`Levels::residual`]; `None` for a rank no level has
@@ -203,15 +247,12 @@ fn choose_sparse(frames: &[(&[i64], &[i64], u64)], eff: u32) -> Option<Choice> {
         let sp = Sparse { start: a, used };
         let levels = sp.levels(eff).expect("a core inside the range");
         let lv = Levels::new(&levels).expect("levels");
+        let residual = lv.ranker();
         let mut cost = 8 * (crate::coder::encode_bitmap(&sp.used).len() as u64 + 8);
         let ranked: Vec<Option<Vec<i64>>> = frames
             .iter()
             .map(|&(x, preds, p)| {
-                let r: Vec<i64> = x
-                    .iter()
-                    .zip(preds)
-                    .map(|(&v, &p)| lv.residual(v, p))
-                    .collect();
+                let r: Vec<i64> = x.iter().zip(preds).map(|(&v, &p)| residual(v, p)).collect();
                 let size = size_bits(&r);
                 cost += size.min(p);
                 (size < p).then_some(r)
@@ -377,6 +418,22 @@ pub const LANES: usize = 4;
 /// `Σ a[i]·b[i]` in a fixed order: lane `i % LANES` sums its own terms in
 /// index order, then the lanes are joined as ((0+1)+(2+3)).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::model::integer::avx2_allowed() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_body(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: &[f64], b: &[f64]) -> f64 {
+    dot_body(a, b)
+}
+
+#[inline(always)]
+fn dot_body(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let mut acc = [0.0f64; LANES];
     let body = n / LANES * LANES;
@@ -451,6 +508,22 @@ impl Ols {
 
     /// Learns that `h` preceded `val`; `pred` is what [`Ols::predict`] said.
     pub fn update(&mut self, h: &[f64], val: f64, pred: f64) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::model::integer::avx2_allowed() {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { self.update_avx2(h, val, pred) };
+        }
+        self.update_body(h, val, pred)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn update_avx2(&mut self, h: &[f64], val: f64, pred: f64) {
+        self.update_body(h, val, pred)
+    }
+
+    #[inline(always)]
+    fn update_body(&mut self, h: &[f64], val: f64, pred: f64) {
         let n = self.n;
         self.esum = self.decay * self.esum + (val - pred).abs();
         let ff = if self.pow == 1.0 {
@@ -477,10 +550,12 @@ impl Ols {
     /// `(cov + ν I) w = b` by LDLᵀ; the old weights stay when a pivot is
     /// too small or anything is not finite.
     ///
-    /// Right-looking: after pivot `j`, every remaining element is updated by
+    /// Inlined into `update`, so that it runs with `update`'s instruction
+    /// set. Right-looking: after pivot `j`, every remaining element is updated by
     /// one subtraction, so each element's operations run in pivot order
     /// without any reduction, and rows are contiguous slices a compiler can
     /// vectorise without changing a single result.
+    #[inline(always)]
     fn solve(&mut self) {
         const EPS: f64 = 1e-12;
         let n = self.n;
@@ -676,6 +751,22 @@ impl NlmsStage {
 
     /// `input` was this stage's input and `pred` its prediction.
     pub fn update(&mut self, input: f64, pred: f64) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::model::integer::avx2_allowed() {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { self.update_avx2(input, pred) };
+        }
+        self.update_body(input, pred)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn update_avx2(&mut self, input: f64, pred: f64) {
+        self.update_body(input, pred)
+    }
+
+    #[inline(always)]
+    fn update_body(&mut self, input: f64, pred: f64) {
         let x = self.input.last();
         let mut acc = [0.0f64; LANES];
         let body = x.len() / LANES * LANES;
@@ -1087,10 +1178,11 @@ pub fn residuals_both(
     levels: &Levels,
 ) -> (Vec<i64>, Vec<i64>) {
     let (plain, preds) = residuals_preds(c, x, eff);
+    let residual = levels.ranker();
     let ranked = x
         .iter()
         .zip(&preds)
-        .map(|(&v, &p)| levels.residual(v, p))
+        .map(|(&v, &p)| residual(v, p))
         .collect();
     (plain, ranked)
 }
@@ -1201,8 +1293,11 @@ impl Predicted {
 /// `carry` (empty at a keyframe).
 pub fn predict(s: &Setup, codes: &[u32], carry: &mut Carried) -> Result<Predicted> {
     let preset = s.preset;
-    let cfg = Config::preset(preset)
-        .map_err(|_| Error::Usage(format!("no cascade preset {preset} (there are 0 and 1)")))?;
+    let cfg = Config::preset(preset).map_err(|_| {
+        Error::Usage(format!(
+            "no cascade preset {preset} (there are 0 to {MAX_PRESET})"
+        ))
+    })?;
     let (x, shift) = narrow_signed(s, codes);
     let (ch, eff) = (s.format.channels as usize, s.format.bits() - shift);
     let cont = carry.filters.is_some();
@@ -1705,6 +1800,27 @@ mod tests {
                                 && sp.used.iter().all(|&u| !u))
                     );
                 }
+            }
+        }
+
+        /// The table [`Levels::ranker`] reads gives what two binary
+        /// searches give, for samples and predictions in and out of range.
+        #[test]
+        fn ranker_is_residual(
+            eff in 1u32..=17,
+            start in -70_000i64..70_000,
+            used in proptest::collection::vec(any::<bool>(), 0..300),
+            probes in proptest::collection::vec((any::<i64>(), any::<i64>()), 1..100),
+        ) {
+            let Some(v) = (Sparse { start, used }).levels(eff.min(SPARSE_MAX_BITS)) else {
+                return Ok(());
+            };
+            let lv = Levels::new(&v).unwrap();
+            let ranker = lv.ranker();
+            let span = 1i64 << eff;
+            for (x, p) in probes {
+                let (x, p) = (x % span, p % span);
+                prop_assert_eq!(ranker(x, p), lv.residual(x, p), "{} {}", x, p);
             }
         }
 

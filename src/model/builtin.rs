@@ -12,6 +12,10 @@ pub const PREFIX: &str = "lmic:";
 /// The model used when `--model` is not given.
 pub const DEFAULT: &str = "lmic:audio-v5";
 
+/// The fast model (`lmic compress --fast`): a smaller network, and the
+/// cheap cascade preset named in its config.
+pub const FAST: &str = "lmic:audio-fast1";
+
 struct Builtin {
     name: &'static str,
     config: &'static [u8],
@@ -20,11 +24,18 @@ struct Builtin {
 }
 
 /// audio-v5 (cascade mapping, 32 tokens carried from the chunk before) is
-/// the default. audio-v4 (its weights before that training), audio-v3
+/// the default; audio-fast1 (one layer of hidden 64, cascade preset 1) is
+/// `--fast`. audio-v4 (its weights before that training), audio-v3
 /// (audio-v2's weights, embedded once for both, under the cascade mapping),
 /// audio-v2 (lpc) and audio-v1 (classic) stay so that files made with them
 /// still decode (1.8 MB of weights each).
 const MODELS: &[Builtin] = &[
+    Builtin {
+        name: "audio-fast1",
+        config: include_bytes!("../../models/audio-fast1/config.json"),
+        tokenizer: include_bytes!("../../models/audio-fast1/tokenizer.json"),
+        weights: include_bytes!("../../models/audio-fast1/model.safetensors"),
+    },
     Builtin {
         name: "audio-v5",
         config: include_bytes!("../../models/audio-v5/config.json"),

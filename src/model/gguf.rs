@@ -120,6 +120,7 @@ pub(crate) fn read_gguf(path: &Path) -> Result<GgufParts> {
         lmic_predictor: false,
         lmic_mapping: None,
         lmic_carry_tokens: 0,
+        lmic_cascade_preset: None,
     };
     config.validate()?;
     if meta(&content, "tokenizer.ggml.model")?.to_string()? != "gpt2" {

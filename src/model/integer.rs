@@ -486,6 +486,15 @@ pub fn with_portable_kernels<T>(f: impl FnOnce() -> T) -> T {
     with_kernels(PORTABLE, f)
 }
 
+/// Whether AVX2 code may run (the CPU has it and [`with_kernels`] allows
+/// it): the cascade's f64 loops take it too. Their operations are
+/// element-wise or in fixed lanes, and Rust never fuses a multiply and an
+/// add, so the wider registers give the same bits.
+#[inline]
+pub(crate) fn avx2_allowed() -> bool {
+    isa() >= AVX2
+}
+
 /// The instruction set the integer kernels use here.
 pub fn kernel_name() -> &'static str {
     ["portable", "avx2", "avx512bw"][isa() as usize]

@@ -82,6 +82,12 @@ pub struct Config {
     /// compression carries them by default (`Options::carry`).
     #[serde(default)]
     pub lmic_carry_tokens: usize,
+    /// lmic's own key: the cascade preset compression uses by default with
+    /// this model (`Options::cascade_preset`); absent: the newest default.
+    /// A fast model names a fast predictor, so that its speed is not lost
+    /// to the cascade's.
+    #[serde(default)]
+    pub lmic_cascade_preset: Option<u8>,
 }
 
 fn default_eps() -> f64 {

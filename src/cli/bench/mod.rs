@@ -207,6 +207,9 @@ pub struct BenchOptions {
     /// lmic's forward passes: the first is the row "lmic", any other a row
     /// "lmic-KIND" beside it.
     pub forward: Vec<Forward>,
+    /// Also a row "lmic --fast": `lmic compress --fast` (the fast built-in
+    /// model and its cascade preset), side by side with the others.
+    pub fast: bool,
 }
 
 /// The name of lmic's row for its `i`-th forward pass.
@@ -246,24 +249,33 @@ pub fn bench(files: &[PathBuf], o: &BenchOptions, progress: &dyn Fn(&str)) -> Re
         let orig_pcm = pcm(f);
         // lmic first, then each installed baseline.
         let stats = tmp.path().join("stats.json");
-        let lmic_encs: Vec<String> = o
+        let mut lmic_encs: Vec<(&str, String)> = o
             .forward
             .iter()
-            .map(|f| {
-                format!(
+            .enumerate()
+            .map(|(i, &f)| {
+                (lmic_row_name(i, f), format!(
                     "{} compress {{in}} {{out}} --model {} --context {} --top-k {} --forward {f} -q -f --stats-json {}",
                     quote(&exe), quote(Path::new(&o.model)), o.context, o.top_k, quote(&stats)
-                )
+                ))
             })
             .collect();
+        if o.fast {
+            lmic_encs.push((
+                "lmic --fast",
+                format!(
+                    "{} compress {{in}} {{out}} --fast --top-k {} -q -f --stats-json {}",
+                    quote(&exe),
+                    o.top_k,
+                    quote(&stats)
+                ),
+            ));
+        }
         let lmic_dec = format!("{} decompress {{in}} {{out}} -q -f", quote(&exe));
-        let lmics: Vec<Codec> = o
-            .forward
+        let lmics: Vec<Codec> = lmic_encs
             .iter()
-            .zip(&lmic_encs)
-            .enumerate()
-            .map(|(i, (&f, enc))| Codec {
-                name: lmic_row_name(i, f),
+            .map(|(name, enc)| Codec {
+                name,
                 install: "",
                 bin: "",
                 ext: "lmc",
@@ -507,6 +519,7 @@ pub struct Request {
     pub paper: bool,
     pub chunks: usize,
     pub forward: Vec<Forward>,
+    pub fast: bool,
     pub speed: bool,
 }
 
@@ -522,6 +535,7 @@ pub fn report(r: Request) -> anyhow::Result<()> {
         paper,
         chunks,
         forward,
+        fast,
         speed,
     } = r;
     if speed {
@@ -552,6 +566,7 @@ pub fn report(r: Request) -> anyhow::Result<()> {
         context,
         top_k,
         forward,
+        fast,
     };
     let say = |s: &str| {
         if std::io::stderr().is_terminal() {
