@@ -20,32 +20,7 @@ $lmic train corpus/speech corpus/music corpus/sonic --mapping cascade --context 
   --dump-chunks "$D/base"
 $lmic train corpus/extra/music corpus/extra/solo corpus/extra/speech corpus/extra/field \
   corpus/extra/lowbit --mapping cascade --context 256 --dump-chunks "$D/extra"
-python3 - "$D" "${SEED:-1}" <<'EOF'
-import random, sys
-d = sys.argv[1]
-def records(p):
-    # [len u16][carried u8][carried tokens][len tokens]
-    b = open(p, 'rb').read()
-    at, out = 0, []
-    while at < len(b):
-        n, c = b[at] | (b[at + 1] << 8), b[at + 2]
-        out.append(b[at:at + 3 + c + n])
-        at += 3 + c + n
-    return out
-r = random.Random(int(sys.argv[2]))
-train = [x for x in records(f'{d}/base.train.bin') + records(f'{d}/extra.train.bin')
-         if r.random() < 0.8]
-# The carried tokens make records longer: a second seeded draw keeps the
-# xz (with the tracked tree, about 8.7 MB) under the 64 MiB the device takes.
-r = random.Random(2)
-train = [x for x in train if r.random() < 0.93]
-open(f'{d}/sub.train.bin', 'wb').write(b''.join(train))
-base, extra = records(f'{d}/base.val.bin'), records(f'{d}/extra.val.bin')
-rest = base[4:] + extra
-random.Random(0).shuffle(rest)
-open(f'{d}/all.val.bin', 'wb').write(b''.join(base[:4] + rest[:12000]))
-print(f'{len(train)} training chunks, {min(len(rest), 12000) + 4} validation chunks')
-EOF
+python3 scripts/chunk-records.py "$D" --seed "${SEED:-1}"
 xz -8 -T2 -f -c "$D/sub.train.bin" >"$D/all.train.bin.xz"
 xz -9 -T2 -f -k "$D/all.val.bin"
 cargo run --release -q --example chunk_logits -- lmic:audio-v3 "$D/base.val.bin" 4 "$D/ref.f32"

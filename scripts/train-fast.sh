@@ -21,27 +21,7 @@ lmic=target/release/lmic
 [ -s "$D/extra.train.bin" ] || $lmic train corpus/extra/music corpus/extra/solo \
   corpus/extra/speech corpus/extra/field corpus/extra/lowbit --mapping cascade --context 256 \
   --dump-chunks "$D/extra"
-python3 - "$D" <<'EOF'
-import random, sys
-d = sys.argv[1]
-def records(p):
-    # [len u16][carried u8][carried tokens][len tokens]
-    b = open(p, 'rb').read()
-    at, out = 0, []
-    while at < len(b):
-        n, c = b[at] | (b[at + 1] << 8), b[at + 2]
-        out.append(b[at:at + 3 + c + n])
-        at += 3 + c + n
-    return out
-train = records(f'{d}/base.train.bin') + records(f'{d}/extra.train.bin')
-open(f'{d}/full.train.bin', 'wb').write(b''.join(train))
-# The validation draw of scripts/prepare-gpu-data.sh.
-base, extra = records(f'{d}/base.val.bin'), records(f'{d}/extra.val.bin')
-rest = base[4:] + extra
-random.Random(0).shuffle(rest)
-open(f'{d}/all.val.bin', 'wb').write(b''.join(base[:4] + rest[:12000]))
-print(f'{len(train)} training chunks, {min(len(rest), 12000) + 4} validation chunks')
-EOF
+python3 scripts/chunk-records.py "$D" --full
 python3 scripts/train-torch.py --train "$D/full.train.bin" --val "$D/all.val.bin" \
   --out .gpu/fast --minutes "${1:-55}" --hidden 64 --layers 1 --heads 2 --intermediate 192 \
   --carry 16 --batch 128 --lr 2e-3 --warmup 100 --dtype f32 --eval-seconds 300 \
