@@ -34,7 +34,7 @@ pub struct Common {
     #[arg(long, hide = true, value_name = "N")]
     pub decode_group: Option<usize>,
     /// Frames the model decodes at once when decompressing (speed and
-    /// memory only; 0: half the threads).
+    /// memory only; 0: twice the threads, 2 to 16).
     #[arg(long, hide = true, value_name = "N")]
     pub frames_ahead: Option<usize>,
     /// Overwrite the output file if it exists.

@@ -131,7 +131,7 @@ pub struct DecodeOptions {
     pub salvage: bool,
     /// Frames whose chunks the model decodes at once, each frame's lanes
     /// and the frames in parallel, while the batch before is restored (0:
-    /// half the threads, at most 16). Changes speed and memory (this many
+    /// twice the threads, 2 to 16). Changes speed and memory (this many
     /// frames held twice over), never results.
     pub frames_ahead: usize,
 }

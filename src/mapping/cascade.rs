@@ -151,9 +151,10 @@ impl<'a> Levels<'a> {
         wrap(r - self.nearest(p), self.bits)
     }
 
-    /// [`Levels::residual`] for many samples: each rank read from a table
-    /// over the levels' range instead of two binary searches (the encoder
-    /// tries several sets of levels on every sample of a segment).
+    /// The rank residual of a sample `x` given the prediction `p`, for
+    /// many samples: each rank read from a table over the levels' range
+    /// instead of two binary searches (the encoder tries several sets of
+    /// levels on every sample of a segment).
     fn ranker(&self) -> impl Fn(i64, i64) -> i64 + '_ {
         let v = self.values;
         let (lo, hi) = (v[0], v[v.len() - 1]);
@@ -194,8 +195,8 @@ impl<'a> Levels<'a> {
         }
     }
 
-    /// Inverse of [`Levels::residual`]; `None` for a rank no level has
-    /// (only a corrupt file gives one).
+    /// Inverse of the rank residual ([`Levels::ranker`]); `None` for a rank
+    /// no level has (only a corrupt file gives one).
     fn restore(&self, r: i64, p: i64) -> Option<i64> {
         let rank = (self.nearest(p) + r) & ((1i64 << self.bits) - 1);
         self.values.get(rank as usize).copied()
