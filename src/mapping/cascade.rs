@@ -611,6 +611,7 @@ impl Ols {
 
 /// A history window that is always one contiguous slice: values go in at
 /// the end, and the last `keep` are moved to the front when it fills.
+#[derive(Clone)]
 struct Window<T> {
     buf: Vec<T>,
     keep: usize,
@@ -1087,72 +1088,154 @@ impl Cascade {
     /// restores it from the residual and `P`). Channels must come in order
     /// 0, 1, …; returns the sample.
     pub fn step(&mut self, c: usize, resolve: impl FnOnce(i64) -> i64) -> i64 {
-        let (own, cross) = (self.cfg.own, self.cfg.cross);
-        let ch = self.ch;
-        let chan = &mut self.chans[c];
-        // Inputs: own past newest first, then the neighbour's.
-        let mine = self.past[c].last();
-        for (k, v) in chan.h[..own].iter_mut().enumerate() {
-            *v = mine[mine.len() - 1 - k];
-        }
-        if ch > 1 && cross > 0 {
-            // Channel c − 1 has already stepped this instant: its newest
-            // value is the current sample. Channel 0 sees channel 1's past.
-            let nb = self.past[if c == 0 { 1 } else { c - 1 }].last();
-            for (k, v) in chan.h[own..own + cross].iter_mut().enumerate() {
-                *v = nb[nb.len() - 1 - k];
-            }
-        }
-        let pf = chan.ols.as_ref().map_or(0.0, |o| o.predict(&chan.h));
-        // The NLMS stages add to the least squares' prediction in float,
-        // each in order; the sum is rounded once.
-        let mut pn = pf;
-        for (q, s) in chan.fpreds.iter_mut().zip(&chan.nlms) {
-            let p = s.predict();
-            *q = if p.is_finite() { p } else { 0.0 };
-            pn += *q;
-        }
-        if let Some(b) = &mut chan.blend {
-            pn += b.predict();
-        }
-        let pa = if chan.ols.is_some() || !self.cfg.nlms.is_empty() {
-            (pn.round() as i64).clamp(self.lo, self.hi)
+        let nb: &[f64] = if self.ch > 1 {
+            self.past[neighbour(c)].last()
         } else {
-            0
+            &[]
         };
-        for (p, s) in chan.preds.iter_mut().zip(&chan.lms) {
-            *p = s.predict();
-        }
-        let total = chan.preds.iter().fold(pa, |a, &p| a.wrapping_add(p));
-        let x = resolve(total.clamp(self.lo, self.hi));
-        if let Some(o) = &mut chan.ols {
-            o.update(&chan.h, x as f64, pf);
-        }
-        let mut y = x as f64 - pf;
-        if let Some(b) = &mut chan.blend {
-            b.update(y, self.lo as f64, self.hi as f64);
-        }
-        for (s, &q) in chan.nlms.iter_mut().zip(&chan.fpreds) {
-            s.update(y, q);
-            y -= q;
-        }
-        let mut input = x - pa;
-        for (s, &p) in chan.lms.iter_mut().zip(&chan.preds) {
-            let out = input.wrapping_sub(p);
-            s.update(input, out);
-            input = out;
-        }
+        let x = step_channel(
+            &self.cfg,
+            self.ch,
+            (self.lo, self.hi),
+            &mut self.chans[c],
+            self.past[c].last(),
+            nb,
+            resolve,
+        );
         self.past[c].push(x as f64);
         x
     }
 }
 
+/// The channel whose samples are a channel's cross inputs: channel c − 1
+/// has already stepped this instant, so its newest value is the current
+/// sample; channel 0 sees channel 1's past.
+fn neighbour(c: usize) -> usize {
+    if c == 0 {
+        1
+    } else {
+        c - 1
+    }
+}
+
+/// [`Cascade::step`] for one channel, given its own past samples and its
+/// neighbour's (newest last); the caller records the sample it returns.
+fn step_channel(
+    cfg: &Config,
+    ch: usize,
+    (lo, hi): (i64, i64),
+    chan: &mut Channel,
+    mine: &[f64],
+    nb: &[f64],
+    resolve: impl FnOnce(i64) -> i64,
+) -> i64 {
+    let (own, cross) = (cfg.own, cfg.cross);
+    // Inputs: own past newest first, then the neighbour's.
+    for (k, v) in chan.h[..own].iter_mut().enumerate() {
+        *v = mine[mine.len() - 1 - k];
+    }
+    if ch > 1 && cross > 0 {
+        for (k, v) in chan.h[own..own + cross].iter_mut().enumerate() {
+            *v = nb[nb.len() - 1 - k];
+        }
+    }
+    let pf = chan.ols.as_ref().map_or(0.0, |o| o.predict(&chan.h));
+    // The NLMS stages add to the least squares' prediction in float,
+    // each in order; the sum is rounded once.
+    let mut pn = pf;
+    for (q, s) in chan.fpreds.iter_mut().zip(&chan.nlms) {
+        let p = s.predict();
+        *q = if p.is_finite() { p } else { 0.0 };
+        pn += *q;
+    }
+    if let Some(b) = &mut chan.blend {
+        pn += b.predict();
+    }
+    let pa = if chan.ols.is_some() || !cfg.nlms.is_empty() {
+        (pn.round() as i64).clamp(lo, hi)
+    } else {
+        0
+    };
+    for (p, s) in chan.preds.iter_mut().zip(&chan.lms) {
+        *p = s.predict();
+    }
+    let total = chan.preds.iter().fold(pa, |a, &p| a.wrapping_add(p));
+    let x = resolve(total.clamp(lo, hi));
+    if let Some(o) = &mut chan.ols {
+        o.update(&chan.h, x as f64, pf);
+    }
+    let mut y = x as f64 - pf;
+    if let Some(b) = &mut chan.blend {
+        b.update(y, lo as f64, hi as f64);
+    }
+    for (s, &q) in chan.nlms.iter_mut().zip(&chan.fpreds) {
+        s.update(y, q);
+        y -= q;
+    }
+    let mut input = x - pa;
+    for (s, &p) in chan.lms.iter_mut().zip(&chan.preds) {
+        let out = input.wrapping_sub(p);
+        s.update(input, out);
+        input = out;
+    }
+    x
+}
+
 /// Residuals of interleaved samples wrapped to `eff` bits, with filters
 /// that go on from earlier samples, and the predictions they were taken
 /// from (sparse PCM takes its ranks from the same predictions).
+///
+/// With several channels each channel runs on a thread of its own: every
+/// sample is known here, so a channel's neighbour inputs come from `x`
+/// instead of the neighbour's filters, and each channel does exactly the
+/// operations, in the same order, that [`restore_with`] does instant by
+/// instant (the decoder cannot split so: a channel's inputs are its
+/// neighbour's decoded samples).
 pub fn residuals_preds(c: &mut Cascade, x: &[i64], eff: u32) -> (Vec<i64>, Vec<i64>) {
+    use rayon::prelude::*;
     let ch = c.ch;
     c.resume(eff);
+    if ch > 1 && x.len().is_multiple_of(ch) {
+        let frames = x.len() / ch;
+        let nbs: Vec<Window<f64>> = (0..ch).map(|k| c.past[neighbour(k)].clone()).collect();
+        let (cfg, range) = (&c.cfg, (c.lo, c.hi));
+        let per: Vec<(Vec<i64>, Vec<i64>)> = c
+            .chans
+            .par_iter_mut()
+            .zip(c.past.par_iter_mut())
+            .zip(nbs)
+            .enumerate()
+            .map(|(k, ((chan, own), mut nb))| {
+                let (mut r, mut p) = (Vec::with_capacity(frames), Vec::with_capacity(frames));
+                for t in 0..frames {
+                    let at = t * ch;
+                    if k > 0 {
+                        nb.push(x[at + k - 1] as f64);
+                    }
+                    let v = x[at + k];
+                    step_channel(cfg, ch, range, chan, own.last(), nb.last(), |pred| {
+                        r.push(wrap(v - pred, eff));
+                        p.push(pred);
+                        v
+                    });
+                    own.push(v as f64);
+                    if k == 0 {
+                        nb.push(x[at + 1] as f64);
+                    }
+                }
+                (r, p)
+            })
+            .collect();
+        let mut plain = vec![0; x.len()];
+        let mut preds = vec![0; x.len()];
+        for (k, (r, p)) in per.into_iter().enumerate() {
+            for t in 0..frames {
+                plain[t * ch + k] = r[t];
+                preds[t * ch + k] = p[t];
+            }
+        }
+        return (plain, preds);
+    }
     let mut preds = Vec::with_capacity(x.len());
     let plain = x
         .iter()
