@@ -18,19 +18,7 @@ fn default_model_compresses_real_recordings() {
         let wav = sample(name);
         let lmc = d.path().join("a.lmc");
         let back = d.path().join("a.wav");
-        lmic()
-            .args(["compress", "-f", "-q"])
-            .arg(&wav)
-            .arg(&lmc)
-            .assert()
-            .success()
-            .stdout("");
-        lmic()
-            .args(["decompress", "-f", "-q"])
-            .arg(&lmc)
-            .arg(&back)
-            .assert()
-            .success();
+        cli_round_trip(&wav, &lmc, &back, &[]);
         let (orig, packed) = (std::fs::read(&wav).unwrap(), std::fs::read(&lmc).unwrap());
         assert!(std::fs::read(&back).unwrap() == orig, "{name} round trip");
         let rate = packed.len() as f64 / orig.len() as f64;
@@ -39,6 +27,30 @@ fn default_model_compresses_real_recordings() {
         let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
         assert!(info.contains(lmic::model::builtin::DEFAULT), "{info}");
     }
+}
+
+/// `lmic compress -f -q WAV LMC ARGS` (nothing on stdout), then
+/// `lmic decompress -f -q LMC BACK`, both succeeding.
+fn cli_round_trip(
+    wav: &std::path::Path,
+    lmc: &std::path::Path,
+    back: &std::path::Path,
+    args: &[&str],
+) {
+    lmic()
+        .args(["compress", "-f", "-q"])
+        .arg(wav)
+        .arg(lmc)
+        .args(args)
+        .assert()
+        .success()
+        .stdout("");
+    lmic()
+        .args(["decompress", "-f", "-q"])
+        .arg(lmc)
+        .arg(back)
+        .assert()
+        .success();
 }
 
 /// Context carried across chunks with the built-in model: chains of coded
@@ -485,20 +497,7 @@ fn fast_model_brings_its_cascade_preset() {
     ] {
         let lmc = d.path().join("a.lmc");
         let back = d.path().join("b.wav");
-        lmic()
-            .args(["compress", "-f", "-q"])
-            .arg(&wav)
-            .arg(&lmc)
-            .args(args)
-            .assert()
-            .success()
-            .stdout("");
-        lmic()
-            .args(["decompress", "-f", "-q"])
-            .arg(&lmc)
-            .arg(&back)
-            .assert()
-            .success();
+        cli_round_trip(&wav, &lmc, &back, args);
         assert!(std::fs::read(&back).unwrap() == w, "{args:?}");
         let (model, presets) = presets(&lmc);
         let want = if args.is_empty() {
