@@ -116,25 +116,31 @@ fn carried_context_round_trips_through_chains() {
     assert!(cold != lmc && decompress_with(&m, &cold).unwrap() == w);
 }
 
-/// `lmic bench --speed`: FLOP/s of the built-in model's forward pass in
-/// both pipeline shapes against a large product's; the FLOP count is the
-/// architecture's (4 layers, hidden 128, MLP 384, vocabulary 130, mean
-/// attention span 128.5 of 256 positions).
+/// `lmic bench --speed`: FLOP/s of a built-in model's forward pass in both
+/// pipeline shapes against a large product's, the best of three rounds; the
+/// FLOP count is the architecture's (the fast model: 1 layer, hidden 64,
+/// MLP 192, vocabulary 130, mean attention span 128.5 of 256 positions).
 #[test]
 fn bench_speed_counts_flops() {
     let out = lmic()
-        .args(["bench", "--speed", "--json", "--threads", "1"])
+        .args(["bench", "--speed", "--json", "--threads", "1", "--model"])
+        .arg(lmic::model::builtin::FAST)
         .assert()
         .success()
         .get_output()
         .stdout
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    let per_layer = 2 * (128 * 128 * 4 + 3 * 128 * 384) as u64 + 4 * 128 * 257 / 2;
-    let want = 4 * per_layer + 2 * 128 * 130;
+    let per_layer = 2 * (64 * 64 * 4 + 3 * 64 * 192) as u64 + 4 * 64 * 257 / 2;
+    let want = per_layer + 2 * 64 * 130;
     assert_eq!(v["flops_per_token"].as_f64().unwrap(), want as f64, "{v}");
     assert_eq!(v["threads"], 1);
-    for k in ["peak_gflops", "encode_gflops", "decode_gflops"] {
+    for k in [
+        "peak_gflops",
+        "encode_gflops",
+        "decode_gflops",
+        "int_peak_gops",
+    ] {
         assert!(v[k].as_f64().unwrap() > 0.1, "{k}: {v}");
     }
     let (t, g) = (
@@ -142,6 +148,13 @@ fn bench_speed_counts_flops() {
         v["encode_gflops"].as_f64().unwrap(),
     );
     assert!((t * want as f64 / 1e9 - g).abs() < 1e-6 * g, "{v}");
+    // Three rounds, each integer ratio from its own round.
+    assert_eq!(v["rounds"], 3);
+    for k in ["int_encode_pct_rounds", "int_decode_pct_rounds"] {
+        let r = v[k].as_array().unwrap();
+        assert_eq!(r.len(), 3, "{k}: {v}");
+        assert!(r.iter().all(|p| p.as_f64().unwrap() > 0.0), "{k}: {v}");
+    }
 }
 
 /// A version 2 file (classic mapping, made by lmic:audio-v1 before the
