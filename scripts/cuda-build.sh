@@ -6,6 +6,9 @@
 # driver installs, is linked against a stub naming its symbols; the driver's
 # own library is loaded in its place at run time.
 #   scripts/cuda-build.sh [CARGO ARGS...]      default: build --release --features cuda
+#   scripts/cuda-build.sh loads BINARY         runs `BINARY --version` with every
+#     symbol it imports bound at load (LD_BIND_NOW) from the wheels' libraries
+#     and the driver stub: the link's check on a machine without a driver
 # (CI runs `build --features cuda --all-targets` with LMIC_CUDA_STUB_KERNELS=1:
 # every Rust crate compiled and linked, candle's CUDA kernels not compiled;
 # without it they are compiled by nvcc too. `check` needs none of the
@@ -29,6 +32,12 @@ fi
 cu=$(echo "$root"/venv/lib/python3*/site-packages/nvidia/cu13)
 [ -x "$cu/bin/nvcc" ] || { echo "cuda-build: no nvcc under $cu" >&2; exit 1; }
 link="$root/link"
+if [ "$1" = loads ]; then
+  [ $# -eq 2 ] || { echo "usage: cuda-build.sh loads BINARY" >&2; exit 2; }
+  [ -e "$link/libcuda.so.1" ] || { echo "cuda-build: build first (no $link/libcuda.so.1)" >&2; exit 1; }
+  LD_BIND_NOW=1 LD_LIBRARY_PATH="$link:$cu/lib" "$2" --version
+  exit
+fi
 if [ "$1" != check ]; then
   # The libraries to link against (about 1 GB; `check` needs none).
   if [ ! -e "$root/libraries.ok" ]; then
@@ -49,6 +58,9 @@ if [ "$1" != check ]; then
       sed 's/.*/void &(void) {}/' >"$link/cuda_stub.c"
     cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$link/libcuda.so" "$link/cuda_stub.c"
   fi
+  # The name the loader looks for (for `loads`; a GPU machine's own driver
+  # library takes its place there).
+  ln -sf libcuda.so "$link/libcuda.so.1"
 fi
 
 if [ "${LMIC_CUDA_STUB_KERNELS:-0}" = 1 ]; then
