@@ -326,35 +326,27 @@ impl QLinear {
         let isa = isa();
         let split = PanelSplit::new(n.div_ceil(NR));
         let yp = SendPtr(y.as_mut_ptr());
+        let p = Products {
+            q: self,
+            x,
+            m,
+            row,
+            y: &yp,
+            split: &split,
+            add,
+        };
         // `acc` holds a block of sums (at least min(m, RB) rows of NR).
         let task = |acc: &mut [i32], t: usize| {
-            let yp = &yp;
-            for r0 in (0..m).step_by(RB) {
-                let rb = (m - r0).min(RB);
-                let xs = &x[r0 * kp..(r0 + rb) * kp];
-                for b in split.panels(t) {
-                    let panel = &self.panels[b * kp * NR..(b + 1) * kp * NR];
-                    let acc = &mut acc[..rb * NR];
-                    match isa {
-                        AVX512 => rows_panel::<AVX512>(xs, rb, kp, panel, acc),
-                        AVX2 => rows_panel::<AVX2>(xs, rb, kp, panel, acc),
-                        _ => rows_panel::<PORTABLE>(xs, rb, kp, panel, acc),
-                    }
-                    let (j0, nj) = (b * NR, NR.min(n - b * NR));
-                    let block = Block {
-                        acc,
-                        acc_stride: NR,
-                        row: &row[r0..r0 + rb],
-                        scale: &self.scale[j0..j0 + nj],
-                        // SAFETY (here and in the writes): rows r0.. and
-                        // columns j0..j0 + nj of y, which only this task
-                        // writes (tasks own disjoint panels).
-                        y: unsafe { yp.0.add(r0 * n + j0) },
-                        stride: n,
-                    };
-                    unsafe { dequant_block(&block, add) };
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY (both): isa() names what this CPU has.
+                match isa {
+                    AVX512 => return unsafe { p.task_avx512(acc, t) },
+                    AVX2 => return unsafe { p.task_avx2(acc, t) },
+                    _ => {}
                 }
             }
+            p.task::<PORTABLE>(acc, t)
         };
         let tasks = split.tasks();
         if m <= FEW_ROWS {
@@ -368,6 +360,63 @@ impl QLinear {
                 .for_each_init(|| vec![0i32; RB * NR], |acc, t| task(acc, t));
         }
         Ok(())
+    }
+}
+
+/// One [`QLinear::forward_dequant`] call's operands, for its tasks.
+struct Products<'a> {
+    q: &'a QLinear,
+    x: &'a [i16],
+    m: usize,
+    row: &'a [f32],
+    y: &'a SendPtr<f32>,
+    split: &'a PanelSplit,
+    add: bool,
+}
+
+impl Products<'_> {
+    /// Task `t`'s panels: each block of rows against each panel, its sums
+    /// scaled into `y` while they are in cache. Compiled whole for the
+    /// instruction set (below), so the kernel and the scaling inline into
+    /// one loop instead of two calls per panel.
+    #[inline(always)]
+    fn task<const ISA: u8>(&self, acc: &mut [i32], t: usize) {
+        let (n, kp, m) = (self.q.n, self.q.kp, self.m);
+        for r0 in (0..m).step_by(RB) {
+            let rb = (m - r0).min(RB);
+            let xs = &self.x[r0 * kp..(r0 + rb) * kp];
+            for b in self.split.panels(t) {
+                let panel = &self.q.panels[b * kp * NR..(b + 1) * kp * NR];
+                let acc = &mut acc[..rb * NR];
+                rows_panel::<ISA>(xs, rb, kp, panel, acc);
+                let (j0, nj) = (b * NR, NR.min(n - b * NR));
+                let block = Block {
+                    acc,
+                    acc_stride: NR,
+                    row: &self.row[r0..r0 + rb],
+                    scale: &self.q.scale[j0..j0 + nj],
+                    // SAFETY (here and in the writes): rows r0.. and
+                    // columns j0..j0 + nj of y, which only this task
+                    // writes (tasks own disjoint panels).
+                    y: unsafe { self.y.0.add(r0 * n + j0) },
+                    stride: n,
+                };
+                // SAFETY: as above.
+                unsafe { dequant_block_impl(&block, self.add) };
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn task_avx2(&self, acc: &mut [i32], t: usize) {
+        self.task::<AVX2>(acc, t)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512bw,avx512f,avx2")]
+    unsafe fn task_avx512(&self, acc: &mut [i32], t: usize) {
+        self.task::<AVX512>(acc, t)
     }
 }
 
@@ -804,6 +853,27 @@ impl IntModel {
     /// returns each row's residual stream after the last block (the final
     /// norm is folded into [`logits`](Self::logits)), `rows.len() × hidden`.
     pub fn forward(&self, cache: &mut IntCache, rows: &[Row]) -> Result<Vec<f32>> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if isa() >= AVX2 {
+                // SAFETY: the CPU has AVX2 (checked).
+                return unsafe { self.forward_avx2(cache, rows) };
+            }
+        }
+        self.forward_body(cache, rows)
+    }
+
+    /// [`forward`](Self::forward) with its element-wise code (rotary, the
+    /// cache's stores, the helpers it inlines) compiled for AVX2: the same
+    /// IEEE operations at any width, so the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn forward_avx2(&self, cache: &mut IntCache, rows: &[Row]) -> Result<Vec<f32>> {
+        self.forward_body(cache, rows)
+    }
+
+    #[inline(always)]
+    fn forward_body(&self, cache: &mut IntCache, rows: &[Row]) -> Result<Vec<f32>> {
         let (hs, is, hd, nh, nkv) = (self.hs, self.is, self.hd, self.nh, self.nkv);
         let kvd = nkv * hd;
         let m = rows.len();
