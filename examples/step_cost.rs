@@ -3,9 +3,10 @@
 //! a position at a time over the whole context, as `lmic bench --speed`
 //! measures it, the groups spread over rayon's threads.
 //!
-//!     cargo run --release --example step_cost -- [MODEL] [GROUPS]
+//!     cargo run --release --example step_cost -- [MODEL] [GROUPS] [CHUNKS]
 //!
-//! (MODEL default lmic:audio-fast1, GROUPS default 64.)
+//! (MODEL default lmic:audio-fast1, GROUPS default 64, CHUNKS per group
+//! default 4, `DecodeOptions::decode_group`'s default.)
 use lmic::model::backend::RowNet;
 use lmic::model::integer::IntModel;
 use lmic::model::{Model, Row};
@@ -17,7 +18,7 @@ fn main() {
     let model = Model::load(&spec).unwrap();
     let net = IntModel::new(&model);
     let ctx = (model.config.max_position_embeddings - 1).min(256);
-    let m = 4;
+    let m: usize = std::env::args().nth(3).map_or(4, |s| s.parse().unwrap());
     let t = Instant::now();
     (0..reps).into_par_iter().for_each(|task| {
         let token = |s: usize, p: usize| ((task * 31 + s * 7 + p * 13) % 128) as u32;
