@@ -7,38 +7,29 @@
 //!
 //! (MODEL default lmic:audio-fast1, GROUPS default 64, CHUNKS per group
 //! default 4, `DecodeOptions::decode_group`'s default.)
-use lmic::model::backend::RowNet;
+use lmic::model::backend::step_group;
 use lmic::model::integer::IntModel;
-use lmic::model::{Model, Row};
+use lmic::model::Model;
 use rayon::prelude::*;
 use std::time::Instant;
+
 fn main() {
-    let spec = std::env::args().nth(1).unwrap_or("lmic:audio-fast1".into());
-    let reps: usize = std::env::args().nth(2).map_or(64, |s| s.parse().unwrap());
+    let arg = |i: usize| std::env::args().nth(i);
+    let spec = arg(1).unwrap_or("lmic:audio-fast1".into());
+    let groups: usize = arg(2).map_or(64, |s| s.parse().unwrap());
+    let m: usize = arg(3).map_or(4, |s| s.parse().unwrap());
     let model = Model::load(&spec).unwrap();
     let net = IntModel::new(&model);
     let ctx = (model.config.max_position_embeddings - 1).min(256);
-    let m: usize = std::env::args().nth(3).map_or(4, |s| s.parse().unwrap());
     let t = Instant::now();
-    (0..reps).into_par_iter().for_each(|task| {
-        let token = |s: usize, p: usize| ((task * 31 + s * 7 + p * 13) % 128) as u32;
-        let mut cache = net.step_cache(m, ctx);
-        for pos in 0..ctx {
-            let rows: Vec<Row> = (0..m)
-                .map(|seq| Row {
-                    seq,
-                    pos,
-                    token: if pos == 0 {
-                        model.start_token
-                    } else {
-                        token(seq, pos)
-                    },
-                })
-                .collect();
-            let h = net.forward(&mut cache, &rows).unwrap();
-            std::hint::black_box(net.logits(&h, m).unwrap());
-        }
+    (0..groups).into_par_iter().for_each(|g| {
+        // As `lmic bench --speed`: the start token, then varied tokens.
+        let token = |s: usize, p: usize| match p {
+            0 => model.start_token,
+            _ => ((g * 31 + s * 7 + p * 13) % 128) as u32,
+        };
+        step_group(&net, m, ctx, token).unwrap();
     });
     let s = t.elapsed().as_secs_f64();
-    println!("{:.0} tokens/s", (reps * m * ctx) as f64 / s);
+    println!("{:.0} tokens/s", (groups * m * ctx) as f64 / s);
 }

@@ -63,6 +63,31 @@ pub trait RowNet: Sync {
     fn hidden_size(&self) -> usize;
 }
 
+/// Steps `m` sequences through positions `0..ctx` together, one row of each
+/// per step, as the decoder steps a group of chunks, computing every step's
+/// logits (`token(seq, pos)` is each row's token): the decompression shape
+/// `lmic bench --speed` times and `examples/step_cost.rs` profiles.
+pub fn step_group<N: RowNet>(
+    net: &N,
+    m: usize,
+    ctx: usize,
+    token: impl Fn(usize, usize) -> u32,
+) -> Result<()> {
+    let mut cache = net.step_cache(m, ctx);
+    for pos in 0..ctx {
+        let rows: Vec<Row> = (0..m)
+            .map(|seq| Row {
+                seq,
+                pos,
+                token: token(seq, pos),
+            })
+            .collect();
+        let h = net.forward(&mut cache, &rows)?;
+        std::hint::black_box(net.logits(&h, m)?);
+    }
+    Ok(())
+}
+
 impl RowNet for Model {
     type Cache = KvCache;
     fn full_cache(&self, n_seq: usize, max_pos: usize) -> KvCache {

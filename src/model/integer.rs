@@ -901,9 +901,10 @@ impl IntModel {
         let nqkv = hs + 2 * kvd;
         let hsp = hs.next_multiple_of(2);
         let isp = is.next_multiple_of(2);
-        // The step's buffers are the cache's, reused: allocating and
-        // freeing them on every call was about 6% of a decoding step of the
-        // fast model. Taken out so the cache can be written meanwhile.
+        // The step's buffers are the cache's, reused: allocating, freeing
+        // and zeroing them on every call was about 6% of a decoding step of
+        // the fast model under `perf`. Taken out so the cache can be
+        // written meanwhile.
         let mut work = std::mem::take(&mut cache.work);
         let Work {
             xq,
@@ -1012,7 +1013,8 @@ impl IntModel {
 
 /// `v` at length `len`, keeping its allocation, its contents stale:
 /// [`IntModel::forward`] writes every element of these buffers before it
-/// reads it (zeroing them was another 6% of a fast-model step).
+/// reads it (zeroing them was about 3.5% of a fast-model step's
+/// instructions).
 fn sized<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
     v.resize(len, T::default());
 }

@@ -6,7 +6,7 @@
 //! processes, verified round trips); this measures the kernels alone.
 
 use lmic::error::Result;
-use lmic::model::backend::RowNet;
+use lmic::model::backend::{step_group, RowNet};
 use lmic::model::integer::{IntModel, QLinear};
 use lmic::model::kernels::Linear;
 use lmic::model::{Model, Row};
@@ -99,21 +99,15 @@ fn run<N: RowNet>(
     (0..tasks)
         .into_par_iter()
         .map(|task| -> Result<()> {
-            let token = |s: usize, p: usize| ((task * 31 + s * 7 + p * 13) % 128) as u32;
+            // The start token, then tokens that vary by task, sequence and
+            // position.
+            let token = |s: usize, p: usize| match p {
+                0 => start,
+                _ => ((task * 31 + s * 7 + p * 13) % 128) as u32,
+            };
             let m = per_task;
             if step {
-                let mut cache = net.step_cache(m, ctx);
-                for pos in 0..ctx {
-                    let rows: Vec<Row> = (0..m)
-                        .map(|seq| Row {
-                            seq,
-                            pos,
-                            token: if pos == 0 { start } else { token(seq, pos) },
-                        })
-                        .collect();
-                    let h = net.forward(&mut cache, &rows)?;
-                    std::hint::black_box(net.logits(&h, m)?);
-                }
+                step_group(net, m, ctx, token)?;
             } else {
                 let mut cache = net.full_cache(m, ctx);
                 let rows: Vec<Row> = (0..m)
@@ -121,7 +115,7 @@ fn run<N: RowNet>(
                         (0..ctx).map(move |pos| Row {
                             seq,
                             pos,
-                            token: if pos == 0 { start } else { token(seq, pos) },
+                            token: token(seq, pos),
                         })
                     })
                     .collect();
