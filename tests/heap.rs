@@ -145,12 +145,12 @@ mod memory {
             .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
             .collect();
         assert_eq!(peaks.len(), 3, "{text}");
-        let (one, nine) = (&peaks[1], &peaks[2]);
-        assert_eq!((one[0], nine[0]), (6, 14), "{text}");
-        eprintln!("heap peaks (frames, compress, decompress): {one:?} {nine:?}");
+        let (short, long) = (&peaks[1], &peaks[2]);
+        assert_eq!((short[0], long[0]), (6, 14), "{text}");
+        eprintln!("heap peaks (frames, compress, decompress): {short:?} {long:?}");
         for (what, a, b) in [
-            ("compress", one[1], nine[1]),
-            ("decompress", one[2], nine[2]),
+            ("compress", short[1], long[1]),
+            ("decompress", short[2], long[2]),
         ] {
             assert!(a > 0, "{what}: nothing measured");
             assert!(
