@@ -181,6 +181,30 @@ fn main() {
     v("p1 solve 2", &|c| p1(c, &|c| c.solve_every = 2));
     // own 32, λ 0.999 and a 16-tap stage together: built as preset 2.
     v("p1 combo", &|c| *c = Config::preset(2).unwrap());
+    // Variants of preset 2, for choosing among them per segment.
+    let p2 = |c: &mut Config, f: &dyn Fn(&mut Config)| {
+        *c = Config::preset(2).unwrap();
+        f(c)
+    };
+    v("preset 2", &|c| p2(c, &|_| {}));
+    v("p2 lambda .998", &|c| p2(c, &|c| c.lambda = 0.998));
+    v("p2 lambda .9995", &|c| p2(c, &|c| c.lambda = 0.9995));
+    v("p2 mu x0.5", &|c| p2(c, &|c| scale_mu(c, 0.5)));
+    v("p2 mu x2", &|c| p2(c, &|c| scale_mu(c, 2.0)));
+    v("p2 mix mu x3", &|c| {
+        p2(c, &|c| {
+            if let Some(b) = &mut c.blend {
+                b.mu *= 3.0
+            }
+        })
+    });
+    v("p2 mix mu x0.33", &|c| {
+        p2(c, &|c| {
+            if let Some(b) = &mut c.blend {
+                b.mu *= 1.0 / 3.0
+            }
+        })
+    });
     if let Ok(only) = std::env::var("ONLY") {
         variants.retain(|(n, _)| n == "lpc" || only.split(',').any(|o| o == n));
     }
