@@ -16,6 +16,9 @@ use lmic::model::integer::{IntCache, IntModel};
 use lmic::model::Model;
 use lmic::probs::{Dist, Scratch};
 
+#[path = "common/dump.rs"]
+mod dump;
+
 struct Null;
 impl Sink for Null {
     fn encode(&mut self, _: u32, _: u32, _: u32) {}
@@ -28,23 +31,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temps: Vec<f32> = vec![0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15];
     let ks = [100usize, 130];
     for path in &a[1..] {
-        let bytes = std::fs::read(path)?;
-        let mut at = 0;
         let mut cost = vec![vec![0f64; temps.len()]; ks.len()];
         let (mut dist, mut sc) = (Dist::default(), Scratch::default());
         let mut ntok = 0;
-        while at < bytes.len() {
-            let len = u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
-            let c = bytes[at + 2] as usize;
-            let carried: Vec<u32> = bytes[at + 3..at + 3 + c]
-                .iter()
-                .map(|&t| t as u32)
-                .collect();
-            let toks: Vec<u32> = bytes[at + 3 + c..at + 3 + c + len]
-                .iter()
-                .map(|&t| t as u32)
-                .collect();
-            at += 3 + c + len;
+        for (carried, toks) in dump::records(&std::fs::read(path)?) {
+            let (c, len) = (carried.len(), toks.len());
             let inputs: Vec<u32> = std::iter::once(model.start_token)
                 .chain(carried.iter().copied())
                 .chain(toks[..len - 1].iter().copied())

@@ -11,6 +11,9 @@ use lmic::model::forward::Row;
 use lmic::model::integer::{IntCache, IntModel};
 use lmic::model::Model;
 
+#[path = "common/dump.rs"]
+mod dump;
+
 const A: [f64; 4] = [0.05, 0.1, 0.2, 0.3];
 
 /// Each position's distribution over the vocabulary (f64 softmax).
@@ -49,22 +52,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut total = vec![0f64; 1 + 2 * A.len()];
     let mut total2 = 0f64;
     for path in &a[2..] {
-        let bytes = std::fs::read(path)?;
-        let mut at = 0;
         let mut cost = vec![0f64; 1 + 2 * A.len()];
         let mut cost2 = 0f64;
-        while at < bytes.len() {
-            let len = u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
-            let c = bytes[at + 2] as usize;
-            let carried: Vec<u32> = bytes[at + 3..at + 3 + c]
-                .iter()
-                .map(|&t| t as u32)
-                .collect();
-            let toks: Vec<u32> = bytes[at + 3 + c..at + 3 + c + len]
-                .iter()
-                .map(|&t| t as u32)
-                .collect();
-            at += 3 + c + len;
+        for (carried, toks) in dump::records(&std::fs::read(path)?) {
             let (p1, p2) = (
                 probs(&m1, &n1, &carried, &toks),
                 probs(&m2, &n2, &carried, &toks),
