@@ -11,8 +11,7 @@
 //! temperature was 1.00 everywhere (per-file gains at most 0.015%), and
 //! top-k 130 changed the total by −0.004%. Neither was built.
 use lmic::coder::Sink;
-use lmic::model::forward::Row;
-use lmic::model::integer::{IntCache, IntModel};
+use lmic::model::integer::IntModel;
 use lmic::model::Model;
 use lmic::probs::{Dist, Scratch};
 
@@ -35,21 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mut dist, mut sc) = (Dist::default(), Scratch::default());
         let mut ntok = 0;
         for (carried, toks) in dump::records(&std::fs::read(path)?) {
-            let (c, len) = (carried.len(), toks.len());
-            let inputs: Vec<u32> = std::iter::once(model.start_token)
-                .chain(carried.iter().copied())
-                .chain(toks[..len - 1].iter().copied())
-                .collect();
-            let mut cache = IntCache::for_full_pass(&net, 1, inputs.len());
-            let rows: Vec<Row> = inputs
-                .iter()
-                .enumerate()
-                .map(|(pos, &token)| Row { seq: 0, pos, token })
-                .collect();
-            let hidden = net.forward(&mut cache, &rows)?;
-            let hs = net.hidden_size();
+            let len = toks.len();
             let m = len;
-            let logits = net.logits(&hidden[c * hs..], m)?;
+            let logits = dump::chunk_logits(&model, &net, &carried, &toks);
             let v = model.vocab_size();
             ntok += len;
             for (ki, &k) in ks.iter().enumerate() {

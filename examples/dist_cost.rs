@@ -5,8 +5,7 @@
 //! the results so that a faster version can be checked for the same ones.
 //!
 //!     cargo run --release --example dist_cost -- lmic:audio-fast1 A.val.bin
-use lmic::model::forward::Row;
-use lmic::model::integer::{IntCache, IntModel};
+use lmic::model::integer::IntModel;
 use lmic::model::Model;
 use lmic::probs::{Dist, Scratch};
 use std::time::Instant;
@@ -22,19 +21,7 @@ fn main() {
         .into_iter()
         .take(200)
     {
-        let c = carried.len().min(model.config.lmic_carry_tokens);
-        let inputs: Vec<u32> = std::iter::once(model.start_token)
-            .chain(carried[carried.len() - c..].iter().copied())
-            .chain(toks[..toks.len() - 1].iter().copied())
-            .collect();
-        let mut cache = IntCache::for_full_pass(&net, 1, inputs.len());
-        let rows: Vec<Row> = inputs
-            .iter()
-            .enumerate()
-            .map(|(pos, &token)| Row { seq: 0, pos, token })
-            .collect();
-        let h = net.forward(&mut cache, &rows).unwrap();
-        seqs.push(net.logits(&h[c * net.hidden_size()..], toks.len()).unwrap());
+        seqs.push(dump::chunk_logits(&model, &net, &carried, &toks));
     }
     let n: usize = seqs.iter().map(|s| s.len() / v).sum();
     let mut check = 0u64;

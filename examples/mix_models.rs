@@ -7,8 +7,7 @@
 //! (renormalised) at a = 0.05, 0.1, 0.2, 0.3, and a totals line.
 //!
 //!     cargo run --release --example mix_models -- lmic:audio-v5 lmic:audio-fast1 A.val.bin ...
-use lmic::model::forward::Row;
-use lmic::model::integer::{IntCache, IntModel};
+use lmic::model::integer::IntModel;
 use lmic::model::Model;
 
 #[path = "common/dump.rs"]
@@ -18,21 +17,7 @@ const A: [f64; 4] = [0.05, 0.1, 0.2, 0.3];
 
 /// Each position's distribution over the vocabulary (f64 softmax).
 fn probs(model: &Model, net: &IntModel, carried: &[u32], toks: &[u32]) -> Vec<Vec<f64>> {
-    let c = carried.len().min(model.config.lmic_carry_tokens);
-    let carried = &carried[carried.len() - c..];
-    let inputs: Vec<u32> = std::iter::once(model.start_token)
-        .chain(carried.iter().copied())
-        .chain(toks[..toks.len() - 1].iter().copied())
-        .collect();
-    let mut cache = IntCache::for_full_pass(net, 1, inputs.len());
-    let rows: Vec<Row> = inputs
-        .iter()
-        .enumerate()
-        .map(|(pos, &token)| Row { seq: 0, pos, token })
-        .collect();
-    let hidden = net.forward(&mut cache, &rows).unwrap();
-    let hs = net.hidden_size();
-    let logits = net.logits(&hidden[c * hs..], toks.len()).unwrap();
+    let logits = dump::chunk_logits(model, net, carried, toks);
     let v = model.vocab_size();
     logits
         .chunks(v)
