@@ -5,6 +5,20 @@ mod common;
 use common::*;
 use lmic::model::Model;
 use lmic::Options;
+use std::path::Path;
+
+/// Compresses `wav` to `lmc` with the test model and `args`, checks that
+/// it decompresses to `w`, and gives back `lmic info`'s report.
+fn round_trip_info(args: &[&str], wav: &Path, lmc: &Path, w: &[u8]) -> String {
+    let m = model_arg();
+    let mut c = lmic();
+    c.args(["compress", "-q", "--model", &m]).args(args);
+    c.arg(wav).arg(lmc).assert().success();
+    let back = lmic().args(["decompress", "-q"]).arg(lmc).arg("-").assert();
+    assert!(back.success().get_output().stdout == w);
+    let info = lmic().arg("info").arg(lmc).assert().success();
+    String::from_utf8(info.get_output().stdout.clone()).unwrap()
+}
 
 /// `--mapping` overrides the model's: the test model has none (classic),
 /// `--mapping lpc` makes an lpc file with one token per sample, `lmic
@@ -20,33 +34,11 @@ fn mapping_flag_overrides_the_model() {
         (Some("lpc"), "lpc", 700 * 2),
     ] {
         let lmc = d.path().join(format!("{name}.lmc"));
-        let mut c = lmic();
-        c.args([
-            "compress",
-            "-q",
-            "--force-coded",
-            "--context",
-            "60",
-            "--model",
-            &model_arg(),
-        ])
-        .arg(&wav)
-        .arg(&lmc);
-        if let Some(f) = flag {
-            c.args(["--mapping", f]);
-        }
-        c.assert().success();
-        let info = lmic().arg("info").arg(&lmc).assert().success();
-        let info = String::from_utf8(info.get_output().stdout.clone()).unwrap();
+        let mut args = vec!["--force-coded", "--context", "60"];
+        args.extend(flag.map(|f| ["--mapping", f]).into_iter().flatten());
+        let info = round_trip_info(&args, &wav, &lmc, &w);
         assert!(info.contains(&format!("{name} mapping")), "{info}");
         assert!(info.contains(&format!("{tokens} tokens")), "{info}");
-        let back = lmic()
-            .args(["decompress", "-q"])
-            .arg(&lmc)
-            .arg("-")
-            .assert()
-            .success();
-        assert!(back.get_output().stdout == w);
     }
     lmic()
         .args(["compress", "--mapping", "zip"])
@@ -54,6 +46,51 @@ fn mapping_flag_overrides_the_model() {
         .arg(d.path().join("x.lmc"))
         .assert()
         .failure();
+}
+
+/// `--keyframe-every N` puts a keyframe every N frames (`lmic info` counts
+/// them), the default spans at least 16 frames, the file decodes without
+/// the flag, and 0 or more than 64 is a one-line refusal with no output.
+#[test]
+fn keyframe_every_flag() {
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("a.wav");
+    // Chunks of 8 sample frames, 64 to a frame: 3000 frames make 6 frames.
+    let w = Wav::pcm(2, 16, 3000, 5).bytes();
+    std::fs::write(&wav, &w).unwrap();
+    let keyframes = |flag: &[&str]| {
+        let lmc = d.path().join("a.lmc");
+        let mut args = vec!["-f", "--context", "16", "--mapping", "cascade"];
+        args.extend(flag);
+        let info = round_trip_info(&args, &wav, &lmc, &w);
+        assert!(info.contains(" in 6 frames"), "{info}");
+        let line = info.lines().find(|l| l.starts_with("keyframes:"));
+        let line = line.unwrap_or_else(|| panic!("keyframes in {info}"));
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(keyframes(&["--keyframe-every", "1"]), 6);
+    assert_eq!(keyframes(&["--keyframe-every", "4"]), 2);
+    assert_eq!(keyframes(&[]), 1);
+    for bad in ["0", "65"] {
+        let out = d.path().join(format!("bad{bad}.lmc"));
+        let a = lmic()
+            .args(["compress", "--keyframe-every", bad])
+            .arg(&wav)
+            .arg(&out)
+            .assert()
+            .failure()
+            .stdout("");
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert_eq!(
+            err.trim_end(),
+            "lmic: invalid argument: --keyframe-every must be 1..=64"
+        );
+        assert!(!out.exists());
+    }
 }
 
 #[test]

@@ -85,13 +85,14 @@ mod memory {
             .build_global()
             .unwrap();
         let m = Model::load(lmic::model::builtin::DEFAULT).unwrap();
-        // Keyframes every 2 frames: the encoder holds a keyframe segment's
-        // predicted frames (sparse PCM chooses over a segment), so its
-        // working set is bounded by the segment, not by one frame.
+        // Keyframes every 2 frames: the encoder holds a level segment's
+        // predicted frames (sparse PCM chooses over one, cut short by each
+        // keyframe), so its working set is bounded by the segment, not by
+        // one frame.
         let o = Options {
             context: Some(256),
             frame_chunks: Some(16),
-            keyframe_every: 2,
+            keyframe_every: Some(2),
             ..Options::default()
         };
         let frame = 16 * 256;

@@ -336,10 +336,10 @@ fn cascade_keyframes_round_trip() {
     let w = Wav::pcm(2, 16, 2000, 6).bytes();
     let with = |k: u32| Options {
         mapping: Some(Kind::Cascade),
-        keyframe_every: k,
+        keyframe_every: Some(k),
         ..opts()
     };
-    let sizes: Vec<usize> = [1, 2, 5, 16, 1000]
+    let sizes: Vec<usize> = [1, 2, 5, 16, 64]
         .iter()
         .map(|&k| round_trip(&w, &with(k)).0.len())
         .collect();
@@ -351,7 +351,7 @@ fn cascade_keyframes_round_trip() {
     );
     // Frame 1 cut out of a file whose frames all carry on from frame 0:
     // frame 2 cannot be restored, and says so.
-    let (lmc, _) = compress_with(model(), &w, &with(1000)).unwrap();
+    let (lmc, _) = compress_with(model(), &w, &with(64)).unwrap();
     let mut r = lmic::codec::FrameReader::open(&lmc[..]).unwrap();
     let mut at = vec![];
     while at.len() < 3 {
@@ -368,6 +368,42 @@ fn cascade_keyframes_round_trip() {
         err.to_string().contains("frame 2 where frame 1 belongs"),
         "{err}"
     );
+}
+
+/// Sparse PCM chooses its levels per level segment (16 frames from each
+/// keyframe on), not per keyframe segment: with keyframes every 64 frames
+/// levels are stored at frames 0, 16 and 32 of 40, with keyframes every 8
+/// at each keyframe.
+#[test]
+fn sparse_levels_are_stored_per_level_segment() {
+    // 8-bit audio on a grid of 4 clipped at 255: ranks among 65 values.
+    let pcm: Vec<u8> = (0..40 * 1024)
+        .map(|t| {
+            let w = 150.0 * (t as f64 * 0.05).sin() + 40.0 * (t as f64 * 1.3).sin();
+            let c = (((w as i64 + 128) / 4) * 4).clamp(0, 252) as u8;
+            if c == 252 {
+                255
+            } else {
+                c
+            }
+        })
+        .collect();
+    let wav = lmic::wav::pcm_wav(1, 11025, 8, &pcm);
+    for (k, keyframes, stored) in [(64, 1, 3), (8, 5, 5)] {
+        let o = Options {
+            mapping: Some(Kind::Cascade),
+            context: Some(16),
+            frame_chunks: Some(64),
+            keyframe_every: Some(k),
+            ..Options::default()
+        };
+        let (lmc, _) = round_trip(&wav, &o);
+        let info = lmic::codec::info(&lmc[..]).unwrap();
+        assert_eq!(info.frames, 40);
+        assert_eq!(info.keyframes, keyframes, "every {k}");
+        assert_eq!(info.sparse_frames, 40, "every {k}");
+        assert_eq!(info.inherited_levels, 40 - stored, "every {k}");
+    }
 }
 
 /// Sparse PCM: 8-bit audio on a grid of 4 but clipped at 255 (no wasted

@@ -146,7 +146,7 @@ fn a_lost_cascade_frame_costs_its_segment() {
     let wav = original();
     let o = lmic::Options {
         mapping: Some(lmic::mapping::Kind::Cascade),
-        keyframe_every: 4,
+        keyframe_every: Some(4),
         ..opts()
     };
     let (lmc, _) = compress_with(model(), &wav, &o).unwrap();

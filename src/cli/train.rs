@@ -321,8 +321,8 @@ fn validation_set(clips: &[Clip], codec: &TokenCodec, o: &TrainOptions) -> Resul
 ///
 /// Unlike [`sample_example`]'s cold windows, each clip is mapped as the
 /// encoder maps a stream: frames of 64 chunks, the filters carried from
-/// frame to frame and reset every 16 frames (a keyframe segment), sparse
-/// PCM chosen per segment. Augmentation per segment, drawn from `--seed`:
+/// frame to frame and reset at the default keyframes (a segment), sparse
+/// PCM chosen per level segment. Augmentation per segment, drawn from `--seed`:
 /// a `--aug-8bit` share of 16-bit segments also goes in reduced to 8 bits,
 /// and stereo segments swap their channels half of the time.
 pub fn dump_chunks(o: &TrainOptions, prefix: &Path, log: &dyn Fn(&str)) -> Result<()> {
@@ -379,10 +379,10 @@ fn dump_clip(
 ) -> Result<(Vec<u8>, usize, usize)> {
     // The encoder's frames and keyframe segments on a CPU.
     let frame_chunks = lmic::codec::default_frame_chunks(&Default::default(), None) as usize;
-    let keyframe_every = lmic::Options::default().keyframe_every as usize;
     let ch = clip.format.channels as usize;
     let frame = (o.context / ch).max(1) * frame_chunks;
-    let seg = frame * keyframe_every;
+    let keyframe_every = lmic::codec::default_keyframe_every(clip.format.sample_rate, frame);
+    let seg = frame * keyframe_every as usize;
     let (mut bytes, mut chunks, mut tokens) = (Vec::new(), 0, 0);
     let mut start = 0;
     while start < clip.frames() {
@@ -416,7 +416,14 @@ fn dump_clip(
                 .chunks(frame * ch)
                 .map(|f| mapping::stage(Kind::Cascade, &setup, f.to_vec(), &mut carry))
                 .collect::<Result<Vec<_>>>()?;
-            for m in mapping::finish(&setup, staged)? {
+            // Levels chosen per level segment, as the encoder chooses them.
+            let mut mapped = Vec::with_capacity(staged.len());
+            let mut staged = staged.into_iter().peekable();
+            while staged.peek().is_some() {
+                let group = staged.by_ref().take(lmic::codec::LEVEL_SEGMENT as usize);
+                mapped.extend(mapping::finish(&setup, group.collect())?);
+            }
+            for m in mapped {
                 let toks = m
                     .spans
                     .iter()

@@ -21,9 +21,9 @@ use std::io::{self, Read, Write};
 
 /// Compresses a WAV stream written into it, one frame at a time, into an
 /// `.lmc` stream: the streaming encoder, like `zstd::Encoder` or
-/// `flate2::write::GzEncoder`. Memory stays at about two keyframe segments
-/// (sparse PCM chooses its levels over a whole segment, 16 frames by
-/// default) whatever the input's length.
+/// `flate2::write::GzEncoder`. Memory stays at about two level segments
+/// (sparse PCM chooses its levels over [`LEVEL_SEGMENT`](super::LEVEL_SEGMENT)
+/// frames) whatever the input's length.
 ///
 /// Write the WAV file's bytes (any split), then call [`finish`](Self::finish),
 /// which checks that the input was complete and writes the trailer. Errors
@@ -85,8 +85,10 @@ struct Body {
     setup: mapping::Setup,
     /// The mapping's state from the previous frame.
     carry: mapping::Carry,
-    /// This keyframe segment's frames so far, predicted: sparse PCM picks
-    /// its levels over the whole segment.
+    /// Frames from one keyframe to the next.
+    keyframe_every: u32,
+    /// This level segment's frames so far, predicted: sparse PCM picks its
+    /// levels over the whole segment.
     pending: Vec<StagedFrame>,
     /// Frames through the mapping, waiting for the model, in order.
     ready: VecDeque<MappedFrame>,
@@ -127,6 +129,14 @@ impl<'a, W: Write> Encoder<'a, W> {
                 "--context {context} with {carry} carried tokens exceeds the model's context of {} tokens",
                 positions - 1
             )));
+        }
+        if let Some(k) = opts.keyframe_every {
+            if k == 0 || k > super::MAX_KEYFRAME_EVERY {
+                return Err(Error::Usage(format!(
+                    "--keyframe-every must be 1..={}",
+                    super::MAX_KEYFRAME_EVERY
+                )));
+            }
         }
         if context == 0 || context > container::MAX_CONTEXT {
             return Err(Error::Usage(format!(
@@ -217,11 +227,17 @@ impl<'a, W: Write> Encoder<'a, W> {
                         carry,
                         pending,
                         ready,
+                        keyframe_every,
                         ..
                     } = &mut **b;
                     let setup = &*setup;
-                    if index.is_multiple_of(self.opts.keyframe_every.max(1)) {
+                    // Sparse PCM's levels are chosen over a level segment,
+                    // the filters carried over a keyframe segment.
+                    let at = index % *keyframe_every;
+                    if at.is_multiple_of(super::LEVEL_SEGMENT) {
                         finish_pending(setup, pending, ready)?;
+                    }
+                    if at == 0 {
                         carry.reset();
                     }
                     // Pipelined, the mirror of the decoder: the model codes
@@ -312,7 +328,11 @@ impl<'a, W: Write> Encoder<'a, W> {
                 0
             },
         };
-        let frame_bytes = frame_len(&h)? * h.format.block_align();
+        let len = frame_len(&h)?;
+        let frame_bytes = len * h.format.block_align();
+        let keyframe_every = opts
+            .keyframe_every
+            .unwrap_or_else(|| super::default_keyframe_every(h.format.sample_rate, len));
         if h.data_len / frame_bytes as u64 >= u32::MAX as u64 {
             return Err(Error::Usage(format!(
                 "--context {} makes more than 2^32 frames of this input",
@@ -334,6 +354,7 @@ impl<'a, W: Write> Encoder<'a, W> {
             tail: Vec::new(),
             setup,
             carry: mapping::Carry::default(),
+            keyframe_every,
             pending: Vec::new(),
             ready: VecDeque::new(),
         })
@@ -423,8 +444,8 @@ struct MappedFrame {
     mp: mapping::Mapped,
 }
 
-/// A frame halfway through the mapping, waiting for the rest of its
-/// keyframe segment.
+/// A frame halfway through the mapping, waiting for the rest of its level
+/// segment.
 struct StagedFrame {
     index: u32,
     n_codes: usize,

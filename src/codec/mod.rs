@@ -70,10 +70,10 @@ pub struct Options {
     pub forward: Option<Forward>,
     /// Every this many frames is a keyframe, where the cascade's filters
     /// start cold; between them they go on from frame to frame (1: every
-    /// frame independent). A damaged frame costs the rest of its segment,
-    /// so this trades robustness (and seeking) for size: 16 frames (3 s of
-    /// 44.1 kHz stereo) gave 2.6% smaller residuals than 1 on the eval set.
-    pub keyframe_every: u32,
+    /// frame independent; at most [`MAX_KEYFRAME_EVERY`]). A damaged frame
+    /// costs the rest of its segment, so this trades robustness (and
+    /// seeking) for size. None: [`default_keyframe_every`], about 12 s.
+    pub keyframe_every: Option<u32>,
     /// The cascade mapping's predictor preset
     /// ([`Config::preset`](crate::mapping::cascade::Config::preset)): 1, sac's
     /// blended NLMS stages, is 1.6% smaller than 0, the sign-sign LMS stages,
@@ -106,7 +106,7 @@ impl Default for Options {
             force_coded: false,
             device: DeviceSpec::Cpu,
             forward: None,
-            keyframe_every: 16,
+            keyframe_every: None,
             cascade_preset: None,
             carry: None,
         }
@@ -182,6 +182,37 @@ pub fn carried(toks: &[Option<Vec<u32>>], c: usize, carry: usize, chain: usize) 
 pub(crate) fn last_tokens(t: &[u32], carry: usize) -> &[u32] {
     &t[t.len().saturating_sub(carry)..]
 }
+
+/// The most frames a keyframe segment may span: by then the cascade's cold
+/// start is paid off (a segment a further 4 times longer gave 0.04% of the
+/// residuals' code, `docs/cascade-design.md` §11), while a damaged frame
+/// costs ever more of what follows it.
+pub const MAX_KEYFRAME_EVERY: u32 = 64;
+
+/// Keyframes by default: as many frames as [`KEYFRAME_SECONDS`] of audio
+/// fill (frames of `frame_len` sample frames at `rate` Hz), at least 16 and
+/// at most [`MAX_KEYFRAME_EVERY`]. The cascade's cold start costs about the
+/// same at every keyframe, so longer segments pay where samples come fast:
+/// 64 frames instead of 16 saved 0.32% of the residuals' code on long 44.1
+/// and 48 kHz recordings, up to 0.7% on 24-bit stereo, and nothing on 8 kHz
+/// speech, where 16 frames already span 33 s (`docs/cascade-design.md`
+/// §11). The seconds bound what `--salvage` loses to a damaged frame.
+pub fn default_keyframe_every(rate: u32, frame_len: usize) -> u32 {
+    let frames = rate as u64 * KEYFRAME_SECONDS / frame_len.max(1) as u64;
+    frames.clamp(16, MAX_KEYFRAME_EVERY as u64) as u32
+}
+
+/// The span of audio [`default_keyframe_every`] aims a keyframe segment at.
+pub const KEYFRAME_SECONDS: u64 = 12;
+
+/// Frames over which sparse PCM chooses its levels (from each keyframe on,
+/// the last group cut short by the next keyframe): the first frame of a
+/// group that codes ranks stores the levels, the rest of the group may
+/// inherit them. Shorter than a keyframe segment because music's levels
+/// drift: sharing them over 64 frames instead of 16 made a 12 s 44.1 kHz
+/// recording drawn from few values 2.2% larger (pyo-ounkmaster, `--fast`).
+/// The encoder holds a group's predicted frames (24 bytes a sample).
+pub const LEVEL_SEGMENT: u32 = 16;
 
 /// Chunks per frame by default: 64; 512 for the float pass on a device,
 /// whose decoder runs a full pass per position and wants hundreds of chunks
@@ -311,4 +342,30 @@ fn frame_len(h: &FileHeader) -> Result<usize> {
         )));
     }
     Ok(per_chunk * h.frame_chunks as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// About 12 s of audio, never under 16 frames or over 64, at the
+    /// default context's frames (16,384 samples, all channels).
+    #[test]
+    fn default_keyframes_span_about_twelve_seconds() {
+        for (rate, ch, frames) in [
+            (44_100, 2, 64),
+            (44_100, 1, 32),
+            (48_000, 1, 35),
+            (96_000, 2, 64),
+            (16_000, 1, 16),
+            (8_000, 1, 16),
+        ] {
+            assert_eq!(
+                default_keyframe_every(rate, 16384 / ch),
+                frames,
+                "{rate} {ch}"
+            );
+        }
+        assert_eq!(default_keyframe_every(8_000, 0), MAX_KEYFRAME_EVERY);
+    }
 }
