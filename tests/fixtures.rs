@@ -98,6 +98,7 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
         "v7-cascade-p2-",
         "v7-chained-",
         "v7-fast-",
+        "v7-level-segments-",
     ] {
         assert!(files.iter().any(|f| f.contains(want)), "no {want} fixture");
     }
@@ -169,6 +170,19 @@ fn the_segment_fixture_inherits_levels() {
         assert!(info.inherited_levels > 0, "{info}");
         assert!(info.sparse_frames > info.inherited_levels, "{info}");
     }
+}
+
+/// The level-segment fixture (one keyframe, 34 frames) stores sparse
+/// PCM's levels at frames 0, 16 and 32: twice in a frame that carries the
+/// filters on, what the encoder writes since keyframes came every 12 s.
+#[test]
+fn the_level_segment_fixture_stores_levels_between_keyframes() {
+    let f = std::fs::File::open(data().join("v7-level-segments-audio-v5-8bit.lmc")).unwrap();
+    let info = lmic::codec::info(std::io::BufReader::new(f)).unwrap();
+    assert_eq!(info.frames, 34, "{info}");
+    assert_eq!(info.keyframes, 1, "{info}");
+    assert_eq!(info.sparse_frames, 34, "{info}");
+    assert_eq!(info.inherited_levels, 31, "{info}");
 }
 
 /// The cascade fixtures cover every predictor preset: the preset-1 files
