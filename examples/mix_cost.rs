@@ -11,6 +11,9 @@
 //! `(1 − α)·model + α·geometric` for a few α. Also the model's bits by
 //! position in the chunk.
 
+#[path = "common/wav.rs"]
+mod wav;
+
 use lmic::mapping::{self, Kind, Layout, Setup};
 use lmic::model::forward::{KvCache, Row};
 use lmic::model::{builtin, Model};
@@ -48,13 +51,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .join(" ")
     );
     for path in std::env::args().skip(1) {
-        let bytes = std::fs::read(&path)?;
-        let h = lmic::wav::read_header(&mut &bytes[..])?;
-        let data = &bytes[h.head.len()..][..h.data_len as usize];
-        let mut codes = Vec::new();
-        lmic::wav::to_codes(&h.format, data, &mut codes);
+        let (format, codes) = wav::read(&path);
         let s = Setup {
-            format: h.format,
+            format,
             layout: Layout::Interleaved,
             context: 256,
             drop_bits: None,

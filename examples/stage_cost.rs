@@ -11,6 +11,9 @@
 //! narrow split leaves instead: each 256-sample chunk's shifted residuals
 //! coded (the proxy's state restarting per chunk) plus its dropped bits raw.
 
+#[path = "common/wav.rs"]
+mod wav;
+
 use lmic::mapping::cascade::{self, Config, Nlms, Stage};
 use lmic::mapping::{detect_shift, lpc};
 use std::time::Instant;
@@ -218,12 +221,8 @@ fn main() {
         })
         .collect();
     for path in &files {
-        let bytes = std::fs::read(path).unwrap();
-        let h = lmic::wav::read_header(&mut &bytes[..]).unwrap();
-        let data = &bytes[h.head.len()..][..h.data_len as usize];
-        let mut codes = Vec::new();
-        lmic::wav::to_codes(&h.format, data, &mut codes);
-        let (ch, bits) = (h.format.channels as usize, h.format.bits());
+        let (format, codes) = wav::read(path);
+        let (ch, bits) = (format.channels as usize, format.bits());
         // FRAME=N: predictors start cold every N samples instead (what
         // carrying their state across frames would be worth).
         let frame_samples = std::env::var("FRAME")
