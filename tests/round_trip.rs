@@ -373,23 +373,38 @@ fn cascade_keyframes_round_trip() {
 /// Sparse PCM chooses its levels per level segment (16 frames from each
 /// keyframe on), not per keyframe segment: with keyframes every 64 frames
 /// levels are stored at frames 0, 16 and 32 of 40, with keyframes every 8
-/// at each keyframe.
+/// at each keyframe. A level segment whose first frame uses nearly every
+/// value of its range ends with it: after a dense first frame, 16 frames
+/// share the levels frame 1 stores (16-frame segments from frame 0 would
+/// store them at frames 1 and 16).
 #[test]
 fn sparse_levels_are_stored_per_level_segment() {
     // 8-bit audio on a grid of 4 clipped at 255: ranks among 65 values.
-    let pcm: Vec<u8> = (0..40 * 1024)
-        .map(|t| {
-            let w = 150.0 * (t as f64 * 0.05).sin() + 40.0 * (t as f64 * 1.3).sin();
-            let c = (((w as i64 + 128) / 4) * 4).clamp(0, 252) as u8;
-            if c == 252 {
-                255
-            } else {
-                c
-            }
+    let grid = |t: usize| {
+        let w = 150.0 * (t as f64 * 0.05).sin() + 40.0 * (t as f64 * 1.3).sin();
+        let c = (((w as i64 + 128) / 4) * 4).clamp(0, 252) as u8;
+        if c == 252 {
+            255
+        } else {
+            c
+        }
+    };
+    let pcm: Vec<u8> = (0..40 * 1024).map(grid).collect();
+    // Frame 0 every value of 100..=156, the rest on the grid.
+    let mut rng = lmic::rng::Lcg::new(3);
+    let dense_first: Vec<u8> = (0..17 * 1024)
+        .map(|t| match t {
+            0..=56 => 100 + t as u8,
+            57..1024 => 100 + (rng.next_u64() % 57) as u8,
+            _ => grid(t),
         })
         .collect();
-    let wav = lmic::wav::pcm_wav(1, 11025, 8, &pcm);
-    for (k, keyframes, stored) in [(64, 1, 3), (8, 5, 5)] {
+    for (pcm, k, frames, keyframes, stored) in [
+        (&pcm, 64, 40, 1, 3),
+        (&pcm, 8, 40, 5, 5),
+        (&dense_first, 64, 17, 1, 1),
+    ] {
+        let wav = lmic::wav::pcm_wav(1, 11025, 8, pcm);
         let o = Options {
             mapping: Some(Kind::Cascade),
             context: Some(16),
@@ -399,10 +414,11 @@ fn sparse_levels_are_stored_per_level_segment() {
         };
         let (lmc, _) = round_trip(&wav, &o);
         let info = lmic::codec::info(&lmc[..]).unwrap();
-        assert_eq!(info.frames, 40);
+        let sparse = frames - (pcm[0] == 100) as u64;
+        assert_eq!(info.frames, frames);
         assert_eq!(info.keyframes, keyframes, "every {k}");
-        assert_eq!(info.sparse_frames, 40, "every {k}");
-        assert_eq!(info.inherited_levels, 40 - stored, "every {k}");
+        assert_eq!(info.sparse_frames, sparse, "every {k}");
+        assert_eq!(info.inherited_levels, sparse - stored, "every {k}");
     }
 }
 

@@ -416,13 +416,16 @@ fn dump_clip(
                 .chunks(frame * ch)
                 .map(|f| mapping::stage(Kind::Cascade, &setup, f.to_vec(), &mut carry))
                 .collect::<Result<Vec<_>>>()?;
-            // Levels chosen per level segment, as the encoder chooses them.
+            // Levels chosen per level segment, cut as the encoder cuts them.
             let mut mapped = Vec::with_capacity(staged.len());
-            let mut staged = staged.into_iter().peekable();
-            while staged.peek().is_some() {
-                let group = staged.by_ref().take(lmic::codec::LEVEL_SEGMENT as usize);
-                mapped.extend(mapping::finish(&setup, group.collect())?);
+            let mut group = Vec::new();
+            for f in staged {
+                group.push(f);
+                if lmic::codec::level_segment_done(group.len(), &group[0]) {
+                    mapped.extend(mapping::finish(&setup, std::mem::take(&mut group))?);
+                }
             }
+            mapped.extend(mapping::finish(&setup, group)?);
             for m in mapped {
                 let toks = m
                     .spans

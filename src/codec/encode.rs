@@ -231,13 +231,11 @@ impl<'a, W: Write> Encoder<'a, W> {
                         ..
                     } = &mut **b;
                     let setup = &*setup;
-                    // Sparse PCM's levels are chosen over a level segment,
-                    // the filters carried over a keyframe segment.
-                    let at = index % *keyframe_every;
-                    if at.is_multiple_of(super::LEVEL_SEGMENT) {
+                    // The filters are carried over a keyframe segment,
+                    // sparse PCM's levels chosen over a level segment
+                    // within it.
+                    if index.is_multiple_of(*keyframe_every) {
                         finish_pending(setup, pending, ready)?;
-                    }
-                    if at == 0 {
                         carry.reset();
                     }
                     // Pipelined, the mirror of the decoder: the model codes
@@ -255,9 +253,8 @@ impl<'a, W: Write> Encoder<'a, W> {
                         }
                         None => (None, stage_frame(h, setup, index, frame, carry)?),
                     };
-                    let done = matches!(staged.staged, mapping::Staged::Done(_));
                     pending.push(staged);
-                    if done {
+                    if super::level_segment_done(pending.len(), &pending[0].staged) {
                         finish_pending(setup, pending, ready)?;
                     }
                     if let Some(c) = coded {

@@ -216,6 +216,12 @@ fn size_bits(r: &[i64]) -> u64 {
 /// bits (bitmap included) of [`choose_sparse`]'s pick.
 type Choice = (Sparse, Vec<Option<Vec<i64>>>, u64);
 
+/// Nearly every value of the range `min..=max` used by `distinct` values:
+/// nothing for ranks to skip.
+fn no_gaps(distinct: usize, min: i64, max: i64) -> bool {
+    distinct as i64 * 10 > (max - min + 1) * 9
+}
+
 /// The sparse coding of frames worth most, if any beats their plain
 /// residuals: cores between symmetric quantiles of all their samples, each
 /// scored by its bitmap as stored plus, frame by frame, the smaller of the
@@ -233,8 +239,7 @@ fn choose_sparse(frames: &[(&[i64], &[i64], u64)], eff: u32) -> Option<Choice> {
     let (min, max) = (sorted[0], sorted[n - 1]);
     let mut distinct = sorted.clone();
     distinct.dedup();
-    // Nearly every value of the range used: nothing for ranks to skip.
-    if distinct.len() as i64 * 10 > (max - min + 1) * 9 {
+    if no_gaps(distinct.len(), min, max) {
         return None;
     }
     let mut best: Option<Choice> = None;
@@ -1367,6 +1372,21 @@ pub struct Predicted {
 }
 
 impl Predicted {
+    /// Whether sparse PCM can find nothing in this frame alone: too wide,
+    /// or nearly every value of its range used. Levels shared with later
+    /// frames would only add values, so the encoder finishes such a frame
+    /// at once instead of holding it for its level segment.
+    pub fn dense(&self) -> bool {
+        if self.eff > SPARSE_MAX_BITS || self.x.is_empty() {
+            return true;
+        }
+        let mut d = self.x.clone();
+        d.sort_unstable();
+        let (min, max) = (d[0], d[d.len() - 1]);
+        d.dedup();
+        no_gaps(d.len(), min, max)
+    }
+
     /// What the frame header takes from it: shift, preset, carry.
     fn head(&self) -> (u32, u8, bool) {
         (self.shift, self.preset, self.carry)

@@ -205,13 +205,25 @@ pub fn map(kind: Kind, s: &Setup, codes: Vec<u32>, carry: &mut Carry) -> Result<
 }
 
 /// A frame halfway through the mapping: a cascade frame waits for the rest
-/// of its keyframe segment, over which sparse PCM chooses its levels; the
+/// of its level segment, over which sparse PCM chooses its levels; the
 /// other mappings are done.
 pub enum Staged {
     /// Mapped.
     Done(Mapped),
     /// Predicted, its residuals not yet chosen.
     Cascade(cascade::Predicted),
+}
+
+impl Staged {
+    /// Whether the frame shares nothing with the frames after it: mapped
+    /// already, or a cascade frame sparse PCM finds nothing in
+    /// ([`cascade::Predicted::dense`]).
+    pub fn alone(&self) -> bool {
+        match self {
+            Staged::Done(_) => true,
+            Staged::Cascade(p) => p.dense(),
+        }
+    }
 }
 
 /// The first half of [`map`]: prediction, in frame order, going on from
