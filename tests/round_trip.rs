@@ -417,6 +417,7 @@ fn sparse_levels_are_stored_per_level_segment() {
         let sparse = frames - (pcm[0] == 100) as u64;
         assert_eq!(info.frames, frames);
         assert_eq!(info.keyframes, keyframes, "every {k}");
+        assert_eq!(info.longest_segment, 1024 * k.min(frames as u32) as u64);
         assert_eq!(info.sparse_frames, sparse, "every {k}");
         assert_eq!(info.inherited_levels, sparse - stored, "every {k}");
     }

@@ -19,6 +19,9 @@ pub struct Info {
     /// Frames that do not go on from the previous frame's predictor state:
     /// where decoding, and salvaging after damage, can start.
     pub keyframes: u64,
+    /// Sample frames of the longest keyframe segment (a keyframe and the
+    /// frames that go on from it): the most a damaged frame can cost.
+    pub longest_segment: u64,
     /// Cascade frames coded as ranks among their few sample values (sparse
     /// PCM), whether they store the values or inherit them from an earlier
     /// frame of their keyframe segment.
@@ -49,6 +52,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let (mut frames, mut chunks, mut verbatim, mut tokens, mut payload, mut dropped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut keyframes, mut sparse, mut inherited) = (0u64, 0u64, 0u64);
+    let (mut segment, mut longest_segment) = (0u64, 0u64);
     let mut presets = Vec::new();
     let trailer = loop {
         let fh = match r.next_section()? {
@@ -57,6 +61,8 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         };
         frames += 1;
         keyframes += !fh.params.carries() as u64;
+        segment = if fh.params.carries() { segment } else { 0 } + fh.sample_frames as u64;
+        longest_segment = longest_segment.max(segment);
         if let crate::mapping::FrameParams::Cascade(p) = &fh.params {
             sparse += (p.levels.is_some() || p.inherit) as u64;
             inherited += p.inherit as u64;
@@ -85,6 +91,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         file_bytes: r.position(),
         frames,
         keyframes,
+        longest_segment,
         sparse_frames: sparse,
         inherited_levels: inherited,
         cascade_presets: presets,
@@ -119,7 +126,7 @@ impl std::fmt::Display for Info {
          parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
          carried context: {}\n\
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
-         keyframes:       {} (where decoding and salvaging can start)\n\
+         keyframes:       {} (where decoding and salvaging can start; {:.1} s apart at most)\n\
          sparse frames:   {} (coded as ranks among their few sample values; {} inherit them)\n\
          cascade preset:  {}\n\
          payload:         {} bytes of chunks, {} bytes of dropped bits\n\
@@ -158,6 +165,7 @@ impl std::fmt::Display for Info {
             i.verbatim_chunks,
             i.tokens,
             i.keyframes,
+            i.longest_segment as f64 / f.sample_rate.max(1) as f64,
             i.sparse_frames,
             i.inherited_levels,
             match &i.cascade_presets[..] {
