@@ -376,7 +376,8 @@ fn cascade_keyframes_round_trip() {
 /// at each keyframe. A level segment whose first frame uses nearly every
 /// value of its range ends with it: after a dense first frame, 16 frames
 /// share the levels frame 1 stores (16-frame segments from frame 0 would
-/// store them at frames 1 and 16).
+/// store them at frames 1 and 16). A segment whose halves use different
+/// values stores levels for each half.
 #[test]
 fn sparse_levels_are_stored_per_level_segment() {
     // 8-bit audio on a grid of 4 clipped at 255: ranks among 65 values.
@@ -399,10 +400,20 @@ fn sparse_levels_are_stored_per_level_segment() {
             _ => grid(t),
         })
         .collect();
+    // The grid moves by 2 halfway through a level segment: each half
+    // stores levels of its own rather than all 16 sharing twice as many.
+    let drift: Vec<u8> = (0..16 * 1024)
+        .map(|t| match grid(t) {
+            255 => 255,
+            g if t >= 8 * 1024 => g + 2,
+            g => g,
+        })
+        .collect();
     for (pcm, k, frames, keyframes, stored) in [
         (&pcm, 64, 40, 1, 3),
         (&pcm, 8, 40, 5, 5),
         (&dense_first, 64, 17, 1, 1),
+        (&drift, 64, 16, 1, 2),
     ] {
         let wav = lmic::wav::pcm_wav(1, 11025, 8, pcm);
         let o = Options {

@@ -137,14 +137,16 @@ fn whole(codes: &[u32], bits: u32, channels: usize, data: &[u8]) {
             predictor: data[3] & 1 == 1,
             preset: (data[3] >> 6) % (mapping::cascade::MAX_PRESET + 1),
         };
-        // Up to three frames of one keyframe segment (the cascade carries
-        // its filters and may share sparse-PCM levels across them).
+        // One frame, or four of one keyframe segment (the cascade carries
+        // its filters and may share sparse-PCM levels across them, over
+        // all four or over each half).
         let frames = codes.len() / channels;
-        let cut = |k: usize| frames * k / 3 * channels;
+        let cut = |k: usize| frames * k / 4 * channels;
         let parts: Vec<&[u32]> = if data[4] & 1 == 0 {
             vec![codes]
         } else {
-            vec![&codes[..cut(1)], &codes[cut(1)..cut(2)], &codes[cut(2)..]]
+            let end = |k: usize| if k == 4 { codes.len() } else { cut(k) };
+            (0..4).map(|k| &codes[cut(k)..end(k + 1)]).collect()
         };
         let mut carry = Default::default();
         let staged: Result<Vec<_>, _> = parts

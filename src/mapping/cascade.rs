@@ -1419,75 +1419,107 @@ pub fn predict(s: &Setup, codes: &[u32], carry: &mut Carried) -> Result<Predicte
     })
 }
 
-/// The encoder's second half, for the frames of one keyframe segment in
-/// order (or its first frames: a later call stores levels anew): picks
-/// plain or rank residuals for each frame, the levels either per frame or
-/// once for the segment (stored by the first frame that ranks, inherited
-/// by the others), whichever is smaller, and maps them to characters.
+/// The encoder's second half, for the frames of one level segment in
+/// order (a later call stores levels anew): picks plain or rank residuals
+/// for each frame, the levels either per frame, once for the segment or
+/// once for each half (stored by the first frame that ranks, inherited by
+/// the others), whichever is smaller, and maps them to characters.
 pub fn finish_segment(s: &Setup, frames: Vec<Predicted>) -> Result<Vec<Mapped>> {
     let plain: Vec<u64> = frames.iter().map(|f| size_bits(&f.plain)).collect();
     // Per frame: each its own core (what a frame alone can do).
-    let own: Vec<Option<(Sparse, Vec<i64>, u64)>> = frames
+    let mut own: Vec<Option<(Sparse, Vec<i64>, u64)>> = frames
         .iter()
         .zip(&plain)
         .map(|(f, &p)| choose_sparse(&[(&f.x, &f.preds, p)], f.eff))
         .map(|c| c.map(|(sp, mut r, cost)| (sp, r.pop().flatten().expect("ranked"), cost)))
         .collect();
-    let own_cost: u64 = own
+    let own_cost: Vec<u64> = own
         .iter()
         .zip(&plain)
         .map(|(o, &p)| o.as_ref().map_or(p, |o| o.2))
-        .sum();
-    // One core for every frame of the first frame's width (a frame whose
-    // wasted bits differ stays plain).
+        .collect();
+    // One core for the whole segment, or one for each half, whichever the
+    // proxy finds smaller: levels drift in music, so halves can pay for
+    // their second bitmap (docs/cascade-design.md §11).
+    let n = frames.len();
+    let whole = shared(&frames[..], &plain, &own_cost);
+    let mut parts = vec![(0..n, whole.0)];
+    if n >= 4 {
+        let h = n / 2;
+        let a = shared(&frames[..h], &plain[..h], &own_cost[..h]);
+        let b = shared(&frames[h..], &plain[h..], &own_cost[h..]);
+        if a.1 + b.1 < whole.1 {
+            parts = vec![(0..h, a.0), (h..n, b.0)];
+        }
+    }
+    let mut frames = frames.into_iter();
+    let mut out = Vec::with_capacity(n);
+    for (range, sh) in parts {
+        match sh {
+            Some((sp, ranked, eff)) => {
+                let mut ranked = ranked.into_iter();
+                let mut stored = false;
+                for f in frames.by_ref().take(range.len()) {
+                    let r = if f.eff == eff {
+                        ranked.next().expect("one per frame")
+                    } else {
+                        None
+                    };
+                    let head = f.head();
+                    let (vals, levels, inherit) = match r {
+                        Some(r) if !stored => {
+                            stored = true;
+                            (r, Some(sp.clone()), false)
+                        }
+                        Some(r) => (r, None, true),
+                        None => (f.plain, None, false),
+                    };
+                    out.push(finish_frame(s, head, vals, levels, inherit)?);
+                }
+            }
+            None => {
+                for (f, o) in frames.by_ref().take(range.len()).zip(&mut own[range]) {
+                    let head = f.head();
+                    let (vals, levels) = match o.take() {
+                        Some((sp, r, _)) => (r, Some(sp)),
+                        None => (f.plain, None),
+                    };
+                    out.push(finish_frame(s, head, vals, levels, false)?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One core shared by `frames` (those of the first frame's width; a frame
+/// whose wasted bits differ stays plain) if it beats each frame's own
+/// choice (`own_cost`), with its ranks and width, and the proxy's cost of
+/// whichever wins.
+#[allow(clippy::type_complexity)]
+fn shared(
+    frames: &[Predicted],
+    plain: &[u64],
+    own_cost: &[u64],
+) -> (Option<(Sparse, Vec<Option<Vec<i64>>>, u32)>, u64) {
+    let own: u64 = own_cost.iter().sum();
     let eff = frames.first().map_or(0, |f| f.eff);
     let (mut same, mut others) = (Vec::new(), 0);
-    for (f, &p) in frames.iter().zip(&plain) {
+    for (f, &p) in frames.iter().zip(plain) {
         if f.eff == eff {
             same.push((&f.x[..], &f.preds[..], p));
         } else {
             others += p;
         }
     }
-    let shared = (frames.len() > 1)
+    match (frames.len() > 1)
         .then(|| choose_sparse(&same, eff))
         .flatten()
-        .filter(|(_, _, cost)| cost + others < own_cost);
-    let mut out = Vec::with_capacity(frames.len());
-    match shared {
-        Some((sp, ranked, _)) => {
-            let mut ranked = ranked.into_iter();
-            let mut stored = false;
-            for f in frames {
-                let r = if f.eff == eff {
-                    ranked.next().expect("one per frame")
-                } else {
-                    None
-                };
-                let head = f.head();
-                let (vals, levels, inherit) = match r {
-                    Some(r) if !stored => {
-                        stored = true;
-                        (r, Some(sp.clone()), false)
-                    }
-                    Some(r) => (r, None, true),
-                    None => (f.plain, None, false),
-                };
-                out.push(finish_frame(s, head, vals, levels, inherit)?);
-            }
-        }
-        None => {
-            for (f, o) in frames.into_iter().zip(own) {
-                let head = f.head();
-                let (vals, levels) = match o {
-                    Some((sp, r, _)) => (r, Some(sp)),
-                    None => (f.plain, None),
-                };
-                out.push(finish_frame(s, head, vals, levels, false)?);
-            }
-        }
+        .filter(|(_, _, cost)| cost + others < own)
+    {
+        Some((sp, ranked, cost)) => (Some((sp, ranked, eff)), cost + others),
+        None => (None, own),
     }
-    Ok(out)
 }
 
 /// A frame's chosen residuals to characters.
