@@ -151,25 +151,18 @@ fn main() {
             s.mu *= k
         }
     };
+    let scale_mix = |c: &mut Config, k: f64| {
+        if let Some(b) = &mut c.blend {
+            b.mu *= k
+        }
+    };
     v("p1 own24", &|c| p1(c, &|c| c.own = 24));
     v("p1 own32", &|c| p1(c, &|c| c.own = 32));
     v("p1 lambda .999", &|c| p1(c, &|c| c.lambda = 0.999));
     v("p1 mu x1.5", &|c| p1(c, &|c| scale_mu(c, 1.5)));
     v("p1 mu x0.67", &|c| p1(c, &|c| scale_mu(c, 0.67)));
-    v("p1 mix mu x2", &|c| {
-        p1(c, &|c| {
-            if let Some(b) = &mut c.blend {
-                b.mu *= 2.0
-            }
-        })
-    });
-    v("p1 mix mu x0.5", &|c| {
-        p1(c, &|c| {
-            if let Some(b) = &mut c.blend {
-                b.mu *= 0.5
-            }
-        })
-    });
+    v("p1 mix mu x2", &|c| p1(c, &|c| scale_mix(c, 2.0)));
+    v("p1 mix mu x0.5", &|c| p1(c, &|c| scale_mix(c, 0.5)));
     v("p1 +16", &|c| {
         p1(c, &|c| {
             c.nlms.insert(
@@ -194,20 +187,8 @@ fn main() {
     v("p2 lambda .9995", &|c| p2(c, &|c| c.lambda = 0.9995));
     v("p2 mu x0.5", &|c| p2(c, &|c| scale_mu(c, 0.5)));
     v("p2 mu x2", &|c| p2(c, &|c| scale_mu(c, 2.0)));
-    v("p2 mix mu x3", &|c| {
-        p2(c, &|c| {
-            if let Some(b) = &mut c.blend {
-                b.mu *= 3.0
-            }
-        })
-    });
-    v("p2 mix mu x0.33", &|c| {
-        p2(c, &|c| {
-            if let Some(b) = &mut c.blend {
-                b.mu *= 1.0 / 3.0
-            }
-        })
-    });
+    v("p2 mix mu x3", &|c| p2(c, &|c| scale_mix(c, 3.0)));
+    v("p2 mix mu x0.33", &|c| p2(c, &|c| scale_mix(c, 1.0 / 3.0)));
     if let Ok(only) = std::env::var("ONLY") {
         variants.retain(|(n, _)| n == "lpc" || only.split(',').any(|o| o == n));
     }
