@@ -10,6 +10,8 @@
 //! (`FRAME=N` cuts every N samples instead). `SPLIT=1` scores what the
 //! narrow split leaves instead: each 256-sample chunk's shifted residuals
 //! coded (the proxy's state restarting per chunk) plus its dropped bits raw.
+//! `PRIME=1` runs the cascade over each frame once before coding it, so it
+//! starts warm (`docs/cascade-design.md` §13: worse on the eval set).
 
 #[path = "common/wav.rs"]
 mod wav;
@@ -225,6 +227,13 @@ fn main() {
                         for b in x.chunks_mut(lpc::BLOCK * ch) {
                             lpc::encode_block(b, ch, eff);
                         }
+                    }
+                    // PRIME=1: the predictors first run over the same frame,
+                    // so the frame is coded warm (the most that stored
+                    // starting filters could win over a cold start).
+                    Some(c) if std::env::var_os("PRIME").is_some() => {
+                        let twice = [x.as_slice(), x.as_slice()].concat();
+                        x = cascade::residuals(c, &twice, ch, eff).split_off(x.len())
                     }
                     Some(c) => x = cascade::residuals(c, &x, ch, eff),
                 }
