@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use lmic::codec::{FrameReader, Section};
 use lmic::{Damage, DecodeOptions, Decoder};
 
 /// 2000 stereo sample frames with a chunk after the data, in frames of 45
@@ -20,19 +19,6 @@ fn original() -> Vec<u8> {
 
 const FRAME: u64 = 45;
 const BLOCK: usize = 4;
-
-/// Byte offsets of every frame's tag, then the trailer's.
-fn sections(lmc: &[u8]) -> Vec<usize> {
-    let mut r = FrameReader::open(lmc).unwrap();
-    let mut at = vec![];
-    loop {
-        at.push(r.position() as usize);
-        match r.next_section().unwrap() {
-            Section::Frame(fh) => r.skip_body(&fh).unwrap(),
-            Section::End(_) => return at,
-        }
-    }
-}
 
 fn salvage(lmc: &[u8]) -> (Vec<u8>, Damage) {
     let opts = DecodeOptions {

@@ -175,6 +175,20 @@ pub enum Command {
         /// stderr and exit non-zero.
         #[arg(long, conflicts_with_all = ["test", "delete_input"])]
         salvage: bool,
+        /// Decode from this point on only, into a plain WAV of that part
+        /// (like flac's): a count of sample frames, or a time as
+        /// [[hh:]mm:]ss.ss with a colon or a point (90, sample 90; 1:30 or
+        /// 90.0, ninety seconds). Decoding starts at the keyframe before it,
+        /// up to 12 s earlier, and the original's checksum is not checked
+        /// (each frame's CRCs are).
+        #[arg(long, value_name = "POS", value_parser = Pos::parse,
+              conflicts_with_all = ["test", "salvage", "delete_input"])]
+        skip: Option<Pos>,
+        /// Decode up to this point only (the sample there excluded), as for
+        /// --skip; +POS counts from --skip, -POS back from the end.
+        #[arg(long, value_name = "POS", value_parser = Until::parse, allow_hyphen_values = true,
+              conflicts_with_all = ["test", "salvage", "delete_input"])]
+        until: Option<Until>,
         #[command(flatten)]
         common: Common,
     },
@@ -309,4 +323,97 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+/// A point in the audio for `decompress --skip`/`--until`, as flac takes
+/// them: a sample-frame count, or a time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pos {
+    Samples(u64),
+    Seconds(f64),
+}
+
+impl Pos {
+    fn parse(s: &str) -> Result<Pos, String> {
+        let bad = || format!("'{s}' is neither a sample count nor a time such as 1:30.5 or 90.5");
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s.parse().map(Pos::Samples).map_err(|_| bad());
+        }
+        if !s.contains([':', '.']) {
+            return Err(bad());
+        }
+        // [[hh:]mm:]ss[.frac]: each part before the seconds counts 60 of
+        // the next; only digits (no signs, exponents or "inf").
+        let mut secs = 0f64;
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() > 3 {
+            return Err(bad());
+        }
+        for (i, p) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let digits = p.bytes().all(|b| b.is_ascii_digit() || (last && b == b'.'));
+            if p.is_empty() || *p == "." || !digits || p.matches('.').count() > 1 {
+                return Err(bad());
+            }
+            secs = secs * 60.0 + p.parse::<f64>().map_err(|_| bad())?;
+        }
+        Ok(Pos::Seconds(secs))
+    }
+
+    /// The sample frame it names at `rate` (a time to the nearest).
+    pub fn frames(self, rate: u32) -> u64 {
+        match self {
+            Pos::Samples(n) => n,
+            Pos::Seconds(s) => (s * rate as f64).round().min(u64::MAX as f64) as u64,
+        }
+    }
+}
+
+/// `--until`: a point, after `--skip` (`+`) or before the end (`-`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Until {
+    At(Pos),
+    AfterSkip(Pos),
+    BeforeEnd(Pos),
+}
+
+impl Until {
+    fn parse(s: &str) -> Result<Until, String> {
+        Ok(match s.as_bytes().first() {
+            Some(b'+') => Until::AfterSkip(Pos::parse(&s[1..])?),
+            Some(b'-') => Until::BeforeEnd(Pos::parse(&s[1..])?),
+            _ => Until::At(Pos::parse(s)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_as_flac_takes_them() {
+        assert_eq!(Pos::parse("44100"), Ok(Pos::Samples(44100)));
+        assert_eq!(Pos::parse("1:30.5"), Ok(Pos::Seconds(90.5)));
+        assert_eq!(Pos::parse("1:00:01"), Ok(Pos::Seconds(3601.0)));
+        assert_eq!(Pos::parse("2.25"), Ok(Pos::Seconds(2.25)));
+        assert_eq!(Pos::parse("0:07"), Ok(Pos::Seconds(7.0)));
+        for bad in [
+            "", "x", "1e3", "-5", "1:", ":5", "1::2", "1:2:3:4", "1.2.3", "1.5:3", "inf", ".",
+        ] {
+            assert!(Pos::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Pos::Seconds(1.5).frames(44100), 66150);
+        assert_eq!(Pos::Seconds(0.00001).frames(44100), 0);
+        assert_eq!(
+            Until::parse("+0:01"),
+            Ok(Until::AfterSkip(Pos::Seconds(1.0)))
+        );
+        assert_eq!(
+            Until::parse("-100"),
+            Ok(Until::BeforeEnd(Pos::Samples(100)))
+        );
+        assert_eq!(Until::parse("100"), Ok(Until::At(Pos::Samples(100))));
+        assert!(Until::parse("+-1").is_err());
+    }
 }

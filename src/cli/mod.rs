@@ -114,6 +114,8 @@ where
             model,
             test,
             salvage,
+            skip,
+            until,
             common,
         } => {
             set_threads(common.threads)?;
@@ -128,7 +130,8 @@ where
                 decode_group: decode_group(&common),
                 frames_ahead: common.frames_ahead.unwrap_or(0),
             };
-            decompress_all(inputs, &out, dir, model.as_deref(), &common, &opts)?;
+            let range = (skip.is_some() || until.is_some()).then_some((skip, until));
+            decompress_all(inputs, &out, dir, model.as_deref(), &common, &opts, range)?;
         }
         Command::Test {
             inputs,
@@ -154,6 +157,7 @@ where
                 model.as_deref(),
                 &common,
                 &opts,
+                None,
             )?;
         }
         Command::Info { input } => {
@@ -340,6 +344,7 @@ fn decompress_all(
     model: Option<&str>,
     common: &Common,
     opts: &DecodeOptions,
+    range: Option<(Option<args::Pos>, Option<args::Until>)>,
 ) -> anyhow::Result<()> {
     let jobs = files::plan(inputs, out, dir)?;
     // Files naming the same model share one load.
@@ -369,11 +374,21 @@ fn decompress_all(
             Ok(m)
         })?
         .with_progress(&prog);
+        if let Some((skip, until)) = range {
+            let r = sample_range(d.header(), skip, until)?;
+            d = d.with_range(r)?;
+        }
         let input_bytes = std::fs::metadata(input).map_or(0, |m| m.len());
         let stats = match target {
             Target::Nothing => d.decompress(&mut io::sink())?,
             t => {
-                let sink = Sink::for_target(&t.resolved(&d.header().wav_head), common.force)?;
+                // A part is written as a plain WAV, whatever the original was.
+                let head = if range.is_some() {
+                    &[][..]
+                } else {
+                    &d.header().wav_head[..]
+                };
+                let sink = Sink::for_target(&t.resolved(head), common.force)?;
                 let mut w = sink.writer();
                 let st = d.decompress(&mut w)?;
                 drop(w);
@@ -398,6 +413,41 @@ fn decompress_all(
             wall_seconds: t0.elapsed().as_secs_f64(),
         })
     })
+}
+
+/// `--skip`/`--until` as sample frames of the file `h` describes, with a
+/// one-line error naming the flag when they fall outside it.
+fn sample_range(
+    h: &lmic::container::FileHeader,
+    skip: Option<args::Pos>,
+    until: Option<args::Until>,
+) -> Result<std::ops::Range<u64>> {
+    use args::Until;
+    let rate = h.format.sample_rate;
+    let total = h.data_len / h.format.block_align().max(1) as u64;
+    let len = format!(
+        "the audio is {total} sample frames ({:.3} s)",
+        total as f64 / rate.max(1) as f64
+    );
+    let start = skip.map_or(0, |p| p.frames(rate));
+    if start >= total {
+        return Err(Error::Usage(format!("--skip is at or past the end: {len}")));
+    }
+    let end = match until {
+        None => total,
+        Some(Until::At(p)) => p.frames(rate),
+        Some(Until::AfterSkip(p)) => start.saturating_add(p.frames(rate)),
+        Some(Until::BeforeEnd(p)) => total.saturating_sub(p.frames(rate)),
+    };
+    if end > total {
+        return Err(Error::Usage(format!("--until is past the end: {len}")));
+    }
+    if end <= start {
+        return Err(Error::Usage(format!(
+            "--until ({end}) must come after --skip ({start})"
+        )));
+    }
+    Ok(start..end)
 }
 
 /// Prints what `--salvage` lost, one line each, and gives the error that

@@ -77,6 +77,10 @@ pub struct Decoder<'p, R: Read, M: Borrow<Model>> {
     next_index: u32,
     ahead: Vec<Result<Ahead>>,
     frames_ahead: usize,
+    /// [`with_range`](Self::with_range): the bytes of sample data to give
+    /// out, as a plain WAV in `plain` (the original's format, little endian).
+    range: Option<std::ops::Range<u64>>,
+    plain: wav::Format,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -104,6 +108,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         check_model(h, model.borrow())?;
         let backend = Backend::for_file(model.borrow(), h, &opts.device)?;
         let block = h.format.block_align() as u64;
+        let plain = wav::plain_format(&h.format);
         Ok(Decoder {
             whole: h.data_len / block * block,
             frame_bytes: (frame_len(h)? as u64) * block,
@@ -126,6 +131,8 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             carry: mapping::Carry::default(),
             next_index: 0,
             ahead: Vec::new(),
+            range: None,
+            plain,
             frames_ahead: match opts.frames_ahead {
                 // Enough lanes that the threads stay busy while one of them
                 // restores the batch before: a frame has two or more (one
@@ -143,6 +150,39 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
     pub fn with_progress(mut self, progress: Progress<'p>) -> Self {
         self.progress = Some(progress);
         self
+    }
+
+    /// Gives out only sample frames `range` (one sample of every channel
+    /// each, counted from 0) as a plain WAV instead of the original (like
+    /// `flac -d --skip --until`): little endian, 8-bit unsigned, no chunk
+    /// but the format and the data. Decoding starts at the last keyframe at
+    /// or before `range.start` (about 12 s apart at the defaults; the frames
+    /// from there on are decoded and dropped) and reads nothing after the
+    /// frame that holds the range's end, so damage elsewhere does not
+    /// matter. The original's sha256 covers the whole file and cannot be
+    /// checked; each frame's CRC32s still are. Call before reading; not
+    /// with [`DecodeOptions::salvage`].
+    pub fn with_range(mut self, range: std::ops::Range<u64>) -> Result<Self> {
+        let total = self.whole / self.plain.block_align().max(1) as u64;
+        if self.salvage {
+            return Err(Error::Usage(
+                "a range of the audio cannot be decoded while salvaging".into(),
+            ));
+        }
+        if self.state != State::Start {
+            return Err(Error::Usage(
+                "a range must be chosen before decoding starts".into(),
+            ));
+        }
+        if range.start >= range.end || range.end > total {
+            return Err(Error::Usage(format!(
+                "sample frames {}..{} are not a range within the audio's {total}",
+                range.start, range.end
+            )));
+        }
+        let block = self.plain.block_align() as u64;
+        self.range = Some(range.start * block..range.end * block);
+        Ok(self)
     }
 
     /// The file header (format, model spec, coding parameters).
@@ -194,6 +234,14 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         match self.state {
             State::Start => {
                 let h = self.frames.header();
+                if let Some(r) = &self.range {
+                    self.pending = wav::plain_head(&self.plain, r.end - r.start)?;
+                    self.stats.audio_seconds = (r.end - r.start) as f64
+                        / self.plain.block_align() as f64
+                        / h.format.sample_rate.max(1) as f64;
+                    self.state = State::Frames;
+                    return Ok(true);
+                }
                 self.pending.extend_from_slice(&h.wav_head);
                 self.sha.update(&h.wav_head);
                 self.stats.audio_seconds = seconds(h);
@@ -264,7 +312,10 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
     fn next_in_order(&mut self) -> Result<()> {
         if self.ahead.is_empty() {
             // The first batch: nothing to restore beside it.
-            let batch = self.read_batch()?;
+            let batch = match self.range.clone() {
+                Some(r) => self.seek(r.start)?,
+                None => self.read_batch()?,
+            };
             self.ahead = self.model_batch(batch);
         }
         let cur = std::mem::take(&mut self.ahead);
@@ -278,14 +329,19 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         };
         let h = self.frames.header();
         let engine = (self.model.borrow(), &self.backend);
-        let (sched, carry) = (self.sched, &mut self.carry);
+        let (sched, carry, plain) = (self.sched, &mut self.carry, &self.plain);
         let (restored, (decoded, stats)) = rayon::join(
             || {
                 let mut out = Vec::new();
                 for a in &cur {
                     match a {
                         Ok(Ahead::Chars(c)) => {
-                            let r = restore_frame(h, c, carry);
+                            let format = if self.range.is_some() {
+                                plain
+                            } else {
+                                &h.format
+                            };
+                            let r = restore_frame(h, format, c, carry);
                             let failed = r.is_err();
                             out.push(r);
                             if failed {
@@ -308,15 +364,33 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         match cur.into_iter().nth(n) {
             None => Ok(()),
             Some(Ok(Ahead::End(t))) => self.finish_in_order(&t),
+            Some(Ok(Ahead::Stop)) => {
+                if self
+                    .range
+                    .as_ref()
+                    .is_some_and(|r| (r.end - r.start) % 2 == 1)
+                {
+                    self.pending.push(0); // RIFF pads an odd chunk
+                }
+                self.state = State::Done;
+                Ok(())
+            }
             Some(Ok(Ahead::Chars(_))) => unreachable!("every frame before the end is restored"),
             Some(Err(e)) => Err(e),
         }
     }
 
-    /// Up to `frames_ahead` sections in order, stopping after the trailer.
+    /// Up to `frames_ahead` sections in order, stopping after the trailer
+    /// (or, decoding a range, before the first frame after it).
     fn read_batch(&mut self) -> Result<Vec<Next>> {
         let mut batch = Vec::with_capacity(self.frames_ahead);
         while batch.len() < self.frames_ahead {
+            if let Some(r) = &self.range {
+                if self.next_index as u64 * self.frame_bytes >= r.end {
+                    batch.push(Next::Stop);
+                    break;
+                }
+            }
             let next = self.read_in_order()?;
             let end = matches!(next, Next::End(_));
             batch.push(next);
@@ -327,6 +401,37 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         Ok(batch)
     }
 
+    /// Decoding a range: the frames from the last keyframe at or before the
+    /// one holding byte `start` of the sample data to that frame, read in
+    /// order. The bodies of frames before that keyframe are not needed, so
+    /// a damaged one is no error unless a frame goes on from it.
+    fn seek(&mut self, start: u64) -> Result<Vec<Next>> {
+        let block = self.plain.block_align() as u64;
+        let mut from: Vec<Result<Next>> = Vec::new();
+        loop {
+            match self.frames.next_section()? {
+                Section::Frame(fh) => {
+                    self.take_index(&fh)?;
+                    if !fh.params.carries() {
+                        from.clear();
+                        self.done = fh.index as u64 * self.frame_bytes;
+                    }
+                    let end = fh.index as u64 * self.frame_bytes + fh.sample_frames as u64 * block;
+                    let body = self.frames.body_or_pass(&fh)?;
+                    from.push(body.map(|b| Next::Frame(fh, b)));
+                    if end > start {
+                        return from.into_iter().collect();
+                    }
+                }
+                Section::End(_) => {
+                    return Err(Error::Corrupt(
+                        "the file ends before the range to decode".into(),
+                    ))
+                }
+            }
+        }
+    }
+
     /// [`model_frames`] for the first batch, counted into the stats.
     fn model_batch(&mut self, batch: Vec<Next>) -> Vec<Result<Ahead>> {
         let engine = (self.model.borrow(), &self.backend);
@@ -335,18 +440,24 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         decoded
     }
 
+    /// Fails unless `fh` is the frame that belongs next; counts it.
+    fn take_index(&mut self, fh: &FrameHeader) -> Result<()> {
+        if fh.index != self.next_index {
+            return Err(Error::Corrupt(format!(
+                "frame {} where frame {} belongs",
+                fh.index, self.next_index
+            )));
+        }
+        self.next_index += 1;
+        Ok(())
+    }
+
     /// The next section in order: a frame (checked to be the one that
     /// belongs next) with its body, or the trailer.
     fn read_in_order(&mut self) -> Result<Next> {
         Ok(match self.frames.next_section()? {
             Section::Frame(fh) => {
-                if fh.index != self.next_index {
-                    return Err(Error::Corrupt(format!(
-                        "frame {} where frame {} belongs",
-                        fh.index, self.next_index
-                    )));
-                }
-                self.next_index += 1;
+                self.take_index(&fh)?;
                 let body = self.frames.body(&fh)?;
                 Next::Frame(fh, body)
             }
@@ -371,7 +482,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         let h = self.frames.header();
         let engine = (self.model.borrow(), &self.backend);
         let chars = model_frame(engine, h, fh.clone(), body, self.sched, &mut self.stats)?;
-        restore_frame(h, &chars, &mut self.carry)
+        restore_frame(h, &h.format, &chars, &mut self.carry)
     }
 
     /// Appends a frame's decoded sample bytes to what is pending, unless
@@ -381,6 +492,21 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             return Err(Error::Corrupt(
                 "more sample data than the header declares".into(),
             ));
+        }
+        if let Some(r) = &self.range {
+            // Only the range's part, and no checksum: it covers the whole.
+            let at = self.done;
+            let (lo, hi) = (
+                r.start.clamp(at, at + bytes.len() as u64),
+                r.end.clamp(at, at + bytes.len() as u64),
+            );
+            self.pending
+                .extend_from_slice(&bytes[(lo - at) as usize..(hi - at) as usize]);
+            self.done += bytes.len() as u64;
+            if let Some(p) = self.progress {
+                p(hi.saturating_sub(r.start), r.end - r.start);
+            }
+            return Ok(());
         }
         self.append(bytes);
         Ok(())
@@ -528,12 +654,15 @@ enum Ahead {
     /// The next frame, through the model.
     Chars(Chars),
     End(Trailer),
+    /// The end of a range: nothing after it is read.
+    Stop,
 }
 
 /// A section read in order.
 enum Next {
     Frame(FrameHeader, FrameBody),
     End(Trailer),
+    Stop,
 }
 
 /// A frame's characters, decoded by the model, and what the mapping needs
@@ -584,6 +713,7 @@ fn model_frames(
                 (chars.map(Ahead::Chars), stats)
             }
             Next::End(t) => (Ok(Ahead::End(t)), Stats::default()),
+            Next::Stop => (Ok(Ahead::Stop), Stats::default()),
         })
         .collect();
     let mut stats = Stats::default();
@@ -598,7 +728,13 @@ fn model_frames(
 /// The second half: characters → samples → WAV bytes, going on from the
 /// previous frame's predictor state (and sparse-PCM levels). The mirror
 /// of `encode::stage_frame` with `encode::finish_pending`.
-fn restore_frame(h: &FileHeader, c: &Chars, carry: &mut mapping::Carry) -> Result<Vec<u8>> {
+/// `format` is the file's, or [`wav::plain_format`]'s when decoding a range.
+fn restore_frame(
+    h: &FileHeader,
+    format: &wav::Format,
+    c: &Chars,
+    carry: &mut mapping::Carry,
+) -> Result<Vec<u8>> {
     // The classic mapping's predictor choice is stored per frame; setup's
     // flag only steers the encoder.
     let codes = mapping::unmap(
@@ -610,6 +746,6 @@ fn restore_frame(h: &FileHeader, c: &Chars, carry: &mut mapping::Carry) -> Resul
         carry,
     )?;
     let mut bytes = Vec::new();
-    wav::from_codes(&h.format, &codes, &mut bytes);
+    wav::from_codes(format, &codes, &mut bytes);
     Ok(bytes)
 }

@@ -237,16 +237,40 @@ impl<R: Read> FrameReader<R> {
 
     /// Skips the frame's payloads unread (their CRCs are not checked).
     pub fn skip_body(&mut self, fh: &FrameHeader) -> Result<()> {
-        let skip: u64 = fh.chunks.iter().map(|c| c.len as u64).sum::<u64>()
-            + fh.lanes.iter().map(|&l| l as u64).sum::<u64>()
-            + fh.dropped_len as u64;
-        let copied = std::io::copy(&mut (&mut self.input).take(skip), &mut std::io::sink())
+        self.skip(body_len(fh))
+    }
+
+    /// [`body`](Self::body), except that a body failing its checks is
+    /// passed over to its end, so that reading goes on at the next section
+    /// (decoding a range, such a frame may not be needed). The inner error
+    /// is the body's; the outer one a file that ends inside it.
+    pub(crate) fn body_or_pass(&mut self, fh: &FrameHeader) -> Result<Result<FrameBody>> {
+        let start = self.position();
+        match self.body(fh) {
+            Ok(b) => Ok(Ok(b)),
+            Err(e) => {
+                let read = self.position() - start;
+                self.skip(body_len(fh).saturating_sub(read))?;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> Result<()> {
+        let copied = std::io::copy(&mut (&mut self.input).take(n), &mut std::io::sink())
             .map_err(|e| Error::io("reading .lmc", e))?;
-        if copied != skip {
+        if copied != n {
             return Err(Error::Corrupt("truncated frame".into()));
         }
         Ok(())
     }
+}
+
+/// The bytes of a frame's body: its payloads and dropped-bit stream.
+fn body_len(fh: &FrameHeader) -> u64 {
+    fh.chunks.iter().map(|c| c.len as u64).sum::<u64>()
+        + fh.lanes.iter().map(|&l| l as u64).sum::<u64>()
+        + fh.dropped_len as u64
 }
 
 /// Counts what is read, so sizes need no re-serialising; when salvaging

@@ -437,25 +437,73 @@ fn code_to_float(c: u32) -> u32 {
 /// A canonical 44-byte-header WAV of integer PCM `data` (for generated
 /// files: `lmic bench --paper` chunks, tests).
 pub fn pcm_wav(channels: u16, sample_rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
-    let block = channels as u32 * (bits as u32 / 8);
-    let mut w = Vec::with_capacity(44 + data.len() + 1);
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data.len() as u32 + (data.len() as u32 & 1)).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&channels.to_le_bytes());
-    w.extend_from_slice(&sample_rate.to_le_bytes());
-    w.extend_from_slice(&(sample_rate * block).to_le_bytes());
-    w.extend_from_slice(&(block as u16).to_le_bytes());
-    w.extend_from_slice(&bits.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let kind = if bits == 8 {
+        SampleKind::Unsigned
+    } else {
+        SampleKind::Signed
+    };
+    let fmt = Format {
+        channels,
+        sample_rate,
+        bytes: bits / 8,
+        kind,
+    };
+    let mut w = plain_head(&fmt, data.len() as u64).expect("generated data fits a WAV");
     w.extend_from_slice(data);
     if data.len() & 1 == 1 {
         w.push(0);
     }
     w
+}
+
+/// The format samples of `fmt` take in a plain WAV: little endian, 8-bit
+/// samples unsigned (WAV has no signed 8-bit PCM). Sample codes are the
+/// same in both ([`to_codes`]), so [`from_codes`] with it converts.
+pub fn plain_format(fmt: &Format) -> Format {
+    let kind = if fmt.kind.is_float() {
+        SampleKind::Float
+    } else if fmt.bytes == 1 {
+        SampleKind::Unsigned
+    } else {
+        SampleKind::Signed
+    };
+    Format { kind, ..*fmt }
+}
+
+/// The head of a plain WAV (a `fmt ` chunk, for floats a `fact` chunk, then
+/// the `data` chunk's header) for `data_len` bytes of [`plain_format`]
+/// samples, which follow it, with a pad byte after an odd length. What a
+/// partial decode writes: a part of the audio is not the original file, so
+/// none of its other chunks are kept (as `flac -d --skip` does).
+pub fn plain_head(fmt: &Format, data_len: u64) -> Result<Vec<u8>> {
+    let float = fmt.kind.is_float();
+    // fmt, fact and data chunks with their 8-byte headers, after "WAVE".
+    let meta = if float { 4 + 26 + 12 + 8 } else { 4 + 24 + 8 };
+    let riff = u32::try_from(meta + data_len + (data_len & 1))
+        .map_err(|_| Error::Usage("too much audio for a WAV file (over 4 GiB)".into()))?;
+    let block = fmt.block_align() as u32;
+    let mut w = Vec::with_capacity(8 + meta as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&riff.to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&(if float { 18u32 } else { 16 }).to_le_bytes());
+    w.extend_from_slice(&(if float { 3u16 } else { 1 }).to_le_bytes());
+    w.extend_from_slice(&fmt.channels.to_le_bytes());
+    w.extend_from_slice(&fmt.sample_rate.to_le_bytes());
+    w.extend_from_slice(&fmt.sample_rate.wrapping_mul(block).to_le_bytes());
+    w.extend_from_slice(&(block as u16).to_le_bytes());
+    w.extend_from_slice(&(fmt.bits() as u16).to_le_bytes());
+    if float {
+        // A format other than PCM: cbSize, and the sample frames in `fact`.
+        w.extend_from_slice(&0u16.to_le_bytes());
+        w.extend_from_slice(b"fact");
+        w.extend_from_slice(&4u32.to_le_bytes());
+        let frames = data_len / block.max(1) as u64;
+        w.extend_from_slice(&(frames as u32).to_le_bytes());
+    }
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data_len as u32).to_le_bytes());
+    Ok(w)
 }
 
 #[cfg(test)]

@@ -166,3 +166,67 @@ fn containers_from_their_first_bytes() {
     .map(|c| c.extension());
     assert_eq!(exts, ["wav", "wav", "w64", "aiff", "aifc"]);
 }
+
+#[test]
+fn plain_heads_are_canonical_and_parse_back() {
+    // The 44-byte header every WAV reader knows, field by field.
+    let w = pcm_wav(2, 44100, 16, &[1, 2, 3, 4, 5, 6]);
+    let want: Vec<u8> = [
+        &b"RIFF"[..],
+        &42u32.to_le_bytes(),
+        b"WAVEfmt ",
+        &16u32.to_le_bytes(),
+        &1u16.to_le_bytes(),
+        &2u16.to_le_bytes(),
+        &44100u32.to_le_bytes(),
+        &176400u32.to_le_bytes(),
+        &4u16.to_le_bytes(),
+        &16u16.to_le_bytes(),
+        b"data",
+        &6u32.to_le_bytes(),
+        &[1, 2, 3, 4, 5, 6],
+    ]
+    .concat();
+    assert_eq!(w, want);
+    // Every kind of sample comes out as its plain WAV form, which parses
+    // back to that format with the data where the head says.
+    let kinds = [
+        (1, SampleKind::Unsigned, SampleKind::Unsigned),
+        (1, SampleKind::SignedBig, SampleKind::Unsigned),
+        (1, SampleKind::Signed, SampleKind::Unsigned),
+        (2, SampleKind::SignedBig, SampleKind::Signed),
+        (3, SampleKind::Signed, SampleKind::Signed),
+        (4, SampleKind::FloatBig, SampleKind::Float),
+        (4, SampleKind::Float, SampleKind::Float),
+    ];
+    for (bytes, kind, plain) in kinds {
+        let f = Format {
+            channels: 3,
+            sample_rate: 8000,
+            bytes,
+            kind,
+        };
+        let p = plain_format(&f);
+        assert_eq!(p.kind, plain);
+        assert_eq!((p.channels, p.sample_rate, p.bytes), (3, 8000, bytes));
+        let data_len = 5 * p.block_align() as u64;
+        let mut file = plain_head(&p, data_len).unwrap();
+        let head_len = file.len();
+        file.resize(head_len + data_len as usize + (data_len & 1) as usize, 0);
+        let h = read_header(&mut &file[..]).unwrap();
+        assert_eq!(h.format, p, "{kind:?}");
+        assert_eq!(h.data_len, data_len);
+        assert_eq!(h.head.len(), head_len);
+        assert_eq!(
+            u32::from_le_bytes(file[4..8].try_into().unwrap()) as usize + 8,
+            file.len()
+        );
+    }
+    let f = Format {
+        channels: 2,
+        sample_rate: 48000,
+        bytes: 2,
+        kind: SampleKind::Signed,
+    };
+    assert!(plain_head(&f, 1 << 32).is_err());
+}

@@ -236,3 +236,16 @@ pub fn logits_steps<N: RowNet>(m: &N, seqs: &[Vec<u32>]) -> Vec<Vec<Vec<u32>>> {
     }
     out
 }
+
+/// Byte offsets of every frame's tag, then the trailer's.
+pub fn sections(lmc: &[u8]) -> Vec<usize> {
+    let mut r = lmic::codec::FrameReader::open(lmc).unwrap();
+    let mut at = vec![];
+    loop {
+        at.push(r.position() as usize);
+        match r.next_section().unwrap() {
+            lmic::codec::Section::Frame(fh) => r.skip_body(&fh).unwrap(),
+            lmic::codec::Section::End(_) => return at,
+        }
+    }
+}
