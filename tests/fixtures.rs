@@ -105,17 +105,8 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
     for f in &files {
         let lmc = data().join(f);
         let wav = d.path().join(format!("{f}.wav"));
-        let out = lmic()
-            .args(["decompress", "-q"])
-            .arg(&lmc)
-            .arg(&wav)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{f}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeds(f, lmic().args(["decompress", "-q"]).arg(&lmc).arg(&wav));
+        check_range(f, &lmc, &std::fs::read(&wav).unwrap(), d.path());
         // Only the current version can be written; older ones only decode.
         if !f.starts_with(&format!("v{}-", lmic::container::VERSION)) {
             continue;
@@ -126,23 +117,73 @@ fn every_fixture_decodes_and_reencodes_to_the_same_bytes() {
             .unwrap_or_else(|| panic!("{f} is not in fixtures.txt"))
             .1;
         let again = d.path().join(format!("{f}.again"));
-        let out = lmic()
-            .args(["compress", "-q"])
-            .arg(&wav)
-            .arg(&again)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{f}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeds(
+            f,
+            lmic()
+                .args(["compress", "-q"])
+                .arg(&wav)
+                .arg(&again)
+                .args(args),
         );
         assert!(
             std::fs::read(&again).unwrap() == std::fs::read(&lmc).unwrap(),
             "{f}: compressing its audio again gives other bytes"
         );
     }
+}
+
+/// Runs `cmd`, which must succeed.
+fn succeeds(f: &str, cmd: &mut assert_cmd::Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{f}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `decompress --skip/--until` on a fixture gives the middle third of its
+/// audio (`original`, decoded whole) as a plain WAV: every format variant,
+/// from whichever keyframe comes before (version 3 frames are all
+/// keyframes; carried and inherited state from version 4 on).
+fn check_range(f: &str, lmc: &std::path::Path, original: &[u8], dir: &std::path::Path) {
+    use lmic::wav;
+    let h = wav::read_header(&mut &original[..]).unwrap();
+    let block = h.format.block_align() as u64;
+    let total = h.data_len / block;
+    if total == 0 {
+        return;
+    }
+    let (a, b) = (total / 3, (2 * total / 3).max(total / 3 + 1));
+    let data = &original[h.head.len()..][(a * block) as usize..(b * block) as usize];
+    let plain = wav::plain_format(&h.format);
+    let (mut codes, mut want) = (Vec::new(), Vec::new());
+    wav::to_codes(&h.format, data, &mut codes);
+    wav::from_codes(&plain, &codes, &mut want);
+    let len = want.len() as u64;
+    if len % 2 == 1 {
+        want.push(0);
+    }
+    let want = [wav::plain_head(&plain, len).unwrap(), want].concat();
+    let part = dir.join(format!("{f}.part.wav"));
+    succeeds(
+        f,
+        lmic()
+            .args([
+                "decompress",
+                "-q",
+                "--skip",
+                &a.to_string(),
+                "--until",
+                &b.to_string(),
+            ])
+            .arg(lmc)
+            .arg(&part),
+    );
+    assert!(
+        std::fs::read(&part).unwrap() == want,
+        "{f}: sample frames {a}..{b} decode to other bytes"
+    );
 }
 
 /// The sparse-PCM fixture really has a frame coded as ranks (else it would
