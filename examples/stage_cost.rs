@@ -13,8 +13,12 @@
 //! `PRIME=1` runs the cascade over each frame once before coding it, so it
 //! starts warm (`docs/cascade-design.md` §13: worse on the eval set).
 
+#[path = "common/proxy.rs"]
+mod proxy;
 #[path = "common/wav.rs"]
 mod wav;
+
+use proxy::code_bits;
 
 use lmic::mapping::cascade::{self, Config, Nlms, Stage};
 use lmic::mapping::{detect_shift, lpc};
@@ -22,21 +26,6 @@ use std::time::Instant;
 
 const FRAME_SAMPLES: usize = 16384;
 const CHUNK: usize = 256;
-
-/// Bits an adaptive two-sided geometric code spends on `res` (scale: a
-/// running mean of |r| with rate 1/16).
-fn code_bits(res: &[i64]) -> f64 {
-    let mut m = 16.0f64;
-    let mut bits = 0.0;
-    for &r in res {
-        let a = r.unsigned_abs() as f64;
-        let mm = m.max(0.3);
-        let theta = ((1.0 + mm * mm).sqrt() - 1.0) / mm;
-        bits += -((1.0 - theta) / (1.0 + theta)).log2() - a * theta.log2();
-        m += (a - m) / 16.0;
-    }
-    bits
-}
 
 /// Raw low bits per sample of the narrow mapping (one character per
 /// sample, chunks of 256 samples).
