@@ -12,6 +12,8 @@
 //! coded (the proxy's state restarting per chunk) plus its dropped bits raw.
 //! `PRIME=1` runs the cascade over each frame once before coding it, so it
 //! starts warm (`docs/cascade-design.md` §13: worse on the eval set).
+//! `SWAP=1` swaps a stereo file's channels, so the other one is predicted
+//! first (§14).
 
 #[path = "common/proxy.rs"]
 mod proxy;
@@ -180,6 +182,9 @@ fn main() {
     v("p2 mu x2", &|c| p2(c, &|c| scale_mu(c, 2.0)));
     v("p2 mix mu x3", &|c| p2(c, &|c| scale_mix(c, 3.0)));
     v("p2 mix mu x0.33", &|c| p2(c, &|c| scale_mix(c, 1.0 / 3.0)));
+    v("p2 n640", &|c| p2(c, &|c| c.nlms[0].taps = 640));
+    v("p2 n2560", &|c| p2(c, &|c| c.nlms[0].taps = 2560));
+    v("p2 n5120", &|c| p2(c, &|c| c.nlms[0].taps = 5120));
     if let Ok(only) = std::env::var("ONLY") {
         variants.retain(|(n, _)| n == "lpc" || only.split(',').any(|o| o == n));
     }
@@ -211,6 +216,9 @@ fn main() {
                 let shift = detect_shift(frame, bits);
                 let eff = bits - shift;
                 let mut x = lpc::to_signed(frame, bits, shift);
+                if ch == 2 && std::env::var_os("SWAP").is_some() {
+                    x.chunks_exact_mut(2).for_each(|p| p.swap(0, 1));
+                }
                 match cfg {
                     None => {
                         for b in x.chunks_mut(lpc::BLOCK * ch) {
