@@ -158,8 +158,9 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
     /// but the format and the data. Decoding starts at the last keyframe at
     /// or before `range.start` (about 12 s apart at the defaults; the frames
     /// from there on are decoded and dropped) and reads nothing after the
-    /// frame that holds the range's end, so damage elsewhere does not
-    /// matter. The original's sha256 covers the whole file and cannot be
+    /// frame that holds the range's end: damage after it, or in the
+    /// payloads of frames before that keyframe, does not matter (their
+    /// headers are read). The original's sha256 covers the whole file and cannot be
     /// checked; each frame's CRC32s still are. Call before reading; not
     /// with [`DecodeOptions::salvage`].
     pub fn with_range(mut self, range: std::ops::Range<u64>) -> Result<Self> {
