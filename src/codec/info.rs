@@ -126,7 +126,7 @@ impl std::fmt::Display for Info {
          parameters:      context {} chars, top-k {}, drop bits {}, channels {}, start token {}\n\
          carried context: {}\n\
          chunks:          {} in {} frames ({} verbatim), {} tokens\n\
-         keyframes:       {} (where decoding and salvaging can start; {:.1} s apart at most)\n\
+         keyframes:       {} (where decoding, --skip and salvaging start; {:.1} s apart at most)\n\
          sparse frames:   {} (coded as ranks among their few sample values; {} inherit them)\n\
          cascade preset:  {}\n\
          payload:         {} bytes of chunks, {} bytes of dropped bits\n\
