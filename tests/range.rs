@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use lmic::wav::{plain_format, plain_head};
+use lmic::wav::plain_head;
 use lmic::{DecodeOptions, Decoder, Options};
 use proptest::prelude::*;
 use std::ops::Range;
@@ -50,11 +50,7 @@ fn want(data: &[u8], r: Range<u64>) -> Vec<u8> {
         kind: lmic::wav::SampleKind::Signed,
     };
     let part = &data[(r.start * BLOCK) as usize..(r.end * BLOCK) as usize];
-    [
-        plain_head(&plain_format(&f), part.len() as u64).unwrap(),
-        part.to_vec(),
-    ]
-    .concat()
+    [plain_head(&f, part.len() as u64).unwrap(), part.to_vec()].concat()
 }
 
 #[test]

@@ -78,9 +78,11 @@ pub struct Decoder<'p, R: Read, M: Borrow<Model>> {
     ahead: Vec<Result<Ahead>>,
     frames_ahead: usize,
     /// [`with_range`](Self::with_range): the bytes of sample data to give
-    /// out, as a plain WAV in `plain` (the original's format, little endian).
+    /// out, as a plain WAV.
     range: Option<std::ops::Range<u64>>,
-    plain: wav::Format,
+    /// The sample layout frames are restored to: the file's, or with a
+    /// range [`wav::plain_format`]'s (the same block size).
+    format: wav::Format,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,7 +110,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         check_model(h, model.borrow())?;
         let backend = Backend::for_file(model.borrow(), h, &opts.device)?;
         let block = h.format.block_align() as u64;
-        let plain = wav::plain_format(&h.format);
+        let format = h.format;
         Ok(Decoder {
             whole: h.data_len / block * block,
             frame_bytes: (frame_len(h)? as u64) * block,
@@ -132,7 +134,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             next_index: 0,
             ahead: Vec::new(),
             range: None,
-            plain,
+            format,
             frames_ahead: match opts.frames_ahead {
                 // Enough lanes that the threads stay busy while one of them
                 // restores the batch before: a frame has two or more (one
@@ -164,7 +166,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
     /// checked; each frame's CRC32s still are. Call before reading; not
     /// with [`DecodeOptions::salvage`].
     pub fn with_range(mut self, range: std::ops::Range<u64>) -> Result<Self> {
-        let total = self.whole / self.plain.block_align().max(1) as u64;
+        let total = self.whole / self.format.block_align().max(1) as u64;
         if self.salvage {
             return Err(Error::Usage(
                 "a range of the audio cannot be decoded while salvaging".into(),
@@ -181,7 +183,8 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
                 range.start, range.end
             )));
         }
-        let block = self.plain.block_align() as u64;
+        self.format = wav::plain_format(&self.format);
+        let block = self.format.block_align() as u64;
         self.range = Some(range.start * block..range.end * block);
         Ok(self)
     }
@@ -236,9 +239,9 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
             State::Start => {
                 let h = self.frames.header();
                 if let Some(r) = &self.range {
-                    self.pending = wav::plain_head(&self.plain, r.end - r.start)?;
+                    self.pending = wav::plain_head(&self.format, r.end - r.start)?;
                     self.stats.audio_seconds = (r.end - r.start) as f64
-                        / self.plain.block_align() as f64
+                        / self.format.block_align() as f64
                         / h.format.sample_rate.max(1) as f64;
                     self.state = State::Frames;
                     return Ok(true);
@@ -330,18 +333,13 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         };
         let h = self.frames.header();
         let engine = (self.model.borrow(), &self.backend);
-        let (sched, carry, plain) = (self.sched, &mut self.carry, &self.plain);
+        let (sched, carry, format) = (self.sched, &mut self.carry, &self.format);
         let (restored, (decoded, stats)) = rayon::join(
             || {
                 let mut out = Vec::new();
                 for a in &cur {
                     match a {
                         Ok(Ahead::Chars(c)) => {
-                            let format = if self.range.is_some() {
-                                plain
-                            } else {
-                                &h.format
-                            };
                             let r = restore_frame(h, format, c, carry);
                             let failed = r.is_err();
                             out.push(r);
@@ -407,7 +405,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
     /// order. The bodies of frames before that keyframe are not needed, so
     /// a damaged one is no error unless a frame goes on from it.
     fn seek(&mut self, start: u64) -> Result<Vec<Next>> {
-        let block = self.plain.block_align() as u64;
+        let block = self.format.block_align() as u64;
         let mut from: Vec<Result<Next>> = Vec::new();
         loop {
             match self.frames.next_section()? {
@@ -483,7 +481,7 @@ impl<'p, R: Read, M: Borrow<Model>> Decoder<'p, R, M> {
         let h = self.frames.header();
         let engine = (self.model.borrow(), &self.backend);
         let chars = model_frame(engine, h, fh.clone(), body, self.sched, &mut self.stats)?;
-        restore_frame(h, &h.format, &chars, &mut self.carry)
+        restore_frame(h, &self.format, &chars, &mut self.carry)
     }
 
     /// Appends a frame's decoded sample bytes to what is pending, unless
@@ -729,7 +727,7 @@ fn model_frames(
 /// The second half: characters → samples → WAV bytes, going on from the
 /// previous frame's predictor state (and sparse-PCM levels). The mirror
 /// of `encode::stage_frame` with `encode::finish_pending`.
-/// `format` is the file's, or [`wav::plain_format`]'s when decoding a range.
+/// `format` is the decoder's: the file's, or a range's plain one.
 fn restore_frame(
     h: &FileHeader,
     format: &wav::Format,

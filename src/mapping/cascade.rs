@@ -216,6 +216,10 @@ fn size_bits(r: &[i64]) -> u64 {
 /// bits (bitmap included) of [`choose_sparse`]'s pick.
 type Choice = (Sparse, Vec<Option<Vec<i64>>>, u64);
 
+/// A core shared by several frames: its levels, each frame's ranks (none
+/// for a frame of another width) and the width it ranks.
+type Shared = (Sparse, Vec<Option<Vec<i64>>>, u32);
+
 /// Nearly every value of the range `min..=max` used by `distinct` values:
 /// nothing for ranks to skip.
 fn no_gaps(distinct: usize, min: i64, max: i64) -> bool {
@@ -1496,12 +1500,7 @@ pub fn finish_segment(s: &Setup, frames: Vec<Predicted>) -> Result<Vec<Mapped>> 
 /// whose wasted bits differ stays plain) if it beats each frame's own
 /// choice (`own_cost`), with its ranks and width, and the proxy's cost of
 /// whichever wins.
-#[allow(clippy::type_complexity)]
-fn shared(
-    frames: &[Predicted],
-    plain: &[u64],
-    own_cost: &[u64],
-) -> (Option<(Sparse, Vec<Option<Vec<i64>>>, u32)>, u64) {
+fn shared(frames: &[Predicted], plain: &[u64], own_cost: &[u64]) -> (Option<Shared>, u64) {
     let own: u64 = own_cost.iter().sum();
     let eff = frames.first().map_or(0, |f| f.eff);
     let (mut same, mut others) = (Vec::new(), 0);
